@@ -1,0 +1,45 @@
+# Set-up and main jobs. `make help` lists the targets.
+PYTHON ?= python3
+VENV   ?= .venv
+BIN    := $(VENV)/bin
+# Local wheel folders (present on this project's build machines) make the install fast and offline-safe;
+# elsewhere the same pins come from the package index.
+FIND_LINKS := $(foreach d,/opt/pypi-more/files /opt/pypi/files /opt/wheels,$(if $(wildcard $(d)),--find-links $(d)))
+TORCH_PINS := torch==2.14.1 torchvision==0.29.1
+EXTRAS ?= cpu,offline,dev
+CONFIG ?= sweeps/configs/default.yaml
+
+.PHONY: help install test test-all lint run smoke report clean
+
+help: ## list the targets
+	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F ':.*## ' '{printf "  %-10s %s\n", $$1, $$2}'
+
+$(BIN)/python:
+	$(PYTHON) -m venv $(VENV)
+
+$(VENV)/.installed: pyproject.toml | $(BIN)/python
+	$(BIN)/python -m pip install -q --disable-pip-version-check uv
+	$(BIN)/uv pip install --python $(BIN)/python $(FIND_LINKS) $(TORCH_PINS) -e '.[$(EXTRAS)]'
+	touch $@
+
+install: $(VENV)/.installed ## create .venv and install the project with CPU faiss, offline weights and dev tools
+
+test: install ## install, then run the test suite (what CI runs)
+	$(BIN)/python -m pytest
+
+test-all: install ## the test suite including slow tests
+	$(BIN)/python -m pytest -m ""
+
+lint: install ## ruff
+	$(BIN)/ruff check sweeps roi tests && $(BIN)/ruff format --check sweeps roi tests
+
+run: install ## install, then the main job: a small real sweep on the embedded Ray, and its ROI report
+	$(BIN)/roi sweep $(CONFIG)
+	$(BIN)/roi report runs/$$(basename $(CONFIG) .yaml)
+
+smoke: install ## the whole pipeline on tiny models in seconds
+	$(BIN)/roi sweep sweeps/configs/smoke.yaml
+	$(BIN)/roi report runs/smoke
+
+clean: ## remove the environment and run outputs
+	rm -rf $(VENV) runs reports

@@ -1,0 +1,7 @@
+"""``python -m roi report RUN_DIR``."""
+
+from __future__ import annotations
+
+from roi.cli import main
+
+raise SystemExit(main())

@@ -1,0 +1,90 @@
+"""``roi report RUN_DIR``: parsing and printing only; the work is in ``roi.report``.
+
+``add_report_arguments`` and ``run_report`` let another CLI (``sweeps.cli``) mount the same subcommand.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+from roi.errors import EXIT_INPUT_ERROR, RoiInputError
+
+
+def add_report_arguments(parser: argparse.ArgumentParser) -> None:
+    """Add the ``report`` subcommand's arguments to ``parser``."""
+    parser.add_argument(
+        "run_dir", type=Path, metavar="RUN_DIR", help="run folder (results.parquet or results.csv) or a table file"
+    )
+    parser.add_argument(
+        "--out", type=Path, default=None, help="report folder (default: RUN_DIR/report, or <table>-report)"
+    )
+    parser.add_argument(
+        "--metric",
+        action="extend",
+        nargs="+",
+        default=None,
+        help="metric columns (mrr@20) or names (mrr = every mrr@k); default: every metric with values",
+    )
+    parser.add_argument(
+        "--drop", type=float, default=0.7, help="fraction of the peak ROI lost at the drop point (default 0.7)"
+    )
+    parser.add_argument("--n-boot", type=int, default=1000, help="bootstrap resamples over seeds (default 1000)")
+    parser.add_argument("--boot-seed", type=int, default=0, help="seed of the bootstrap (default 0)")
+    parser.add_argument("--no-png", action="store_true", help="skip PNG export even when a Chromium is there")
+
+
+def run_report(args: argparse.Namespace) -> int:
+    """Run ``roi report`` from parsed arguments; 0 on success, 2 (message on stderr) when the input is unusable."""
+    from roi.load import load_results
+    from roi.report import default_out_dir, write_report
+    from roi.tables import format_terminal, summary_table
+
+    try:
+        if args.n_boot < 1:
+            raise RoiInputError(f"--n-boot must be >= 1; got {args.n_boot}")
+        df = load_results(args.run_dir)
+        out = args.out if args.out is not None else default_out_dir(args.run_dir)
+        paths = write_report(
+            df,
+            out_dir=out,
+            metrics=args.metric,
+            drop=args.drop,
+            n_boot=args.n_boot,
+            boot_seed=args.boot_seed,
+            png=not args.no_png,
+        )
+    except RoiInputError as exc:
+        print(f"error: {exc.message}", file=sys.stderr)
+        return EXIT_INPUT_ERROR
+    analysis = paths.analysis
+    print(f"read {analysis.source}: metrics {', '.join(analysis.metrics)}; drop {analysis.drop:g}")
+    for note in analysis.notes:
+        print(f"note: {note}")
+    print()
+    print(format_terminal(summary_table(analysis.summary)))
+    print()
+    print(f"note: {paths.png_note}")
+    print(f"report: {paths.html}")
+    print(f"tables and figures: {paths.out_dir}")
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The standalone parser: ``python -m roi report ...``."""
+    parser = argparse.ArgumentParser(prog="roi", description="ROI of fine-tuning from a results table (docs/roi.md)")
+    sub = parser.add_subparsers(dest="command", required=True)
+    report = sub.add_parser("report", help="ROI curves, drop points, tables and charts from a results table")
+    add_report_arguments(report)
+    report.set_defaults(func=run_report)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Entry point; returns the exit code (argparse's own usage errors give 2, like input errors)."""
+    try:
+        args = build_parser().parse_args(argv)
+    except SystemExit as exc:  # --help and usage errors: return the code instead of exiting the caller
+        return int(exc.code or 0) if not isinstance(exc.code, str) else EXIT_INPUT_ERROR
+    return int(args.func(args) or 0)

@@ -1,0 +1,76 @@
+"""The definitions every report states, as plain text items rendered to Markdown or HTML.
+
+One source for the README of a report, its HTML page and ``docs/roi.md``, so they cannot disagree.
+"""
+
+from __future__ import annotations
+
+import html
+
+
+def definitions(*, drop: float = 0.7) -> list[tuple[str, str]]:
+    """(term, explanation) pairs, in the order a reader needs them.
+
+    Args:
+        drop: the drop fraction the report uses.
+    """
+    keep = 1.0 - drop
+    return [
+        (
+            "Relative improvement",
+            "(m_finetuned - m_pretrained) / m_pretrained for a metric m (mrr@k, map@k, recall@k), against the "
+            "baseline (size 0, the pretrained model) of the same model, dataset, evaluation set and seed; when the "
+            "baseline was evaluated with another seed only, that one (the pretrained model does not depend on the seed).",
+        ),
+        (
+            "Cost axes",
+            "data-size sweep: labeled items N, at the final epoch of each trial (epoch == epochs); epoch sweep: "
+            "cumulative training seconds after each epoch; GPU-seconds (training seconds x GPUs held) as an "
+            "alternative axis for both when the table has them (0 on the CPU, then that axis is skipped).",
+        ),
+        (
+            "ROI (average)",
+            "relative improvement / cost, as the seed (Jina AI's blog post) defined it. ROI is undefined at cost 0, "
+            "so the baseline is the reference, never a point of a curve.",
+        ),
+        (
+            "Marginal ROI",
+            "delta improvement / delta cost between neighbouring grid points of one seed (undefined at the first "
+            "grid point). This is what 'ROI = 0 means adding more no longer helps' and 'ROI can go negative' "
+            "describe. Charts say which of the two they show.",
+        ),
+        (
+            "ROI-drop point",
+            f"the smallest cost after the peak ROI at which the average ROI has fallen to (1 - drop) x peak, "
+            f"drop = {drop:g} (ROI at {keep:.0%} of its peak), linearly interpolated between the two grid points that "
+            f"bracket the crossing; 'not reached within the grid' when it never falls that far; 'no positive ROI' "
+            f"when every ROI is <= 0.",
+        ),
+        (
+            "Grid start",
+            f"with average ROI the peak usually sits at the grid's first point, so the drop point depends on where the "
+            f"grid starts: a drop of {drop:g} below a peak at 100 items reached at 500 items means the gain at 500 is only "
+            f"{keep * 5:g}x the gain at 100. The report gives the first grid point beside every drop point.",
+        ),
+        (
+            "Across seeds",
+            "points are aligned on the grid (size, or epoch) because seconds differ between seeds; a curve is the "
+            "mean across seeds (cost = mean cost), the band is the seeds' min to max, and std is reported too. The "
+            "drop point is computed on the mean curve; its interval (95%) comes from a bootstrap over seeds (seeds "
+            "resampled with replacement, the mean curve's drop point recomputed). With one seed there is no interval "
+            "('single seed'): a bootstrap over queries would need per-query metrics, which the results table does not carry.",
+        ),
+    ]
+
+
+def definitions_markdown(*, drop: float = 0.7) -> str:
+    """The definitions as a Markdown bullet list."""
+    return "\n".join(f"- **{term}**: {text}" for term, text in definitions(drop=drop)) + "\n"
+
+
+def definitions_html(*, drop: float = 0.7) -> str:
+    """The definitions as an HTML description list."""
+    items = "".join(
+        f"<dt>{html.escape(term)}</dt><dd>{html.escape(text)}</dd>" for term, text in definitions(drop=drop)
+    )
+    return f'<dl class="definitions">{items}</dl>'

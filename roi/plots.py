@@ -1,0 +1,252 @@
+"""Plotly figures in the seed's style. The only module that imports plotly.
+
+Figure builders take the mean curves and the summary, return a ``go.Figure`` and never compute, show or
+write. Each figure carries ``layout.meta`` (its name, experiment, cost axis and what it shows) and each trace
+``meta`` (its role: ``mean``, ``band``, ``drop`` or ``zero``, and its curve), so tests and users can find
+things in the figure data rather than in pixels. The helpers at the end render HTML and export PNGs.
+"""
+
+from __future__ import annotations
+
+import math
+import shutil
+from collections.abc import Sequence
+from pathlib import Path
+
+import pandas as pd
+import plotly.graph_objects as go
+import plotly.io as pio
+from plotly.colors import hex_to_rgb, qualitative
+
+from roi.curves import AXIS_LABELS, GROUP_KEY
+
+MEASURES: dict[str, tuple[str, str]] = {
+    # measure -> (column in the mean curves, what the y axis says)
+    "improvement": ("improvement", "relative improvement over the pretrained model"),
+    "roi": ("roi", "ROI (average) = relative improvement / {unit}"),
+    "marginal_roi": ("marginal_roi", "marginal ROI = delta improvement / delta {unit}"),
+}
+UNITS: dict[str, str] = {"size": "labeled item", "train_seconds": "training second", "gpu_seconds": "GPU-second"}
+CHROMIUM_NAMES: tuple[str, ...] = ("chromium", "chromium-browser", "google-chrome", "google-chrome-stable", "chrome")
+_PALETTE = qualitative.Plotly
+
+
+def figure_name(experiment: str, cost_axis: str, measure: str) -> str:
+    """The stable name of a figure, e.g. ``data_size.size.roi``; file names and HTML ids derive from it."""
+    return f"{experiment}.{cost_axis}.{measure}"
+
+
+def _labels(curves: pd.DataFrame) -> dict[tuple, str]:
+    """A legend label per line: dataset and metric, plus whatever else varies in this figure."""
+    keys = curves[list(GROUP_KEY)].drop_duplicates()
+    extra = [k for k in ("model", "setting") if keys[k].nunique() > 1]
+    if keys.groupby("dataset")["eval_set"].nunique().max() > 1:  # two query samples of one dataset
+        extra.append("eval_set")
+    labels = {}
+    for values in keys.itertuples(index=False, name=None):
+        row = dict(zip(GROUP_KEY, values, strict=True))
+        labels[tuple(values)] = " · ".join(str(row[k]) for k in ("dataset", "metric", *extra))
+    return labels
+
+
+# plotly_white's look in a few keys: the full template costs ~60 ms per figure to copy and validate.
+_TEMPLATE = {
+    "layout": {
+        "plot_bgcolor": "white",
+        "paper_bgcolor": "white",
+        "font": {"color": "#2a3f5f"},
+        "hovermode": "closest",
+        "xaxis": {"gridcolor": "#EBF0F8", "linecolor": "#EBF0F8", "zerolinecolor": "#EBF0F8", "automargin": True},
+        "yaxis": {"gridcolor": "#EBF0F8", "linecolor": "#EBF0F8", "zerolinecolor": "#EBF0F8", "automargin": True},
+    }
+}
+
+
+def _rgba(color: str, alpha: float) -> str:
+    r, g, b = hex_to_rgb(color)
+    return f"rgba({r},{g},{b},{alpha})"
+
+
+def curve_figure(
+    curves: pd.DataFrame, summary: pd.DataFrame, *, experiment: str, cost_axis: str, measure: str
+) -> go.Figure:
+    """One chart: a measure against a cost axis, one line per dataset and metric with its seed band.
+
+    Args:
+        curves: mean curves (``roi.curves.aggregate_seeds``), any subset; this figure takes its experiment/axis.
+        summary: ``roi.curves.summarize`` output; drop points are marked on the average-ROI chart.
+        experiment: ``data_size`` or ``epochs``.
+        cost_axis: ``size``, ``train_seconds`` or ``gpu_seconds``.
+        measure: ``improvement``, ``roi`` (average) or ``marginal_roi``.
+
+    Returns:
+        The figure; the x axis is logarithmic for labeled items, as in the seed.
+    """
+    column, ytitle = MEASURES[measure]
+    unit = UNITS.get(cost_axis, cost_axis)
+    sub = curves[(curves["experiment"] == experiment) & (curves["cost_axis"] == cost_axis)]
+    labels = _labels(sub) if not sub.empty else {}
+    traces: list[go.Scatter] = []
+    for i, (key, cur) in enumerate(sub.groupby(list(GROUP_KEY), sort=True)):
+        cur = cur.sort_values("cost", kind="stable")
+        cur = cur[cur[column].notna()]
+        if cur.empty:
+            continue
+        label, color = labels[key], _PALETTE[i % len(_PALETTE)]
+        curve = dict(zip(GROUP_KEY, key, strict=True)) | {"cost_axis": cost_axis}
+        if cur["n_seeds"].max() > 1:
+            x = list(cur["cost"]) + list(cur["cost"])[::-1]
+            y = list(cur[f"{column}_max"]) + list(cur[f"{column}_min"])[::-1]
+            traces.append(
+                go.Scatter(
+                    x=x,
+                    y=y,
+                    fill="toself",
+                    fillcolor=_rgba(color, 0.18),
+                    line={"width": 0},
+                    hoverinfo="skip",
+                    name=f"{label} (seed min–max)",
+                    legendgroup=label,
+                    showlegend=False,
+                    meta={"role": "band", "curve": curve},
+                )
+            )
+        traces.append(
+            go.Scatter(
+                x=cur["cost"].tolist(),
+                y=cur[column].tolist(),
+                mode="lines+markers",
+                name=label,
+                legendgroup=label,
+                line={"color": color, "dash": "dash" if measure == "marginal_roi" else "solid"},
+                customdata=cur[["n_seeds", "grid"]].to_numpy().tolist(),
+                hovertemplate=f"{label}<br>%{{x:,.4g}} {unit}s<br>%{{y:.4g}}<br>seeds: %{{customdata[0]}}<extra></extra>",
+                meta={"role": "mean", "curve": curve},
+            )
+        )
+        if measure == "roi":
+            traces += _drop_markers(summary, curve=curve, label=label, color=color)
+    what = {"improvement": "Relative improvement", "roi": "ROI (average)", "marginal_roi": "Marginal ROI"}[measure]
+    # Built in one go: update_layout on a figure with traces costs tens of ms per call.
+    layout = dict(
+        title=f"{what} vs {AXIS_LABELS.get(cost_axis, cost_axis)} — {experiment} experiment",
+        xaxis={"title": AXIS_LABELS.get(cost_axis, cost_axis), "type": "log" if cost_axis == "size" else "linear"},
+        yaxis={
+            "title": ytitle.format(unit=unit),
+            "tickformat": ".0%" if measure == "improvement" else None,
+            "zeroline": True,
+        },
+        template=_TEMPLATE,
+        # The zero line: negative ROI/improvement must show as such.
+        shapes=[
+            {
+                "type": "line",
+                "xref": "paper",
+                "x0": 0,
+                "x1": 1,
+                "y0": 0,
+                "y1": 0,
+                "line": {"color": "#666", "width": 1},
+                "layer": "below",
+            }
+        ],
+        legend={"title": "dataset · metric (band: seed min–max)"},
+        meta={
+            "figure": figure_name(experiment, cost_axis, measure),
+            "experiment": experiment,
+            "cost_axis": cost_axis,
+            "shows": measure,
+        },
+    )
+    return go.Figure(data=traces, layout=layout)
+
+
+def _drop_markers(summary: pd.DataFrame, *, curve: dict, label: str, color: str) -> list[go.Scatter]:
+    """The drop point as an x marker at (drop cost, threshold), its bootstrap interval as a horizontal error bar."""
+    traces: list[go.Scatter] = []
+    if summary.empty:
+        return traces
+    mask = pd.Series(True, index=summary.index)
+    for k, v in curve.items():
+        mask &= summary[k] == v
+    for _, row in summary[mask & summary["drop_reached"]].iterrows():
+        cost, low, high = row["drop_cost"], row["drop_ci_low"], row["drop_ci_high"]
+        error = None
+        if math.isfinite(low):
+            # An interval running past the grid is drawn to the grid's end; the hover says so.
+            upper = high if math.isfinite(high) else row["last_cost"]
+            error = {
+                "type": "data",
+                "symmetric": False,
+                "array": [max(upper - cost, 0.0)],
+                "arrayminus": [max(cost - low, 0.0)],
+                "color": color,
+            }
+        ci = "single seed" if row["drop_ci_note"] else f"[{low:,.4g}, {high:,.4g}]".replace("inf", "beyond grid")
+        traces.append(
+            go.Scatter(
+                x=[cost],
+                y=[row["threshold"]],
+                mode="markers",
+                marker={"symbol": "x", "size": 12, "color": color, "line": {"width": 1}},
+                error_x=error,
+                name=f"{label}: {row['drop']:.0%} drop",
+                legendgroup=label,
+                hovertemplate=f"{label}<br>{row['drop']:.0%} drop at %{{x:,.4g}} {ci}<br>ROI %{{y:.4g}}<extra></extra>",
+                meta={
+                    "role": "drop",
+                    "curve": curve,
+                    "interval": [v if math.isfinite(v) else None for v in (low, high)],
+                },
+            )
+        )
+    return traces
+
+
+def build_figures(curves: pd.DataFrame, summary: pd.DataFrame) -> dict[str, go.Figure]:
+    """Every chart the data has: improvement, average ROI and marginal ROI for each experiment and cost axis.
+
+    Returns:
+        name (``figure_name``) -> figure, the seed's axes (labeled items, training seconds) first.
+    """
+    order = {"size": 0, "train_seconds": 1, "gpu_seconds": 2}
+    pairs = sorted(
+        {(e, a) for e, a in zip(curves["experiment"], curves["cost_axis"], strict=True)},
+        key=lambda p: (order.get(p[1], 9), p[0]),
+    )
+    return {
+        figure_name(e, a, m): curve_figure(curves, summary, experiment=e, cost_axis=a, measure=m)
+        for e, a in pairs
+        for m in MEASURES
+    }
+
+
+def figure_div(fig: go.Figure, *, div_id: str) -> str:
+    """The figure as an HTML fragment without plotly.js (the page embeds it once)."""
+    return fig.to_html(full_html=False, include_plotlyjs=False, div_id=div_id, config={"responsive": True})
+
+
+def plotly_js() -> str:
+    """plotly.js itself, to inline in a page that must open offline."""
+    from plotly.offline import get_plotlyjs
+
+    return get_plotlyjs()
+
+
+def find_chromium() -> str | None:
+    """A Chromium/Chrome binary for kaleido, or None; never downloads one."""
+    for name in CHROMIUM_NAMES:
+        path = shutil.which(name)
+        if path:
+            return path
+    try:  # kaleido's own lookup (BROWSER_PATH, typical install paths, a browser it downloaded earlier)
+        from choreographer.browsers.chromium import Chromium
+
+        return Chromium.find_browser(skip_local=False)
+    except Exception:  # noqa: BLE001 -- a lookup failure only means no PNGs
+        return None
+
+
+def write_pngs(figures: Sequence[go.Figure], paths: Sequence[Path]) -> None:
+    """Export figures as PNG with kaleido (one browser for all); raises whatever kaleido raises."""
+    pio.write_images(list(figures), [str(p) for p in paths], format="png", width=1000, height=600)

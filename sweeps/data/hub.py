@@ -1,0 +1,280 @@
+"""Hugging Face hub datasets by id (``data.format: hub``), through ``datasets.load_dataset``.
+
+The loader reads ``data.hub_split`` (and ``data.hub_eval_split`` when set: its rows get that split name as
+their official split, for ``split.method: official``) and maps columns by ``data.structure``:
+
+- ``labeled``: ``data.text_column`` (or, when the dataset has no such column, ``data.image_column``) +
+  ``data.label_column``. Class-label ids become their names, so ``exclude_labels: [oos]`` works.
+- ``pairs``: ``data.query_column`` + ``data.document_column``; either may be an image column. A query
+  column may hold a list of strings (several captions per image: each is a query of that row's
+  document), and ``data.query_column`` may name several columns separated by commas
+  (``caption_0,caption_1,...``). Identical text documents are one document; every image row is one.
+
+Images arrive as PIL images; each is written once as PNG to
+``<cache>/images/<hub id>[/<hub config>]/<split>/<column>/<row>.png`` (the column keeps two image columns
+of one row apart) where ``<cache>`` is ``$FINETUNING_BUDGET_CACHE``
+or ``~/.cache/finetuning-budget``, so the rest of the pipeline sees image paths. A cached file is reused
+(delete the folder after the dataset changes upstream). ``data.max_items`` samples rows before any image is
+written, so a 5,000-item sample of CelebA writes 5,000 files, not 200,000.
+
+The seed's seven datasets (columns as published on the hub; verify on the dataset page, ids move):
+
+=================  =========================================================================================
+Clinc150           ``hub_id: clinc_oos``, ``hub_config: plus``, ``text_column: text``, ``label_column: intent``,
+                   ``exclude_labels: [oos]``; ``hub_eval_split: test`` for the official split. Offline: the
+                   ``clinc150`` format on ``data_full.json``.
+QuoraQA            ``hub_id: sentence-transformers/quora-duplicates``, ``hub_config: pair``,
+                   ``structure: pairs``, ``query_column: anchor``, ``document_column: positive``.
+Flickr8K           ``hub_id: jxie/flickr8k``, ``structure: pairs``,
+                   ``query_column: caption_0,caption_1,caption_2,caption_3,caption_4``,
+                   ``document_column: image`` (split names as published on the dataset page).
+Flickr30K          ``hub_id: lmms-lab/flickr30k`` (parquet; split ``test`` holds all 31,783 images),
+                   ``hub_split: test``, ``structure: pairs``, ``query_column: caption`` (a list of 5),
+                   ``document_column: image``. ``nlphuji/flickr_30k_test`` has the same columns but a
+                   loading script, which recent ``datasets`` releases no longer run.
+COCO Captions      ``yerevann/coco-karpathy`` holds image URLs only (no pixels). With pixels:
+                   ``lmms-lab/COCO-Caption2017``, ``hub_split: val`` (5,000 images), ``structure: pairs``,
+                   ``query_column: answer`` (a list of 5 captions), ``document_column: image`` -- column names
+                   from memory, not verified here. Offline: the ``coco-captions`` format on the official JSON
+                   and image folder.
+Totally-Looks-Like no hub copy: write a ``pairs-csv`` (``query,document``) of image paths relative to the CSV
+                   (left image, right image); image columns are recognised by extension.
+CelebA             ``hub_id: flwrlabs/celeba``, ``hub_config: img_align+identity+attr``,
+                   ``image_column: image``, ``text_column: ''``, ``label_column: celeb_id``; splits
+                   train/valid/test (identities do not overlap); ``max_items`` keeps the run small.
+=================  =========================================================================================
+"""
+
+from __future__ import annotations
+
+import io
+import logging
+import os
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+from sweeps.config import DataConfig
+from sweeps.data.assemble import make_labeled, make_pairs, sample_index
+from sweeps.data.items import LabeledItems, Modality, Pairs, RetrievalData
+from sweeps.errors import DataError
+
+log = logging.getLogger(__name__)
+
+CACHE_ENV = "FINETUNING_BUDGET_CACHE"
+
+
+def cache_root() -> Path:
+    """``$FINETUNING_BUDGET_CACHE`` or ``~/.cache/finetuning-budget``."""
+    return Path(os.environ.get(CACHE_ENV) or Path.home() / ".cache" / "finetuning-budget").expanduser()
+
+
+def load_hub(cfg: DataConfig) -> RetrievalData:
+    """Load ``cfg.hub_id`` and map its columns to ``LabeledItems`` or ``Pairs`` (see the module docstring)."""
+    if not cfg.hub_id:
+        raise DataError(
+            "data.format hub needs a dataset id", field="data.hub_id", fix="set data.hub_id, e.g. clinc_oos"
+        )
+    splits = [cfg.hub_split] + (
+        [cfg.hub_eval_split] if cfg.hub_eval_split and cfg.hub_eval_split != cfg.hub_split else []
+    )
+    tables = {split: _load_split(cfg, split) for split in splits}
+    if cfg.structure == "labeled":
+        return _labeled(cfg, tables)
+    return _pairs(cfg, tables)
+
+
+def _source(cfg: DataConfig) -> str:
+    return f"{cfg.hub_id} ({cfg.hub_config})" if cfg.hub_config else cfg.hub_id
+
+
+def _load_split(cfg: DataConfig, split: str) -> Any:
+    import datasets  # lazy: importing datasets takes seconds, and only this format needs it
+
+    try:
+        return datasets.load_dataset(cfg.hub_id, cfg.hub_config or None, split=split)
+    except Exception as exc:  # noqa: BLE001 - the hub raises many types (ConnectionError, ValueError, HfHubHTTPError...)
+        detail = str(exc).strip().splitlines()[0][:200] if str(exc).strip() else type(exc).__name__
+        raise DataError(
+            f"could not load hub dataset {cfg.hub_id!r} (config {cfg.hub_config or 'default'!r}, split {split!r}) "
+            f"(no network or unknown id): {detail}",
+            field="data.hub_id",
+            fix="check the id, config and split names on huggingface.co/datasets, connect to the network "
+            "(or pre-download the dataset into the datasets cache), or use a local format such as labeled-csv",
+        ) from None
+
+
+def _column(cfg: DataConfig, table: Any, name: str, *, field: str, split: str) -> None:
+    if name not in table.column_names:
+        raise DataError(
+            f"split {split!r} has no column {name!r}; its columns are {', '.join(map(repr, table.column_names))}",
+            where=_source(cfg),
+            field=field,
+            fix=f"set {field} to one of these columns",
+        )
+
+
+def _is_image(table: Any, name: str) -> bool:
+    import datasets
+
+    return isinstance(table.features[name], datasets.Image)
+
+
+def _labeled(cfg: DataConfig, tables: dict[str, Any]) -> LabeledItems:
+    import datasets
+
+    source = _source(cfg)
+    first_split, first = next(iter(tables.items()))
+    if cfg.text_column and cfg.text_column in first.column_names:
+        item_column, field = cfg.text_column, "data.text_column"
+    elif cfg.image_column and cfg.image_column in first.column_names:
+        item_column, field = cfg.image_column, "data.image_column"
+    else:
+        raise DataError(
+            f"has neither a text column {cfg.text_column!r} nor an image column {cfg.image_column!r}; "
+            f"its columns are {', '.join(map(repr, first.column_names))}",
+            where=source,
+            field="data.text_column",
+            fix="set data.text_column (text items) or data.image_column (image items) to one of these columns",
+        )
+    modality: Modality = "image" if _is_image(first, item_column) else "text"
+    rows: list[tuple[str, int]] = []  # (split, row) of every usable item
+    labels: list[str] = []
+    texts: list[str] = []
+    skipped = 0
+    for split, table in tables.items():
+        _column(cfg, table, item_column, field=field, split=split)
+        _column(cfg, table, cfg.label_column, field="data.label_column", split=split)
+        feature = table.features[cfg.label_column]
+        names = feature.names if isinstance(feature, datasets.ClassLabel) else None
+        raw_labels = list(table[cfg.label_column])
+        # An image column is not read here: that would load every image's bytes (gigabytes for CelebA);
+        # only the sampled rows' images are read, when they are written to the cache.
+        values = [True] * len(table) if modality == "image" else list(table[item_column])
+        for row, (value, label) in enumerate(zip(values, raw_labels, strict=True)):
+            # ClassLabel -1 marks an unlabeled row (e.g. a hidden test split).
+            missing = label is None or (names is not None and label < 0)
+            if missing or value is None or (modality == "text" and not str(value).strip()):
+                skipped += 1
+                continue
+            rows.append((split, row))
+            labels.append(names[label] if names is not None else str(label))
+            texts.append("" if modality == "image" else str(value).strip())
+    if skipped:
+        log.warning("%s: skipped %d rows with a missing item or label", source, skipped)
+    # Exclusion first (its check needs all labels), then the seeded sample, before any image is written.
+    drop = set(cfg.exclude_labels)
+    make_labeled(texts, labels, modality="text", source=source, exclude_labels=cfg.exclude_labels)  # checks only
+    kept = [i for i, label in enumerate(labels) if label not in drop]
+    chosen = [kept[i] for i in sample_index(len(kept), cfg.max_items, labels=[labels[i] for i in kept])]
+    if modality == "image":
+        items = _save_images(cfg, tables, item_column, [rows[i] for i in chosen])
+    else:
+        items = [texts[i] for i in chosen]
+    return make_labeled(
+        items,
+        [labels[i] for i in chosen],
+        modality=modality,
+        source=source,
+        official_split=[rows[i][0] for i in chosen] if len(tables) > 1 else None,
+        label_field="data.label_column",
+    )
+
+
+def _pairs(cfg: DataConfig, tables: dict[str, Any]) -> Pairs:
+    source = _source(cfg)
+    query_columns = [c.strip() for c in cfg.query_column.split(",") if c.strip()]
+    first = next(iter(tables.values()))
+    for split, table in tables.items():
+        for name in query_columns:
+            _column(cfg, table, name, field="data.query_column", split=split)
+        _column(cfg, table, cfg.document_column, field="data.document_column", split=split)
+    query_image = any(_is_image(first, c) for c in query_columns)
+    if query_image and len(query_columns) > 1:
+        raise DataError(
+            "several query columns must all be text",
+            where=source,
+            field="data.query_column",
+            fix="name one image column",
+        )
+    doc_image = _is_image(first, cfg.document_column)
+    # (split, row, query text) per pair; image sides are materialised after sampling.
+    entries: list[tuple[str, int, str]] = []
+    doc_texts: list[str] = []
+    for split, table in tables.items():
+        doc_values = None if doc_image else list(table[cfg.document_column])
+        columns = [None] if query_image else [list(table[c]) for c in query_columns]
+        for row in range(len(table)):
+            doc = None if doc_values is None else doc_values[row]
+            if not doc_image and (doc is None or not str(doc).strip()):
+                continue
+            for column in columns:
+                value = None if column is None else column[row]
+                for query in [""] if column is None else value if isinstance(value, (list, tuple)) else [value]:
+                    if column is not None and (query is None or not str(query).strip()):
+                        continue
+                    entries.append((split, row, "" if column is None else str(query).strip()))
+                    doc_texts.append("" if doc_image else str(doc).strip())
+    if not entries:
+        raise DataError(
+            "the dataset is empty (no pairs with both sides)",
+            where=source,
+            fix="check data.query_column and data.document_column",
+        )
+    chosen = sample_index(len(entries), cfg.max_items)
+    entries = [entries[i] for i in chosen]
+    rows = [(split, row) for split, row, _ in entries]
+    if query_image:
+        queries = _save_images(cfg, tables, query_columns[0], rows)
+    else:
+        queries = [q for _, _, q in entries]
+    if doc_image:
+        unique = list(dict.fromkeys(rows))
+        paths = dict(zip(unique, _save_images(cfg, tables, cfg.document_column, unique), strict=True))
+        docs = [paths[r] for r in rows]
+    else:
+        docs = [doc_texts[i] for i in chosen]
+    return make_pairs(
+        queries,
+        docs,
+        query_modality="image" if query_image else "text",
+        doc_modality="image" if doc_image else "text",
+        source=source,
+        official_split=[split for split, _ in rows] if len(tables) > 1 else None,
+    )
+
+
+def _save_images(cfg: DataConfig, tables: dict[str, Any], column: str, rows: Sequence[tuple[str, int]]) -> list[str]:
+    """Write the images at ``rows`` once as PNG under the cache; return their paths."""
+    import datasets
+    from PIL import Image
+
+    folder = cache_root() / "images" / cfg.hub_id
+    if cfg.hub_config:
+        folder = folder / cfg.hub_config
+    raw = {split: table.cast_column(column, datasets.Image(decode=False)) for split, table in tables.items()}
+    out = []
+    for split, row in rows:
+        path = folder / split / column / f"{row}.png"
+        if not path.is_file():
+            value = raw[split][row][column]
+            if not value or not (value.get("bytes") or value.get("path")):
+                raise DataError(
+                    f"split {split!r}, row {row}: column {column!r} holds no image",
+                    where=_source(cfg),
+                    fix="pick another image column, or filter such rows out of the dataset",
+                )
+            try:
+                image = Image.open(io.BytesIO(value["bytes"])) if value.get("bytes") else Image.open(value["path"])
+                path.parent.mkdir(parents=True, exist_ok=True)
+                tmp = path.with_suffix(".tmp")
+                image.save(tmp, format="PNG")
+                tmp.replace(path)  # atomic: an interrupted run never leaves a truncated file that looks cached
+            except (OSError, ValueError) as exc:
+                raise DataError(
+                    f"split {split!r}, row {row}: column {column!r} could not be decoded or saved: {exc}",
+                    where=_source(cfg),
+                    fix=f"check the dataset; images are cached under {folder} (is it writable? set ${CACHE_ENV})",
+                ) from None
+        out.append(str(path))
+    return out

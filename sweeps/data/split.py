@@ -1,0 +1,335 @@
+"""The held-out evaluation set, the nested training order, and the per-epoch batches.
+
+Evaluation split (``split_data``):
+
+- ``method: official``: eval = items whose official split is ``split.official_eval``, training pool = those
+  of ``split.official_train`` (other official splits, e.g. CLINC150's ``val``, are left out).
+- ``method: seeded, by: item``, labeled data: stratified by label. A label with n >= 4 items puts
+  ``round(n * eval_fraction)`` of them on the eval side, clamped to [2, n - 2], so every eval item has a
+  positive to find and every label keeps a pair to train on. A label with 2 or 3 items cannot be split that
+  way; it goes whole to one side (to eval with probability ``eval_fraction``).
+- ``method: seeded``, pairs (``by: item`` or ``by: label``): by document. ``round(n_docs * eval_fraction)``
+  documents (at least one, at most all but one) go to eval with all their queries, so no eval document is
+  ever trained on.
+- ``method: seeded, by: label``, labeled data: whole labels are held out (unseen classes, e.g. faces of people
+  never trained on); ``round(n_labels * eval_fraction)`` labels, at least one each side.
+
+``max_eval`` caps the eval set for very large sources: labeled data keeps a seeded share of each label
+(at least 2, so queries keep positives), dropping whole labels if the minimum pushes it over the cap;
+pairs keep whole documents in seeded order up to the cap.
+
+``N`` counts training items: one labeled item (``LabeledItems``), one (query, document) pair (``Pairs``).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+from collections import defaultdict
+from collections.abc import Sequence
+from dataclasses import asdict, dataclass
+
+import numpy as np
+
+from sweeps.config import SplitConfig
+from sweeps.data.items import LabeledItems, Pairs, RetrievalData
+from sweeps.errors import DataError
+
+
+@dataclass(frozen=True)
+class Split:
+    """The training pool and the held-out evaluation set; ``eval_id`` identifies the evaluation set."""
+
+    train: RetrievalData
+    eval: RetrievalData
+    eval_id: str
+
+
+# ---------------------------------------------------------------------------------------------- the split
+
+
+def split_data(data: RetrievalData, cfg: SplitConfig, *, max_eval: int | None = None) -> Split:
+    """Split ``data`` into a training pool and an evaluation set that never overlap."""
+    if cfg.method == "official":
+        train_idx, eval_idx = _official(data, cfg)
+    elif isinstance(data, Pairs):
+        train_idx, eval_idx = _by_document(data, cfg)
+    elif cfg.by == "label":
+        train_idx, eval_idx = _by_label(data, cfg)
+    else:
+        train_idx, eval_idx = _stratified(data, cfg)
+    if max_eval is not None and len(eval_idx) > max_eval:
+        eval_idx = _cap(data, eval_idx, max_eval, seed=cfg.seed)
+    train, eval_set = data.subset(train_idx), data.subset(eval_idx)
+    if len(eval_set) == 0 or len(train) == 0:
+        side = "evaluation set" if len(eval_set) == 0 else "training pool"
+        raise DataError(
+            f"the split leaves the {side} empty ({len(data)} items in all)",
+            where=data.source,
+            field="split",
+            fix="use more data or change split.eval_fraction",
+        )
+    return Split(train=train, eval=eval_set, eval_id=_eval_id(eval_set, cfg, max_eval))
+
+
+def _official(data: RetrievalData, cfg: SplitConfig) -> tuple[np.ndarray, np.ndarray]:
+    if data.official_split is None:
+        raise DataError(
+            "this source defines no official split",
+            where=data.source,
+            field="split.method",
+            fix="use split.method: seeded (or a folder of train/test files, or data.hub_eval_split)",
+        )
+    names = np.asarray(data.official_split)
+    available = sorted(set(data.official_split))
+    for field, name in (("split.official_eval", cfg.official_eval), ("split.official_train", cfg.official_train)):
+        if name not in available:
+            raise DataError(
+                f"no official split {name!r}; the source has {', '.join(map(repr, available))}",
+                where=data.source,
+                field=field,
+                fix=f"set {field} to one of these",
+            )
+    if cfg.official_eval == cfg.official_train:
+        raise DataError(
+            "the evaluation and training splits are the same",
+            where=data.source,
+            field="split.official_eval",
+            fix="hold out a different split",
+        )
+    return np.flatnonzero(names == cfg.official_train), np.flatnonzero(names == cfg.official_eval)
+
+
+def _groups(keys: Sequence) -> dict:
+    """{key: [positions]} in first-appearance order."""
+    groups: dict = defaultdict(list)
+    for i, key in enumerate(keys):
+        groups[key].append(i)
+    return groups
+
+
+def _n_eval(n: int, fraction: float, *, low: int, high: int) -> int:
+    return int(min(max(int(np.floor(n * fraction + 0.5)), low), high))
+
+
+def _stratified(data: LabeledItems, cfg: SplitConfig) -> tuple[np.ndarray, np.ndarray]:
+    rng = np.random.default_rng(cfg.seed)
+    train, eval_ = [], []
+    groups = _groups(data.labels)
+    for label in sorted(groups):
+        members = np.array(groups[label])[rng.permutation(len(groups[label]))]
+        n = len(members)
+        if n >= 4:
+            k = _n_eval(n, cfg.eval_fraction, low=2, high=n - 2)
+        else:  # too small to split with a positive on each side: the whole label goes to one side
+            k = n if rng.random() < cfg.eval_fraction else 0
+        eval_ += members[:k].tolist()
+        train += members[k:].tolist()
+    return np.sort(train), np.sort(eval_)
+
+
+def _by_label(data: LabeledItems, cfg: SplitConfig) -> tuple[np.ndarray, np.ndarray]:
+    labels = sorted(set(data.labels))
+    if len(labels) < 2:
+        raise DataError(
+            "holding out whole labels needs at least two labels",
+            where=data.source,
+            field="split.by",
+            fix="use split.by: item",
+        )
+    rng = np.random.default_rng(cfg.seed)
+    k = _n_eval(len(labels), cfg.eval_fraction, low=1, high=len(labels) - 1)
+    held = {labels[i] for i in rng.permutation(len(labels))[:k]}
+    is_eval = np.array([label in held for label in data.labels])
+    return np.flatnonzero(~is_eval), np.flatnonzero(is_eval)
+
+
+def _by_document(data: Pairs, cfg: SplitConfig) -> tuple[np.ndarray, np.ndarray]:
+    n_docs = len(data.docs)
+    if n_docs < 2:
+        raise DataError(
+            "splitting by document needs at least two documents", where=data.source, field="split", fix="use more data"
+        )
+    rng = np.random.default_rng(cfg.seed)
+    k = _n_eval(n_docs, cfg.eval_fraction, low=1, high=n_docs - 1)
+    held = np.zeros(n_docs, dtype=bool)
+    held[rng.permutation(n_docs)[:k]] = True
+    is_eval = held[np.asarray(data.doc_of)]
+    return np.flatnonzero(~is_eval), np.flatnonzero(is_eval)
+
+
+def _cap(data: RetrievalData, eval_idx: np.ndarray, max_eval: int, *, seed: int) -> np.ndarray:
+    """At most ``max_eval`` of ``eval_idx``, seeded; keeps queries answerable (see the module docstring)."""
+    rng = np.random.default_rng([seed, 1])  # its own stream: capping must not shift the split itself
+    keys = [data.labels[i] for i in eval_idx] if isinstance(data, LabeledItems) else [data.doc_of[i] for i in eval_idx]
+    groups = _groups(keys)
+    keys = list(groups)
+    order = [keys[i] for i in rng.permutation(len(keys))]
+    keep: list[int] = []
+    if isinstance(data, Pairs):
+        for key in order:  # whole documents, so every kept query keeps its document
+            if len(keep) + len(groups[key]) > max_eval:
+                continue
+            keep += groups[key]
+    else:
+        ratio = max_eval / len(eval_idx)
+        quota = {key: min(len(groups[key]), max(2, int(np.floor(len(groups[key]) * ratio + 0.5)))) for key in order}
+        for key in order:
+            if len(keep) + quota[key] > max_eval:
+                continue  # the minimum of 2 per label overshoots: leave this label out
+            members = groups[key]
+            keep += [members[j] for j in rng.permutation(len(members))[: quota[key]]]
+    return np.sort(eval_idx[np.asarray(keep, dtype=np.int64)]) if keep else np.array([], dtype=np.int64)
+
+
+def _eval_id(eval_set: RetrievalData, cfg: SplitConfig, max_eval: int | None) -> str:
+    """A stable short hash of (source, split settings, eval items), independent of where the data is mounted."""
+    if isinstance(eval_set, LabeledItems):
+        content = {"items": _portable(eval_set.items, eval_set.modality), "labels": list(eval_set.labels)}
+    else:
+        content = {
+            "queries": _portable(eval_set.queries, eval_set.query_modality),
+            "docs": _portable(eval_set.docs, eval_set.doc_modality),
+            "doc_of": list(eval_set.doc_of),
+        }
+    source = os.path.basename(eval_set.source.rstrip("/\\")) if os.path.isabs(eval_set.source) else eval_set.source
+    # Only the settings that shape this method's split: a changed eval_fraction must not rename an official split.
+    keys = (
+        ("method", "official_eval", "official_train")
+        if cfg.method == "official"
+        else ("method", "by", "eval_fraction", "seed")
+    )
+    settings = {k: v for k, v in asdict(cfg).items() if k in keys}
+    blob = json.dumps({"source": source, "split": settings, "max_eval": max_eval, **content}, sort_keys=True).encode()
+    return hashlib.sha256(blob).hexdigest()[:12]
+
+
+def _portable(values: Sequence[str], modality: str) -> list[str]:
+    """Image paths relative to their common folder (the same on every machine); texts unchanged."""
+    if modality != "image" or not values:
+        return list(values)
+    root = os.path.commonpath(values) if len(values) > 1 else os.path.dirname(values[0])
+    return [os.path.relpath(v, root) for v in values]
+
+
+# ---------------------------------------------------------------------------------------------- training order
+
+
+def nested_order(pool: RetrievalData, *, seed: int, group_size: int) -> np.ndarray:
+    """One ordering of the whole pool whose first N items, for every N, are nested (100 ⊂ 200 ⊂ ...).
+
+    Labeled data: labels shuffled, items within each label shuffled, then rounds that take the next
+    ``group_size`` items of every label in label order (100 items with group_size 4 = 25 labels x 4).
+    Pairs: documents shuffled, then rounds that take one query of every document (queries shuffled within
+    a document), so the first items have distinct documents (no duplicate document in an in-batch-negatives batch).
+    """
+    rng = np.random.default_rng(seed)
+    if isinstance(pool, LabeledItems):
+        groups = _groups(pool.labels)
+        keys = sorted(groups)
+        step = group_size
+    else:
+        groups = _groups(pool.doc_of)
+        keys = sorted(groups)
+        step = 1
+    keys = [keys[i] for i in rng.permutation(len(keys))]
+    queues = [np.asarray(groups[k])[rng.permutation(len(groups[k]))] for k in keys]
+    order: list[np.ndarray] = []
+    start = 0
+    while queues:
+        order += [q[start : start + step] for q in queues]
+        start += step
+        queues = [q for q in queues if len(q) > start]
+    return np.concatenate(order).astype(np.int64) if order else np.array([], dtype=np.int64)
+
+
+def take(pool: RetrievalData, order: np.ndarray, n: int) -> RetrievalData:
+    """The first ``n`` items of ``order``; asking for more than the pool holds is an error, never a silent cap."""
+    if n < 0:
+        raise DataError(f"asked for {n} items", field="sweep.sizes", fix="sizes must be >= 0")
+    if n > len(pool):
+        raise DataError(
+            f"asked for {n} training items but the training pool holds {len(pool)}",
+            where=pool.source,
+            field="sweep.sizes",
+            fix=f"lower the size to at most {len(pool)}, lower split.eval_fraction, or use a larger dataset",
+        )
+    return pool.subset(order[:n])
+
+
+def sample_queries(eval_set: RetrievalData, *, max_queries: int | None, seed: int) -> np.ndarray:
+    """Sorted positions of a seeded sample of ``max_queries`` queries (all when None or >= the set's size)."""
+    n = len(eval_set)
+    if max_queries is None or max_queries >= n:
+        return np.arange(n, dtype=np.int64)
+    return np.sort(np.random.default_rng(seed).choice(n, size=max_queries, replace=False)).astype(np.int64)
+
+
+# ---------------------------------------------------------------------------------------------- batches
+
+
+def group_batches(
+    labels: Sequence[str] | None, n: int, *, batch_size: int, group_size: int, seed: int, epoch: int
+) -> list[np.ndarray]:
+    """The batch order of one epoch, as arrays of positions in ``range(n)``; deterministic in (seed, epoch).
+
+    Labeled data: each label's items are shuffled and cut into chunks of up to ``group_size`` (never a lone
+    last item: 5 items in groups of 4 are cut 3 + 2); the chunks are
+    shuffled and packed into batches of ``batch_size`` so every anchor has in-batch positives. A chunk that
+    does not fit is split only where both pieces keep >= 2 items; otherwise the batch closes a little short.
+    Pairs (``labels`` None): a seeded permutation cut into batches. A last batch of fewer than 2 items is dropped.
+    """
+    if batch_size < 1:
+        raise ValueError(f"batch_size must be >= 1, got {batch_size}")
+    rng = np.random.default_rng([seed, epoch])
+    if labels is None:
+        perm = rng.permutation(n)
+        batches = [perm[i : i + batch_size] for i in range(0, n, batch_size)]
+        return [b.astype(np.int64) for b in batches if len(b) >= 2]
+    if len(labels) != n:
+        raise ValueError(f"got {len(labels)} labels for {n} items")
+    groups = _groups(labels)
+    chunks = []
+    for key in sorted(groups):
+        members = np.asarray(groups[key])[rng.permutation(len(groups[key]))]
+        bounds = np.cumsum([0, *_chunk_sizes(len(members), group_size)])
+        chunks += [members[lo:hi] for lo, hi in zip(bounds[:-1], bounds[1:], strict=True)]
+    chunks = [chunks[i] for i in rng.permutation(len(chunks))]
+    batches: list[np.ndarray] = []
+    current: list[int] = []
+    for chunk in chunks:
+        chunk = list(chunk)
+        while chunk:
+            room = batch_size - len(current)
+            if len(chunk) <= room:
+                current += chunk
+                chunk = []
+            else:
+                put = room if len(chunk) - room >= 2 else room - 1  # never leave a lone item of a label behind
+                if put >= 2:
+                    current += chunk[:put]
+                    chunk = chunk[put:]
+                elif not current:  # batches of 1-2 items cannot keep pairs apart: cut plainly
+                    current, chunk = chunk[:room], chunk[room:]
+                batches.append(np.asarray(current, dtype=np.int64))  # full, or closed a little short
+                current = []
+            if len(current) == batch_size:
+                batches.append(np.asarray(current, dtype=np.int64))
+                current = []
+    if current:
+        batches.append(np.asarray(current, dtype=np.int64))
+    # A batch of one item (the last one, or a lone item of a label with one training item) has nothing to contrast.
+    return [b for b in batches if len(b) >= 2]
+
+
+def _chunk_sizes(n: int, group_size: int) -> list[int]:
+    """Sizes of ``n`` items cut into groups of ``group_size``, with no lone last item (5, 4 -> [3, 2])."""
+    sizes = [group_size] * (n // group_size) + ([n % group_size] if n % group_size else [])
+    if len(sizes) > 1 and sizes[-1] == 1:
+        if group_size >= 3:
+            sizes[-2], sizes[-1] = sizes[-2] - 1, 2
+        else:
+            sizes.pop()
+            sizes[-1] += 1
+    return sizes

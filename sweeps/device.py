@@ -1,0 +1,93 @@
+"""Pick the device once; the CPU path is the same code.
+
+Everything device-specific (autocast, synchronisation, memory counters, the device's name) is
+decided here, so the trainer and evaluator never branch on ``torch.cuda.is_available()``.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import random
+import resource
+import sys
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+
+from sweeps.errors import ConfigError
+
+
+@dataclass(frozen=True)
+class Runtime:
+    """The device a trial runs on and how it computes there."""
+
+    device: torch.device
+    amp_dtype: torch.dtype | None  # None: plain fp32
+
+    @property
+    def is_cuda(self) -> bool:
+        return self.device.type == "cuda"
+
+    def autocast(self) -> contextlib.AbstractContextManager:
+        if self.amp_dtype is None:
+            return contextlib.nullcontext()
+        return torch.autocast(device_type=self.device.type, dtype=self.amp_dtype)
+
+    def synchronize(self) -> None:
+        # Kernels run asynchronously: without a sync, a timer measures launch time, not work.
+        if self.is_cuda:
+            torch.cuda.synchronize(self.device)
+
+    def reset_peak_memory(self) -> None:
+        if self.is_cuda:
+            torch.cuda.reset_peak_memory_stats(self.device)
+
+    def peak_memory_mb(self) -> float:
+        """Peak accelerator memory since the last reset; on the CPU, the process's peak resident set."""
+        if self.is_cuda:
+            return torch.cuda.max_memory_allocated(self.device) / 2**20
+        rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+        return rss / 2**20 if sys.platform == "darwin" else rss / 2**10  # bytes on macOS, KiB on Linux
+
+    @property
+    def device_name(self) -> str:
+        return torch.cuda.get_device_name(self.device) if self.is_cuda else "cpu"
+
+
+def resolve_runtime(device: str = "auto", precision: str = "auto") -> Runtime:
+    """Resolve ``device`` (auto|cpu|cuda[:i]) and ``precision`` (auto|fp32|bf16|fp16) once."""
+    if device == "auto":
+        dev = torch.device("cuda", torch.cuda.current_device()) if torch.cuda.is_available() else torch.device("cpu")
+    else:
+        dev = torch.device(device)
+        if dev.type == "cuda" and not torch.cuda.is_available():
+            raise ConfigError("cuda was asked for but no GPU is visible", field="device", fix="use device: auto or cpu")
+        if dev.type == "cuda" and dev.index is None:
+            dev = torch.device("cuda", torch.cuda.current_device())
+    if precision == "auto":
+        # bf16 keeps fp32's range (no loss scaling) and roughly doubles matmul throughput on Ampere+;
+        # on the CPU autocast mostly slows things down, so fp32 there.
+        amp = torch.bfloat16 if dev.type == "cuda" and torch.cuda.is_bf16_supported() else None
+    elif precision == "fp32":
+        amp = None
+    elif precision == "bf16":
+        amp = torch.bfloat16
+    elif precision == "fp16":
+        if dev.type != "cuda":
+            raise ConfigError("fp16 autocast needs a GPU", field="train.precision", fix="use auto, fp32 or bf16")
+        amp = torch.float16
+    else:
+        raise ConfigError(f"unknown precision {precision!r}", field="train.precision", fix="use auto|fp32|bf16|fp16")
+    if dev.type == "cuda":
+        # TF32 matmuls for the fp32 parts (loss, optimiser): same accuracy class as the reference loops.
+        torch.backends.cuda.matmul.allow_tf32 = True
+        torch.backends.cudnn.allow_tf32 = True
+    return Runtime(device=dev, amp_dtype=amp)
+
+
+def seed_everything(seed: int) -> None:
+    """Seed Python, NumPy and torch; code that needs randomness still takes explicit generators."""
+    random.seed(seed)
+    np.random.seed(seed % 2**32)
+    torch.manual_seed(seed)

@@ -1,0 +1,63 @@
+"""Run a few cells in this process, without Ray: the ``roi trial`` command and quick checks.
+
+Writes the same records and results table as a sweep, so a cell run here is never trained again by a
+sweep of the same file (its record is found by the same config hash).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from pathlib import Path
+
+import pandas as pd
+
+from sweeps.config import SweepConfig, to_dict
+from sweeps.prepare import PreparedData, prepare_data
+from sweeps.results import Cell, make_record, read_records, records_to_table, trial_id, write_record, write_run_metadata, write_table
+from sweeps.trial import EpochReport, run_trial
+
+
+def run_dir_of(cfg: SweepConfig) -> Path:
+    return Path(cfg.storage) / cfg.name
+
+
+def run_cells(
+    cfg: SweepConfig,
+    cells: list[Cell],
+    *,
+    run_dir: Path | None = None,
+    prepared: PreparedData | None = None,
+    on_epoch: Callable[[Cell, EpochReport], None] | None = None,
+) -> pd.DataFrame:
+    """Run ``cells`` one after another (skipping those with a record) and rebuild the results table."""
+    run_dir = Path(run_dir or run_dir_of(cfg))
+    write_run_metadata(run_dir, to_dict(cfg))
+    prepared = prepared or prepare_data(cfg.trial)
+    done = {r["trial_id"] for r in read_records(run_dir).records if r["status"] == "ok"}
+    for cell in cells:
+        tid = trial_id(cfg.trial, cell, eval_id=prepared.eval_id)
+        if tid in done:
+            continue
+        reports = run_trial(
+            cfg.trial,
+            prepared=prepared,
+            size=cell.size,
+            epochs=cell.epochs,
+            seed=cell.seed,
+            on_epoch=(lambda rep, c=cell: on_epoch(c, rep)) if on_epoch else None,
+        )
+        record = make_record(
+            sweep=cfg.name,
+            experiment=cfg.sweep.experiment,
+            tid=tid,
+            cfg=cfg.trial,
+            cell=cell,
+            dataset=prepared.dataset,
+            eval_set=prepared.eval_id,
+            num_gpus=0.0 if reports[-1].device == "cpu" else 1.0,
+            rows=[r.as_row() for r in reports],
+        )
+        write_record(run_dir, record)
+    table = records_to_table(read_records(run_dir).records, k=cfg.trial.eval.k)
+    write_table(run_dir, table)
+    return table

@@ -1,0 +1,60 @@
+"""Contrastive losses on L2-normalised embeddings: (B, D) in, scalar out.
+
+- ``supcon`` for labeled data (intents, identities): supervised contrastive loss (Khosla et al. 2020)
+  with in-batch negatives. Every other item of the anchor's label in the batch is a positive. We use it
+  rather than Finetuner's mined triplet loss because it uses all positives and negatives of a batch
+  at once (a batch-hard triplet loss keeps one of each per anchor), which gives a steadier signal at
+  the few-hundred-item sizes this tool is about, and it optimises exactly the cosine ranking the
+  metrics measure. Batches are packed with small groups per label so that anchors have positives.
+- ``infonce`` for pairs: symmetric in-batch InfoNCE / multiple-negatives ranking loss (CLIP's loss);
+  queries that share a document (five captions of one image) count each other's document as positive,
+  so a duplicate in the batch is never pushed away as a negative.
+- ``batch_hard_triplet``: the Finetuner-style alternative, for comparison.
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+
+
+def supcon(emb: torch.Tensor, labels: torch.Tensor, *, temperature: float) -> torch.Tensor:
+    """Supervised contrastive loss. emb: (B, D) normalised; labels: (B,) int."""
+    logits = emb.float() @ emb.float().T / temperature  # (B, B)
+    eye = torch.eye(len(labels), dtype=torch.bool, device=emb.device)
+    logits = logits.masked_fill(eye, float("-inf"))  # an item is not its own candidate
+    log_prob = logits - logits.logsumexp(dim=1, keepdim=True)
+    positives = (labels[:, None] == labels[None, :]) & ~eye  # (B, B)
+    n_pos = positives.sum(dim=1)
+    has_pos = n_pos > 0
+    if not has_pos.any():
+        # No anchor has a positive (e.g. a batch of singletons): zero loss that keeps the graph.
+        return emb.sum() * 0.0
+    pos_log_prob = log_prob.masked_fill(~positives, 0.0).sum(dim=1)
+    return -(pos_log_prob[has_pos] / n_pos[has_pos]).mean()
+
+
+def infonce(query: torch.Tensor, doc: torch.Tensor, doc_ids: torch.Tensor, *, temperature: float) -> torch.Tensor:
+    """Symmetric multi-positive InfoNCE. query, doc: (B, D) normalised; doc_ids: (B,) int."""
+    logits = query.float() @ doc.float().T / temperature  # (B, B): query i vs document of pair j
+    positives = doc_ids[:, None] == doc_ids[None, :]  # (B, B), diagonal always true
+
+    def _direction(scores: torch.Tensor) -> torch.Tensor:
+        pos = scores.masked_fill(~positives, float("-inf")).logsumexp(dim=1)
+        return (scores.logsumexp(dim=1) - pos).mean()
+
+    return 0.5 * (_direction(logits) + _direction(logits.T))
+
+
+def batch_hard_triplet(emb: torch.Tensor, labels: torch.Tensor, *, margin: float = 0.2) -> torch.Tensor:
+    """Batch-hard triplet loss on cosine distance. emb: (B, D) normalised; labels: (B,) int."""
+    dist = 1.0 - emb.float() @ emb.float().T  # (B, B)
+    eye = torch.eye(len(labels), dtype=torch.bool, device=emb.device)
+    same = (labels[:, None] == labels[None, :]) & ~eye
+    diff = labels[:, None] != labels[None, :]
+    valid = same.any(dim=1) & diff.any(dim=1)
+    if not valid.any():
+        return emb.sum() * 0.0
+    hardest_pos = dist.masked_fill(~same, float("-inf")).amax(dim=1)
+    hardest_neg = dist.masked_fill(~diff, float("inf")).amin(dim=1)
+    return F.relu(hardest_pos - hardest_neg + margin)[valid].mean()

@@ -1,0 +1,82 @@
+"""The two contracts every model kind fulfils: ``Tower`` (one encoder) and ``RetrievalModel`` (a pair).
+
+Kept free of transformers/torchvision imports so that the trainer and evaluator can import the types
+without paying for (or needing) the model libraries.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import Iterator, Sequence
+from typing import Any, Literal
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+Modality = Literal["text", "image"]
+Features = Any  # whatever a tower's ``preprocess`` returns: supports len() and pickling
+
+
+class Tower(nn.Module):
+    """One encoder for one modality: preprocess once on the CPU, collate batches, embed on the device.
+
+    Subclasses set ``modality``, ``dim`` and ``name`` and implement ``preprocess``, ``collate`` and
+    ``encode``; ``forward`` L2-normalises what ``encode`` returns.
+    """
+
+    modality: Modality
+    dim: int
+    name: str
+
+    def preprocess(self, items: Sequence[str]) -> Features:
+        """Texts -> token ids, image paths -> uint8 pixels; CPU, once per dataset."""
+        raise NotImplementedError
+
+    def collate(self, features: Features, index: np.ndarray) -> dict[str, torch.Tensor]:
+        """The CPU batch of the items at ``index`` (positions into ``features``)."""
+        raise NotImplementedError
+
+    def encode(self, batch: dict[str, torch.Tensor]) -> torch.Tensor:
+        """(B, D) pooled, unnormalised features; a projection head (``dual``) stacks on this."""
+        raise NotImplementedError
+
+    def forward(self, batch: dict[str, torch.Tensor]) -> torch.Tensor:
+        """(B, D) float32 L2-normalised embeddings."""
+        # float() first: under bf16 autocast the norm of a bf16 vector is too coarse for cosine ranking.
+        return F.normalize(self.encode(batch).float(), dim=-1)
+
+
+class RetrievalModel(nn.Module):
+    """A query tower and a document tower; one shared tower for symmetric (same-modality) tasks."""
+
+    query_tower: Tower
+    doc_tower: Tower
+
+    def __init__(self, query_tower: Tower, doc_tower: Tower | None = None, *, name: str):
+        super().__init__()
+        self.query_tower = query_tower
+        self.symmetric = doc_tower is None or doc_tower is query_tower
+        if self.symmetric:
+            # A plain attribute, not a second registered submodule: the parameters appear once in
+            # state_dict() and parameters(), and .to()/deepcopy/pickle keep the two names one object.
+            object.__setattr__(self, "doc_tower", query_tower)
+        else:
+            self.doc_tower = doc_tower
+        self.name = name
+
+    def forward(self, batch: dict[str, torch.Tensor], *, side: Literal["query", "doc"] = "query") -> torch.Tensor:
+        """Embed a collated batch with the query or the document tower."""
+        return (self.query_tower if side == "query" else self.doc_tower)(batch)
+
+
+@contextlib.contextmanager
+def seeded(seed: int) -> Iterator[None]:
+    """Run a block under a fixed torch seed without disturbing the caller's global RNG state.
+
+    New weights (tiny twins, projection heads) are then the same in every trial and process.
+    """
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(seed)
+        yield

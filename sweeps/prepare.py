@@ -1,0 +1,76 @@
+"""Load, split and preprocess a dataset once, for every trial of a sweep.
+
+Tokenising texts and decoding images is the same work for every trial on a node, so it happens here,
+once; trials index into these features. ``PreparedData`` is picklable: the sweep driver ships it to
+the workers through Ray's object store (``tune.with_parameters``).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+
+from sweeps.config import TrialConfig, config_hash
+from sweeps.data import load_data
+from sweeps.data.items import LabeledItems, Pairs, RetrievalData
+from sweeps.data.split import split_data
+from sweeps.errors import ConfigError
+from sweeps.evaluate import select_queries
+from sweeps.models import RetrievalModel, build_model
+
+
+@dataclass(frozen=True)
+class Encoded:
+    """A collection with its preprocessed features on both sides."""
+
+    data: RetrievalData
+    query_features: Any  # of data.items (labeled) or data.queries (pairs)
+    doc_features: Any | None  # of data.docs (pairs); None for labeled data
+
+
+@dataclass(frozen=True)
+class PreparedData:
+    dataset: str
+    pool: Encoded  # the training pool: trials take the first N of a seeded nested ordering
+    eval: Encoded  # the held-out evaluation set, identical for the baseline and every trial
+    queries: np.ndarray  # positions of the evaluated queries in the eval set (seeded sample)
+    eval_id: str  # identifies (dataset, split, query sample): the baseline key in the results
+
+    @property
+    def structure(self) -> str:
+        return "pairs" if isinstance(self.pool.data, Pairs) else "labeled"
+
+
+def check_compatible(cfg: TrialConfig, data: RetrievalData) -> None:
+    """Loss and task must fit the data's shape; a mismatch is a config error, found before training."""
+    if isinstance(data, LabeledItems) and cfg.train.loss == "infonce":
+        raise ConfigError("infonce needs pair data, but this dataset is labeled items", field="train.loss", fix="use auto, supcon or batch-hard-triplet")
+    if isinstance(data, Pairs) and cfg.train.loss in ("supcon", "batch-hard-triplet"):
+        raise ConfigError(f"{cfg.train.loss} needs labeled items, but this dataset is pairs", field="train.loss", fix="use auto or infonce")
+    modalities = {data.modality} if isinstance(data, LabeledItems) else {data.query_modality, data.doc_modality}
+    expected = {"text-to-text": {"text"}, "text-to-image": {"text", "image"}, "image-to-image": {"image"}}[cfg.task]
+    if modalities != expected:
+        raise ConfigError(
+            f"task {cfg.task} does not fit data with {' and '.join(sorted(modalities))} items",
+            field="task",
+            fix="set task to match the data (text-to-text, text-to-image or image-to-image)",
+        )
+
+
+def _encode(model: RetrievalModel, data: RetrievalData) -> Encoded:
+    if isinstance(data, LabeledItems):
+        return Encoded(data=data, query_features=model.query_tower.preprocess(data.items), doc_features=None)
+    return Encoded(data=data, query_features=model.query_tower.preprocess(data.queries), doc_features=model.doc_tower.preprocess(data.docs))
+
+
+def prepare_data(cfg: TrialConfig, *, model: RetrievalModel | None = None) -> PreparedData:
+    """Load, split and preprocess ``cfg.data`` (paths already resolved, see ``config.resolve_paths``)."""
+    data = load_data(cfg.data)
+    check_compatible(cfg, data)
+    split = split_data(data, cfg.split, max_eval=cfg.eval.max_index)
+    model = model if model is not None else build_model(cfg.model, task=cfg.task)
+    queries = select_queries(split.eval, max_queries=cfg.eval.max_queries, seed=cfg.eval.query_seed)
+    eval_id = config_hash({"split": split.eval_id, "queries": queries.tolist()}, length=12)
+    return PreparedData(dataset=cfg.data.name, pool=_encode(model, split.train), eval=_encode(model, split.eval), queries=queries, eval_id=eval_id)

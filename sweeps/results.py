@@ -1,0 +1,187 @@
+"""Trial records and the results table: the contract between ``sweeps`` and ``roi``.
+
+Each finished (or failed) trial writes one JSON record, atomically (temporary name, then rename), named
+by a hash of its resolved config. The results table (Parquet + CSV, one row per trial per reported epoch)
+is always rebuilt from the records, so a crashed driver loses nothing that finished and a sweep can be
+extended by running only the cells without a record. Schema: ``docs/results-schema.md``.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import tempfile
+from collections.abc import Iterable
+from dataclasses import dataclass
+from pathlib import Path
+
+import pandas as pd
+
+from sweeps.config import TrialConfig, config_hash, to_dict
+from sweeps.metrics import metric_keys
+
+RECORD_VERSION = 1
+RECORDS_DIR = "records"
+
+ID_COLUMNS = ("sweep", "experiment", "trial_id", "status", "task", "model", "dataset", "eval_set", "seed", "size", "epochs", "epoch")
+COST_COLUMNS = ("train_seconds", "eval_seconds", "items_seen", "gpu_type", "num_gpus", "gpu_seconds", "peak_memory_mb")
+
+
+def result_columns(k: int) -> tuple[str, ...]:
+    return ID_COLUMNS + COST_COLUMNS + metric_keys(k) + ("error",)
+
+
+@dataclass(frozen=True)
+class Cell:
+    """One point of a sweep's grid."""
+
+    size: int
+    epochs: int
+    seed: int
+
+    @property
+    def label(self) -> str:
+        return f"n{self.size}-e{self.epochs}-s{self.seed}"
+
+
+def trial_id(cfg: TrialConfig, cell: Cell, *, eval_id: str) -> str:
+    """Stable id of a trial: its resolved config, its cell and its evaluation set."""
+    return f"{cell.label}-{config_hash({'trial': to_dict(cfg), 'cell': to_dict(cell), 'eval': eval_id}, length=10)}"
+
+
+def record_path(run_dir: Path, tid: str) -> Path:
+    return Path(run_dir) / RECORDS_DIR / f"{tid}.json"
+
+
+def write_atomic(path: Path, text: str) -> None:
+    """Write ``text`` so that readers see the old file or the whole new one, never a part."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
+    try:
+        with os.fdopen(fd, "w") as f:
+            f.write(text)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def make_record(
+    *,
+    sweep: str,
+    experiment: str,
+    tid: str,
+    cfg: TrialConfig,
+    cell: Cell,
+    dataset: str,
+    eval_set: str,
+    num_gpus: float,
+    rows: list[dict],
+    status: str = "ok",
+    error: str = "",
+    extra: dict | None = None,
+) -> dict:
+    """A trial record: identity, the config it ran with, and one row per reported epoch."""
+    return {
+        "version": RECORD_VERSION,
+        "sweep": sweep,
+        "experiment": experiment,
+        "trial_id": tid,
+        "status": status,
+        "error": error,
+        "task": cfg.task,
+        "model": cfg.model.name or f"{cfg.model.text_tower.name}+{cfg.model.image_tower.name}",
+        "dataset": dataset,
+        "eval_set": eval_set,
+        "cell": to_dict(cell),
+        "num_gpus": num_gpus,
+        "k": cfg.eval.k,
+        "config": to_dict(cfg),
+        "rows": rows,
+        **(extra or {}),  # provenance: GPU ids, start and end times
+    }
+
+
+def write_record(run_dir: Path, record: dict) -> Path:
+    path = record_path(run_dir, record["trial_id"])
+    write_atomic(path, json.dumps(record, indent=1, sort_keys=True))
+    return path
+
+
+@dataclass(frozen=True)
+class RecordScan:
+    records: list[dict]
+    corrupt: list[Path]  # unreadable, truncated, or from an incompatible version: their cells re-run
+
+
+def read_records(run_dir: Path) -> RecordScan:
+    records, corrupt = [], []
+    for path in sorted((Path(run_dir) / RECORDS_DIR).glob("*.json")):
+        try:
+            record = json.loads(path.read_text())
+            if record.get("version") != RECORD_VERSION or not isinstance(record.get("rows"), list):
+                raise ValueError("incompatible record version")
+            records.append(record)
+        except (OSError, ValueError):
+            corrupt.append(path)
+    return RecordScan(records=records, corrupt=corrupt)
+
+
+def records_to_table(records: Iterable[dict], *, k: int) -> pd.DataFrame:
+    """One row per trial per reported epoch, in the documented schema, ordered by cell and epoch."""
+    rows = []
+    for rec in records:
+        cell = rec["cell"]
+        base = {col: rec[col] for col in ("sweep", "experiment", "trial_id", "status", "task", "model", "dataset", "eval_set", "error")}
+        base.update(seed=cell["seed"], size=cell["size"], epochs=cell["epochs"] if cell["size"] else 0, num_gpus=float(rec["num_gpus"]))
+        if not rec["rows"]:  # a failed trial that reported nothing: one row that carries the failure
+            rows.append({**base, "epoch": 0})
+            continue
+        for r in rec["rows"]:
+            row = dict(base)
+            row.update({key: r.get(key) for key in ("epoch", "train_seconds", "eval_seconds", "items_seen", "peak_memory_mb")})
+            row["gpu_type"] = r.get("device", "cpu")
+            row.update({key: r.get(key) for key in metric_keys(k)})
+            rows.append(row)
+    df = pd.DataFrame(rows, columns=list(result_columns(k)))
+    df["gpu_seconds"] = df["train_seconds"].astype(float) * df["num_gpus"].astype(float)
+    df["error"] = df["error"].fillna("")
+    df["status"] = df["status"].fillna("ok")
+    return df.sort_values(["dataset", "model", "experiment", "seed", "size", "epochs", "epoch"], kind="stable").reset_index(drop=True)
+
+
+def write_table(run_dir: Path, df: pd.DataFrame) -> tuple[Path, Path]:
+    """Write ``results.parquet`` and ``results.csv`` atomically; returns their paths."""
+    run_dir = Path(run_dir)
+    run_dir.mkdir(parents=True, exist_ok=True)
+    parquet, csv = run_dir / "results.parquet", run_dir / "results.csv"
+    for path, writer in ((parquet, lambda p: df.to_parquet(p, index=False)), (csv, lambda p: df.to_csv(p, index=False))):
+        tmp = path.with_name(f".{path.name}.tmp")
+        writer(tmp)
+        os.replace(tmp, path)
+    return parquet, csv
+
+
+def package_versions() -> dict[str, str]:
+    """Versions of what determines the numbers: written beside every run's results."""
+    from importlib import metadata
+    import platform
+
+    out = {"python": platform.python_version()}
+    for pkg in ("finetuning-budget", "torch", "torchvision", "transformers", "ray", "faiss-cpu", "faiss-gpu", "numpy", "pandas"):
+        try:
+            out[pkg] = metadata.version(pkg)
+        except metadata.PackageNotFoundError:
+            continue
+    return out
+
+
+def write_run_metadata(run_dir: Path, cfg_dict: dict) -> None:
+    """The resolved config (``config.yaml``) and package versions (``versions.json``) beside the results."""
+    import yaml
+
+    run_dir = Path(run_dir)
+    write_atomic(run_dir / "config.yaml", yaml.safe_dump(cfg_dict, sort_keys=False))
+    write_atomic(run_dir / "versions.json", json.dumps(package_versions(), indent=1))

@@ -1,0 +1,60 @@
+"""What a run folder holds: cells done, failed, in progress (or interrupted) and left. No Ray needed."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from pathlib import Path
+
+import yaml
+
+from sweeps.config import SweepConfig, build
+from sweeps.errors import ConfigError
+from sweeps.results import Cell, read_records
+
+
+@dataclass(frozen=True)
+class RunStatus:
+    name: str
+    total: int
+    done: list[Cell]
+    failed: list[tuple[Cell, str]]
+    in_progress: list[Cell]  # cells of a driver that is running or was interrupted
+    left: list[Cell]
+    corrupt: list[Path]
+
+
+def run_status(run_dir: Path) -> RunStatus:
+    from sweeps.tuner import DRIVER_STATE, cells_for
+
+    run_dir = Path(run_dir)
+    config_path = run_dir / "config.yaml"
+    if not config_path.exists():
+        raise ConfigError("no config.yaml here: not a sweep's run folder", where=run_dir, fix="pass runs/<sweep name>")
+    cfg: SweepConfig = build(SweepConfig, yaml.safe_load(config_path.read_text()), where=str(config_path))
+    scan = read_records(run_dir)
+    by_cell = {Cell(**r["cell"]): r for r in scan.records}
+    cells = cells_for(cfg.sweep)
+    state_path = run_dir / DRIVER_STATE
+    active = {Cell(**c) for c in json.loads(state_path.read_text())["cells"]} if state_path.exists() else set()
+    done = [c for c in cells if c in by_cell and by_cell[c]["status"] == "ok"]
+    failed = [(c, by_cell[c]["error"]) for c in cells if c in by_cell and by_cell[c]["status"] != "ok"]
+    in_progress = [c for c in cells if c not in by_cell and c in active]
+    left = [c for c in cells if c not in by_cell and c not in active]
+    return RunStatus(name=cfg.name, total=len(cells), done=done, failed=failed, in_progress=in_progress, left=left, corrupt=scan.corrupt)
+
+
+def format_status(status: RunStatus) -> str:
+    lines = [
+        f"{status.name}: {len(status.done)}/{status.total} done, {len(status.failed)} failed, "
+        f"{len(status.in_progress)} running or interrupted, {len(status.left)} not started"
+    ]
+    for cell, error in status.failed:
+        lines.append(f"  failed  {cell.label}: {error.splitlines()[0] if error else ''}")
+    for cell in status.in_progress:
+        lines.append(f"  running {cell.label} (or interrupted: roi sweep FILE --resume)")
+    for cell in status.left:
+        lines.append(f"  left    {cell.label}")
+    for path in status.corrupt:
+        lines.append(f"  corrupt record {path} (its cell re-runs on --resume)")
+    return "\n".join(lines)

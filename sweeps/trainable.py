@@ -1,0 +1,113 @@
+"""The Ray Tune trainable: one grid cell (size, epochs, seed) run by ``run_trial`` inside a Ray actor.
+
+Runs on the workers. It reports every epoch to Tune (so the dashboard and Tune's progress see it), logs
+lines that name the cell, exports live metrics through ``ray.util.metrics``, and finally reports the
+trial's whole record (``record_json``). The driver writes it to the run folder (``tuner.RecordCallback``),
+so workers need no access to the results storage, and the record, not Tune's experiment state, is what a
+resumed or extended sweep trusts.
+
+Failure policy: errors a user must fix (bad data, a size larger than the pool) and running out of GPU
+memory are recorded as failed trials with their reason and are NOT retried (a retry at the same settings
+would fail the same way); any other crash propagates so that Tune retries the trial (``max_failures``).
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import time
+import traceback
+
+import torch
+import ray
+from ray import tune
+from ray.util import metrics as ray_metrics
+
+from sweeps.config import SweepConfig
+from sweeps.errors import UserError
+from sweeps.prepare import PreparedData
+from sweeps.results import Cell, make_record, trial_id
+from sweeps.trial import EpochReport, run_trial
+
+log = logging.getLogger("sweeps.trial")
+
+_GAUGES: dict[str, ray_metrics.Gauge] = {}
+
+
+def _gauge(name: str, description: str) -> ray_metrics.Gauge:
+    # One metric object per process: Ray aggregates by name and tags.
+    if name not in _GAUGES:
+        _GAUGES[name] = ray_metrics.Gauge(name, description=description, tag_keys=("sweep", "cell"))
+    return _GAUGES[name]
+
+
+def _log_to_console() -> None:
+    # Worker processes start with Python's default WARNING level; Ray forwards their stderr to the
+    # driver's terminal and to the dashboard's log view, so one INFO handler makes epoch lines visible.
+    if not log.handlers:
+        handler = logging.StreamHandler()
+        handler.setFormatter(logging.Formatter("%(asctime)s %(message)s", "%H:%M:%S"))
+        log.addHandler(handler)
+        log.setLevel(logging.INFO)
+        log.propagate = False
+
+
+def fit_cell(config: dict, *, sweep: SweepConfig, prepared: PreparedData, num_gpus: float) -> None:
+    """Tune function trainable for one cell; ``config`` holds only the cell (the searched space)."""
+    _log_to_console()
+    started_at = time.time()
+    cell = Cell(**config["cell"])
+    tid = trial_id(sweep.trial, cell, eval_id=prepared.eval_id)
+    tags = {"sweep": sweep.name, "cell": f"{prepared.dataset}-{cell.label}"}
+    prefix = f"[{sweep.name} {prepared.dataset} size={cell.size} epochs={cell.epochs} seed={cell.seed}]"
+    reports: list[EpochReport] = []
+    last_train = [0.0]
+
+    def on_epoch(rep: EpochReport) -> None:
+        reports.append(rep)
+        delta = rep.train_seconds - last_train[0]
+        last_train[0] = rep.train_seconds
+        throughput = cell.size / delta if delta > 0 else 0.0
+        shown = " ".join(f"{k}={v:.4f}" for k, v in rep.metrics.items())
+        log.info("%s epoch %d/%d %s train=%.1fs (%.0f items/s) eval=%.1fs", prefix, rep.epoch, cell.epochs, shown, rep.train_seconds, throughput, rep.eval_seconds)
+        first = next(iter(rep.metrics))
+        _gauge("finetuning_budget_items_per_second", "training items per second of the trial's last epoch").set(throughput, tags=tags)
+        _gauge("finetuning_budget_latest_mrr", "latest mrr@k of the cell on the held-out set").set(rep.metrics.get(first, 0.0), tags=tags)
+        tune.report({**rep.as_row(), "cell": cell.label, "trial_id": tid, "items_per_second": throughput})
+
+    status, error = "ok", ""
+    start = time.perf_counter()
+    try:
+        run_trial(sweep.trial, prepared=prepared, size=cell.size, epochs=cell.epochs, seed=cell.seed, on_epoch=on_epoch)
+    except UserError as exc:
+        status, error = "failed", exc.message
+    except torch.OutOfMemoryError:
+        status = "failed"
+        error = (
+            f"out of GPU memory at train.batch_size={sweep.trial.train.batch_size}, eval.batch_size={sweep.trial.eval.batch_size} "
+            f"with {num_gpus} GPU per trial; fix: lower the batch sizes or raise resources.gpus"
+        )
+        log.error("%s %s\n%s", prefix, error, traceback.format_exc(limit=3))
+    finally:
+        # Leave nothing on the accelerator for the next trial this (possibly reused) actor runs.
+        if torch.cuda.is_available():
+            torch.cuda.empty_cache()
+    record = make_record(
+        sweep=sweep.name,
+        experiment=sweep.sweep.experiment,
+        tid=tid,
+        cfg=sweep.trial,
+        cell=cell,
+        dataset=prepared.dataset,
+        eval_set=prepared.eval_id,
+        num_gpus=num_gpus if torch.cuda.is_available() else 0.0,
+        rows=[r.as_row() for r in reports] if status == "ok" else [],
+        status=status,
+        error=error,
+        extra={"gpu_ids": [str(g) for g in ray.get_gpu_ids()], "started_at": started_at, "finished_at": time.time()},
+    )
+    if status != "ok":
+        log.error("%s failed: %s", prefix, error)
+    else:
+        log.info("%s done in %.1fs wall", prefix, time.perf_counter() - start)
+    tune.report({"cell": cell.label, "trial_id": tid, "status": status, "error": error, "record_json": json.dumps(record)})

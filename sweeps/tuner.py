@@ -1,0 +1,283 @@
+"""The sweep driver: Ray Tune over the pending cells of a sweep file, on an embedded or remote Ray.
+
+``run_sweep`` composes ``Tuner(with_resources(with_parameters(fit_cell, ...)), TuneConfig, RunConfig,
+param_space)`` over the cells that have no finished record yet, then rebuilds the results table from the
+records. Tune's own experiment state is used to resume an interrupted run (``Tuner.restore``); the
+records make extension possible (new sizes or seeds run only the new cells), which Tune's restore alone
+cannot do for a finished experiment.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import logging
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+import pandas as pd
+import ray
+from ray import tune
+
+from sweeps.config import SweepConfig, SweepSpec, config_hash, to_dict
+from sweeps.errors import ConfigError
+from sweeps.prepare import PreparedData, prepare_data
+from sweeps.results import Cell, make_record, read_records, record_path, records_to_table, trial_id, write_atomic, write_record, write_run_metadata, write_table
+from sweeps.trainable import fit_cell
+
+log = logging.getLogger("sweeps.tuner")
+
+DRIVER_STATE = "driver_state.json"
+
+
+def cells_for(spec: SweepSpec) -> list[Cell]:
+    """The grid of a sweep, baseline first. The baseline is evaluated once: it does not depend on the seed."""
+    cells = [Cell(size=0, epochs=0, seed=spec.seeds[0])]
+    if spec.experiment == "data_size":
+        cells += [Cell(size=s, epochs=spec.epochs, seed=seed) for seed in spec.seeds for s in sorted(spec.sizes) if s > 0]
+    elif spec.epoch_runs == "single":
+        cells += [Cell(size=spec.size, epochs=spec.max_epochs, seed=seed) for seed in spec.seeds]
+    else:
+        cells += [Cell(size=spec.size, epochs=e, seed=seed) for seed in spec.seeds for e in range(1, spec.max_epochs + 1)]
+    return cells
+
+
+@dataclass(frozen=True)
+class SweepOutcome:
+    run_dir: Path
+    table: pd.DataFrame
+    ran: int  # cells run by this call
+    skipped: int  # cells that already had a finished record
+    failed: int  # cells recorded as failed
+
+
+def connect(address: str | None, *, logical_gpus: int | None = None, num_cpus: int | None = None) -> str:
+    """Start an embedded Ray (dashboard on 127.0.0.1, token auth left on) or join a cluster; returns the dashboard URL."""
+    if ray.is_initialized():  # e.g. tests, or a Ray job that already connected
+        return ""
+    kwargs = {"log_to_driver": True}
+    if address:
+        ctx = ray.init(address=address, **kwargs)
+    else:
+        # Ray turns on token auth for local clusters; we keep it, and keep the dashboard off the network.
+        ctx = ray.init(num_gpus=logical_gpus, num_cpus=num_cpus, dashboard_host="127.0.0.1", include_dashboard=True, **kwargs)
+    url = ctx.dashboard_url or ""
+    return f"http://{url}" if url and not url.startswith("http") else url
+
+
+def resolve_gpus(cfg: SweepConfig, *, embedded: bool) -> float:
+    """GPUs per trial; ``auto`` is 1 where the cluster has GPUs.
+
+    On the embedded Ray, asking for more GPUs than the machine has is an error now rather than a sweep
+    pending forever. A remote cluster may autoscale GPU workers from zero, so there it is a warning.
+    """
+    cluster_gpus = max((n["Resources"].get("GPU", 0.0) for n in ray.nodes() if n.get("Alive")), default=0.0)
+    want = cfg.resources.gpus
+    if want == "auto":
+        return 1.0 if cluster_gpus >= 1 else 0.0
+    if want > cluster_gpus:
+        problem = f"each trial asks for {want:g} GPU(s) but the largest node has {cluster_gpus:g}"
+        if embedded:
+            raise ConfigError(problem, field="resources.gpus", fix="lower resources.gpus (0 or auto trains on the CPU), or run on a GPU cluster with --address")
+        print(f"warning: {problem}; trials wait until the autoscaler adds GPU nodes", flush=True)
+    return float(want)
+
+
+def check_run_dir(run_dir: Path, cfg: SweepConfig, *, resume: bool) -> None:
+    """Refuse to mix runs: an existing folder must hold the same trial settings, and needs --resume."""
+    saved_path = run_dir / "config.yaml"
+    if not saved_path.exists():
+        return
+    import yaml
+
+    saved = yaml.safe_load(saved_path.read_text()) or {}
+    diffs = _diff(saved.get("trial", {}), to_dict(cfg.trial), "")
+    if diffs:
+        raise ConfigError(
+            f"the run folder {run_dir} holds results of different trial settings: {'; '.join(diffs[:6])}",
+            where=saved_path,
+            fix="give the sweep a new name (name: in the file), or restore the old settings",
+        )
+    if not resume and any(read_records(run_dir).records):
+        raise ConfigError(
+            f"the run folder {run_dir} already holds finished trials",
+            field="name",
+            fix="add --resume to continue or extend it (only cells without a result run), or use a new name",
+        )
+
+
+def _diff(old, new, prefix: str) -> list[str]:
+    if isinstance(old, dict) and isinstance(new, dict):
+        out = []
+        for key in sorted(set(old) | set(new)):
+            out += _diff(old.get(key), new.get(key), f"{prefix}.{key}" if prefix else key)
+        return out
+    return [] if old == new else [f"{prefix}: {old!r} -> {new!r}"]
+
+
+def run_sweep(
+    cfg: SweepConfig,
+    *,
+    address: str | None = None,
+    resume: bool = False,
+    logical_gpus: int | None = None,
+    prepared: PreparedData | None = None,
+    trainable: Callable = fit_cell,
+    verbose: int = 0,
+) -> SweepOutcome:
+    """Run every cell of ``cfg`` that has no finished record, and rebuild the results table.
+
+    Args:
+        address: a Ray cluster to join (``auto``); None starts an embedded Ray.
+        resume: continue an interrupted run or extend a finished one; without it an existing run folder
+            with finished trials is refused.
+        logical_gpus: embedded Ray only: the number of GPUs to declare (tests of GPU packing on a CPU).
+        prepared: already-prepared data (default: prepared here, once for the whole sweep).
+        trainable: the Tune function trainable (default ``fit_cell``); tests pass designed ones.
+        verbose: Tune's own console output (0: only this driver's progress lines).
+    """
+    run_dir = Path(cfg.storage).expanduser().resolve() / cfg.name
+    check_run_dir(run_dir, cfg, resume=resume)
+    dashboard = connect(address, logical_gpus=logical_gpus)
+    if dashboard:
+        print(f"[{cfg.name}] Ray dashboard: {dashboard}", flush=True)
+    gpus = resolve_gpus(cfg, embedded=address is None)
+    write_run_metadata(run_dir, to_dict(cfg))
+    prepared = prepared or prepare_data(cfg.trial)
+
+    scan = read_records(run_dir)
+    for path in scan.corrupt:
+        print(f"[{cfg.name}] warning: unreadable result record {path}: its cell will run again", flush=True)
+        path.unlink(missing_ok=True)
+    done = {r["trial_id"] for r in scan.records if r["status"] == "ok"}
+    cells = cells_for(cfg.sweep)
+    pending = [c for c in cells if trial_id(cfg.trial, c, eval_id=prepared.eval_id) not in done]
+    print(f"[{cfg.name}] {len(cells)} cells: {len(cells) - len(pending)} already done, {len(pending)} to run ({gpus:g} GPU/trial)", flush=True)
+
+    if pending:
+        _fit(cfg, pending, run_dir=run_dir, prepared=prepared, gpus=gpus, resume=resume, trainable=trainable, verbose=verbose)
+
+    records = read_records(run_dir).records
+    table = records_to_table(records, k=cfg.trial.eval.k)
+    write_table(run_dir, table)
+    failed = sum(1 for r in records if r["status"] != "ok")
+    return SweepOutcome(run_dir=run_dir, table=table, ran=len(pending), skipped=len(cells) - len(pending), failed=failed)
+
+
+def _fit(
+    cfg: SweepConfig, pending: list[Cell], *, run_dir: Path, prepared: PreparedData, gpus: float, resume: bool, trainable: Callable, verbose: int
+) -> None:
+    experiment = f"tune-{config_hash([to_dict(c) for c in pending], length=8)}"
+    state_path = run_dir / DRIVER_STATE
+    trainable = tune.with_resources(
+        tune.with_parameters(trainable, sweep=cfg, prepared=prepared, num_gpus=gpus),
+        {"cpu": cfg.resources.cpus, "gpu": gpus},
+    )
+    previous = json.loads(state_path.read_text()) if state_path.exists() else None
+    tune_path = str(run_dir / "tune" / (previous or {}).get("experiment", experiment))
+    if resume and previous and tune.Tuner.can_restore(tune_path):
+        # An interrupted driver: Tune's state knows which trials were running; finished cells are skipped by it
+        # and by the records. Errored trials are restarted from scratch.
+        print(f"[{cfg.name}] resuming Tune experiment {tune_path}", flush=True)
+        tuner = tune.Tuner.restore(tune_path, trainable=trainable, resume_unfinished=True, restart_errored=True)
+    else:
+        write_atomic(state_path, json.dumps({"experiment": experiment, "cells": [to_dict(c) for c in pending]}))
+        tuner = tune.Tuner(
+            trainable,
+            param_space={"cell": tune.grid_search([dataclasses.asdict(c) for c in pending])},
+            tune_config=tune.TuneConfig(
+                max_concurrent_trials=cfg.resources.max_concurrent or None,
+                reuse_actors=True,  # one actor (imports, CUDA context) serves many cells
+                trial_name_creator=lambda t: f"{cfg.name}-{Cell(**t.config['cell']).label}",
+                trial_dirname_creator=lambda t: f"{Cell(**t.config['cell']).label}-{t.trial_id}",
+            ),
+            run_config=tune.RunConfig(
+                name=experiment,
+                storage_path=str(run_dir / "tune"),
+                failure_config=tune.FailureConfig(max_failures=cfg.max_failures),
+                callbacks=[RecordCallback(run_dir), ProgressCallback(cfg.name, total=len(pending))],
+                verbose=verbose,
+            ),
+        )
+    results = tuner.fit()
+    # Trials that crashed past their retries wrote no record: record them as failed, with Tune's error.
+    for result in results:
+        if result.error is None or not result.config:
+            continue
+        cell = Cell(**result.config["cell"])
+        tid = trial_id(cfg.trial, cell, eval_id=prepared.eval_id)
+        if not record_path(run_dir, tid).exists():
+            write_record(
+                run_dir,
+                make_record(
+                    sweep=cfg.name, experiment=cfg.sweep.experiment, tid=tid, cfg=cfg.trial, cell=cell,
+                    dataset=prepared.dataset, eval_set=prepared.eval_id, num_gpus=gpus, rows=[],
+                    status="failed", error=f"{type(result.error).__name__}: {str(result.error).splitlines()[0][:500]}",
+                ),
+            )
+    state_path.unlink(missing_ok=True)
+
+
+_DRIVER_GAUGES: dict = {}
+
+
+def _driver_gauge(key: str):
+    # Module-level, so the gauges live as long as the driver process: a collected Gauge stops exporting.
+    if key not in _DRIVER_GAUGES:
+        from ray.util.metrics import Gauge
+
+        _DRIVER_GAUGES[key] = Gauge(f"finetuning_budget_trials_{key}", description=f"trials {key} in the sweep", tag_keys=("sweep",))
+    return _DRIVER_GAUGES[key]
+
+
+class RecordCallback(tune.Callback):
+    """Writes each trial's record (its last report) to the run folder as soon as the driver receives it."""
+
+    def __init__(self, run_dir: Path):
+        self.run_dir = run_dir
+
+    def on_trial_result(self, iteration, trials, trial, result, **info) -> None:
+        if "record_json" in result:
+            write_record(self.run_dir, json.loads(result["record_json"]))
+
+
+class ProgressCallback(tune.Callback):
+    """One line per finished trial: done/total, best metric so far, elapsed and estimated time left."""
+
+    def __init__(self, name: str, *, total: int):
+        self.name, self.total = name, total
+        self.done = self.failed = 0
+        self.best: dict[str, float] = {}
+        self.start = time.perf_counter()
+
+    def _publish(self) -> None:
+        for key, value in (("done", self.done), ("failed", self.failed), ("left", self.total - self.done - self.failed)):
+            _driver_gauge(key).set(value, tags={"sweep": self.name})
+
+    def setup(self, **info) -> None:
+        self._publish()
+
+    def on_trial_result(self, iteration, trials, trial, result, **info) -> None:
+        for key, value in result.items():
+            if "@" in key and isinstance(value, float) and result.get("size", 0) > 0:
+                self.best[key] = max(self.best.get(key, float("-inf")), value)
+
+    def on_trial_complete(self, iteration, trials, trial, **info) -> None:
+        failed = trial.last_result.get("status") == "failed"
+        self.failed += failed
+        self.done += not failed
+        self._report()
+
+    def on_trial_error(self, iteration, trials, trial, **info) -> None:
+        self.failed += 1
+        self._report()
+
+    def _report(self) -> None:
+        self._publish()
+        finished = self.done + self.failed
+        elapsed = time.perf_counter() - self.start
+        eta = elapsed / finished * (self.total - finished) if finished else float("nan")
+        best = " ".join(f"best {k} {v:.4f}" for k, v in sorted(self.best.items()))
+        print(f"[{self.name}] trials {finished}/{self.total} ({self.failed} failed) {best} elapsed {elapsed:.0f}s, ~{eta:.0f}s left", flush=True)

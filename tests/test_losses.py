@@ -1,0 +1,57 @@
+from __future__ import annotations
+
+import math
+
+import pytest
+import torch
+import torch.nn.functional as F
+
+from sweeps.losses import batch_hard_triplet, infonce, supcon
+
+
+def test_supcon_hand_computed():
+    # Three unit vectors: 0 and 1 share a label, 2 is alone (an anchor without positives is skipped).
+    emb = torch.tensor([[1.0, 0.0], [0.6, 0.8], [0.0, 1.0]])
+    labels = torch.tensor([0, 0, 1])
+    t = 0.5
+    sims = emb @ emb.T / t
+    # anchor 0: log softmax over {1, 2} at 1; anchor 1: over {0, 2} at 0
+    l0 = -(sims[0, 1] - torch.logsumexp(sims[0, [1, 2]], 0))
+    l1 = -(sims[1, 0] - torch.logsumexp(sims[1, [0, 2]], 0))
+    expected = (l0 + l1) / 2
+    assert supcon(emb, labels, temperature=t).item() == pytest.approx(expected.item(), rel=1e-6)
+
+
+def test_supcon_without_positives_is_zero_and_differentiable():
+    emb = F.normalize(torch.randn(4, 3), dim=1).requires_grad_()
+    loss = supcon(emb, torch.arange(4), temperature=0.1)
+    assert loss.item() == 0.0
+    loss.backward()
+    assert emb.grad is not None
+
+
+def test_infonce_equals_clip_loss_for_distinct_documents():
+    q, d = F.normalize(torch.randn(5, 8), dim=1), F.normalize(torch.randn(5, 8), dim=1)
+    logits = q @ d.T / 0.07
+    target = torch.arange(5)
+    clip = (F.cross_entropy(logits, target) + F.cross_entropy(logits.T, target)) / 2
+    assert infonce(q, d, torch.arange(5), temperature=0.07).item() == pytest.approx(clip.item(), rel=1e-5)
+
+
+def test_infonce_treats_shared_documents_as_positives():
+    # Two captions of the same image, perfectly aligned: both documents are positives, nothing to push away.
+    q = torch.tensor([[1.0, 0.0], [1.0, 0.0]])
+    d = torch.tensor([[1.0, 0.0], [1.0, 0.0]])
+    loss = infonce(q, d, torch.tensor([7, 7]), temperature=0.1)
+    assert loss.item() == pytest.approx(0.0, abs=1e-6)
+    # With distinct ids the same batch is maximally confusing: log 2 in each direction.
+    assert infonce(q, d, torch.tensor([1, 2]), temperature=0.1).item() == pytest.approx(math.log(2), rel=1e-6)
+
+
+def test_batch_hard_triplet_hand_computed():
+    emb = torch.tensor([[1.0, 0.0], [0.6, 0.8], [0.0, 1.0], [-1.0, 0.0]])
+    labels = torch.tensor([0, 0, 1, 1])
+    loss = batch_hard_triplet(emb, labels, margin=0.2)
+    # anchor 0: pos dist 0.4, hardest neg dist 1.0 -> 0; anchor 1: pos 0.4, neg 1-0.8=0.2 -> 0.4
+    # anchor 2: pos dist 1.0 (to 3), hardest neg 1-0.8=0.2 -> 1.0; anchor 3: pos 1.0, neg 1-(-0.6)=1.6 -> 0
+    assert loss.item() == pytest.approx((0 + 0.4 + 1.0 + 0) / 4, rel=1e-6)

@@ -1,0 +1,181 @@
+"""The sweep driver on an embedded Ray with logical GPUs, a designed trainable, and one real smoke sweep."""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import socket
+import time
+import urllib.request
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+
+ray = pytest.importorskip("ray")
+
+import designed  # noqa: E402  (tests/designed.py)
+from designed import designed_cell, designed_metrics, designed_train_seconds, executions  # noqa: E402
+
+from sweeps.config import load_sweep_config  # noqa: E402
+from sweeps.errors import ConfigError  # noqa: E402
+from sweeps.prepare import prepare_data  # noqa: E402
+from sweeps.results import read_records  # noqa: E402
+from sweeps.tuner import cells_for, run_sweep  # noqa: E402
+
+pytestmark = pytest.mark.ray
+
+SMOKE = Path(__file__).resolve().parents[1] / "sweeps" / "configs" / "smoke.yaml"
+
+# Workers cannot import the tests folder: ship the designed trainable by value.
+ray.cloudpickle.register_pickle_by_value(designed)
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@pytest.fixture(scope="module")
+def metrics_port():
+    return _free_port()
+
+
+@pytest.fixture(scope="module")
+def ray_local(metrics_port):
+    ray.init(num_cpus=2, num_gpus=2, include_dashboard=False, _metrics_export_port=metrics_port, log_to_driver=False)
+    yield
+    ray.shutdown()
+
+
+@pytest.fixture(scope="module")
+def smoke():
+    cfg = load_sweep_config(SMOKE)
+    return cfg, prepare_data(cfg.trial)
+
+
+def _cfg(smoke, tmp_path, *, sizes=(50, 100, 200), seeds=(0, 1), gpus=1.0, cpus=1.0, max_failures=2, name="designed"):
+    cfg, _ = smoke
+    return dataclasses.replace(
+        cfg,
+        name=name,
+        storage=str(tmp_path),
+        max_failures=max_failures,
+        sweep=dataclasses.replace(cfg.sweep, sizes=tuple(sizes), seeds=tuple(seeds), epochs=2),
+        resources=dataclasses.replace(cfg.resources, gpus=gpus, cpus=cpus),
+    )
+
+
+def _expected(cfg) -> pd.DataFrame:
+    rows = []
+    for cell in cells_for(cfg.sweep):
+        for epoch in [0] if cell.size == 0 else range(1, cell.epochs + 1):
+            rows.append({"seed": cell.seed, "size": cell.size, "epoch": epoch, "train_seconds": designed_train_seconds(cell.size, epoch), **designed_metrics(cell.size, epoch)})
+    return pd.DataFrame(rows).sort_values(["seed", "size", "epoch"]).reset_index(drop=True)
+
+
+def test_designed_sweep_gives_the_exact_table_and_each_trial_its_own_gpu(ray_local, smoke, tmp_path):
+    cfg = _cfg(smoke, tmp_path)
+    out = run_sweep(cfg, prepared=smoke[1], trainable=designed_cell)
+    assert (out.ran, out.skipped, out.failed) == (7, 0, 0)
+    table = out.table
+    got = table[["seed", "size", "epoch", "train_seconds", "mrr@20", "map@20", "recall@20"]].sort_values(["seed", "size", "epoch"]).reset_index(drop=True)
+    pd.testing.assert_frame_equal(got, _expected(cfg), check_dtype=False)
+    assert set(table["status"]) == {"ok"} and table["trial_id"].nunique() == 7
+    assert (table["gpu_seconds"] == table["train_seconds"]).all()  # 1 GPU per trial
+    records = read_records(out.run_dir).records
+    assert all(len(r["gpu_ids"]) == 1 for r in records)
+    # Two trials at a time hold the two logical GPUs: concurrent trials never share an id.
+    for a in records:
+        for b in records:
+            if a is not b and a["started_at"] < b["finished_at"] and b["started_at"] < a["finished_at"]:
+                assert a["gpu_ids"] != b["gpu_ids"]
+    assert (out.run_dir / "config.yaml").exists() and "ray" in json.loads((out.run_dir / "versions.json").read_text())
+    pd.testing.assert_frame_equal(pd.read_parquet(out.run_dir / "results.parquet"), table)
+
+    # Adding sizes and a seed to a finished sweep runs only the new cells.
+    before = executions(tmp_path)
+    bigger = _cfg(smoke, tmp_path, sizes=(50, 100, 200, 400), seeds=(0, 1, 2))
+    out2 = run_sweep(bigger, resume=True, prepared=smoke[1], trainable=designed_cell)
+    after = executions(tmp_path)
+    new = {label for label in after if after[label] != before.get(label, 0)}
+    assert new == {"n400-e2-s0", "n400-e2-s1", "n50-e2-s2", "n100-e2-s2", "n200-e2-s2", "n400-e2-s2"}
+    assert (out2.ran, out2.skipped) == (6, 7)
+    pd.testing.assert_frame_equal(
+        out2.table[["seed", "size", "epoch", "mrr@20"]].sort_values(["seed", "size", "epoch"]).reset_index(drop=True),
+        _expected(bigger)[["seed", "size", "epoch", "mrr@20"]],
+        check_dtype=False,
+    )
+
+
+def test_rerunning_a_finished_sweep_without_resume_is_refused(ray_local, smoke, tmp_path):
+    cfg = _cfg(smoke, tmp_path, sizes=(50,), seeds=(0,))
+    run_sweep(cfg, prepared=smoke[1], trainable=designed_cell)
+    with pytest.raises(ConfigError, match="already holds finished trials"):
+        run_sweep(cfg, prepared=smoke[1], trainable=designed_cell)
+    changed = dataclasses.replace(cfg, trial=dataclasses.replace(cfg.trial, train=dataclasses.replace(cfg.trial.train, lr=0.5)))
+    with pytest.raises(ConfigError, match=r"train.lr: 0.001 -> 0.5"):
+        run_sweep(changed, resume=True, prepared=smoke[1], trainable=designed_cell)
+
+
+def test_fractional_gpus_pack_trials_on_one_card(ray_local, smoke, tmp_path):
+    (tmp_path / "delay").write_text("1.0")
+    cfg = _cfg(smoke, tmp_path, sizes=(50, 100, 200, 400), seeds=(0,), gpus=0.25, cpus=0.25)
+    out = run_sweep(cfg, prepared=smoke[1], trainable=designed_cell)
+    records = read_records(out.run_dir).records
+    spans = sorted((r["started_at"], r["finished_at"]) for r in records)
+    most = max(sum(1 for s, e in spans if s <= t < e) for t, _ in spans)
+    assert most >= 3, spans  # several 0.25-GPU trials ran at once
+    assert {len(r["gpu_ids"]) for r in records} == {1}
+    assert (out.table["gpu_seconds"] == out.table["train_seconds"] * 0.25).all()
+
+
+def test_a_killed_trial_process_is_retried_and_the_sweep_completes(ray_local, smoke, tmp_path):
+    (tmp_path / "kill_once").mkdir()
+    (tmp_path / "kill_once" / "n100-e2-s0").touch()
+    cfg = _cfg(smoke, tmp_path, sizes=(50, 100), seeds=(0,))
+    out = run_sweep(cfg, prepared=smoke[1], trainable=designed_cell)
+    assert out.failed == 0 and executions(tmp_path)["n100-e2-s0"] == 2
+    final = out.table.groupby(["size", "seed"]).size()
+    assert final.to_dict() == {(0, 0): 1, (50, 0): 2, (100, 0): 2}  # every cell exactly once
+
+
+def test_more_gpus_than_the_machine_has_is_an_error_at_once(ray_local, smoke, tmp_path):
+    cfg = _cfg(smoke, tmp_path, gpus=4.0)
+    start = time.perf_counter()
+    with pytest.raises(ConfigError, match="asks for 4 GPU"):
+        run_sweep(cfg, prepared=smoke[1], trainable=designed_cell)
+    assert time.perf_counter() - start < 30  # not a sweep pending forever
+
+
+def test_real_smoke_sweep_end_to_end_with_live_metrics(ray_local, smoke, tmp_path, metrics_port):
+    cfg = dataclasses.replace(smoke[0], name="metrics-sweep", storage=str(tmp_path))
+    out = run_sweep(cfg, prepared=smoke[1])
+    table = out.table
+    assert out.failed == 0 and sorted(table["size"].tolist()) == [0, 32, 64]
+    assert np.isfinite(table["mrr@20"]).all() and (table.loc[table["size"] > 0, "train_seconds"] > 0).all()
+    assert table["eval_set"].nunique() == 1
+
+    def exported(name: str) -> dict[str, float]:
+        out = {}
+        for line in text.splitlines():
+            if line.startswith(f"ray_finetuning_budget_{name}{{") and 'sweep="metrics-sweep"' in line:
+                cell = line.split('cell="')[1].split('"')[0] if 'cell="' in line else ""
+                out[cell] = float(line.rsplit(" ", 1)[1])
+        return out
+
+    # The node's metrics agent exports on a timer (about every 5-10 s): poll until the final values arrive.
+    deadline, text = time.time() + 90, ""
+    while time.time() < deadline:
+        text = urllib.request.urlopen(f"http://127.0.0.1:{metrics_port}/metrics", timeout=5).read().decode()
+        if exported("trials_done") == {"": 3.0} and len(exported("latest_mrr")) == 3:
+            break
+        time.sleep(2)
+    assert exported("trials_done") == {"": 3.0} and exported("trials_left") == {"": 0.0} and exported("trials_failed") == {"": 0.0}
+    mrr = exported("latest_mrr")
+    final = table[table["epoch"] == table["epochs"]].set_index("size")["mrr@20"]
+    assert mrr == pytest.approx({"ha-intents-n0-e0-s0": final[0], "ha-intents-n32-e1-s0": final[32], "ha-intents-n64-e1-s0": final[64]})
+    speed = exported("items_per_second")
+    assert speed["ha-intents-n0-e0-s0"] == 0.0 and speed["ha-intents-n64-e1-s0"] > 0
