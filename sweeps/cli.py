@@ -30,9 +30,14 @@ def _cmd_trial(args: argparse.Namespace) -> int:
     def show(cell: Cell, rep) -> None:
         metrics = "  ".join(f"{k} {v:.4f}" for k, v in rep.metrics.items())
         what = "baseline" if cell.size == 0 else f"size {cell.size} epoch {rep.epoch}/{cell.epochs}"
-        print(f"[{cfg.name}] {what}: {metrics}  train {rep.train_seconds:.1f}s  eval {rep.eval_seconds:.1f}s", flush=True)
+        print(
+            f"[{cfg.name}] {what}: {metrics}  train {rep.train_seconds:.1f}s  eval {rep.eval_seconds:.1f}s", flush=True
+        )
 
-    print(f"[{cfg.name}] preparing {cfg.trial.data.name} for {cfg.trial.model.name or cfg.trial.model.kind} ...", flush=True)
+    print(
+        f"[{cfg.name}] preparing {cfg.trial.data.name} for {cfg.trial.model.name or cfg.trial.model.kind} ...",
+        flush=True,
+    )
     table = run_cells(cfg, cells, on_epoch=show)
     run_dir = run_dir_of(cfg)
     cols = ["size", "epoch", "train_seconds", *[c for c in table.columns if "@" in c]]
@@ -61,7 +66,9 @@ def _cmd_sweep(args: argparse.Namespace) -> int:
     cfg = load_sweep_config(args.config)
     if args.storage:
         cfg = dataclasses.replace(cfg, storage=args.storage)
-    outcome = run_sweep(cfg, address=args.address, resume=args.resume, logical_gpus=args.logical_gpus, verbose=args.verbose)
+    outcome = run_sweep(
+        cfg, address=args.address, resume=args.resume, logical_gpus=args.logical_gpus, verbose=args.verbose
+    )
     ok = outcome.table[outcome.table["status"] == "ok"]
     metric_cols = [c for c in ok.columns if "@" in c]
     final = ok[ok["epoch"] == ok["epochs"]] if cfg.sweep.experiment == "data_size" else ok
@@ -77,10 +84,25 @@ def _add_sweep(sub) -> None:
     p = sub.add_parser("sweep", help="run a sweep file's grid as Ray Tune trials (embedded Ray, or --address)")
     p.add_argument("config", type=Path, help="sweep file (YAML)")
     p.add_argument("--address", default=None, help="Ray cluster to join, e.g. auto (default: start an embedded Ray)")
-    p.add_argument("--resume", action="store_true", help="continue an interrupted run, or extend a finished one with new cells")
-    p.add_argument("--storage", default=None, help="results root (default: the file's storage, runs/); local, NFS or s3://")
-    p.add_argument("--logical-gpus", type=int, default=None, help="embedded Ray only: pretend this many GPUs (testing packing on a CPU)")
-    p.add_argument("--verbose", type=int, default=0, choices=(0, 1, 2), help="Tune's own console tables (default 0: progress lines only)")
+    p.add_argument(
+        "--resume", action="store_true", help="continue an interrupted run, or extend a finished one with new cells"
+    )
+    p.add_argument(
+        "--storage", default=None, help="results root (default: the file's storage, runs/); local, NFS or s3://"
+    )
+    p.add_argument(
+        "--logical-gpus",
+        type=int,
+        default=None,
+        help="embedded Ray only: pretend this many GPUs (testing packing on a CPU)",
+    )
+    p.add_argument(
+        "--verbose",
+        type=int,
+        default=0,
+        choices=(0, 1, 2),
+        help="Tune's own console tables (default 0: progress lines only)",
+    )
     p.set_defaults(func=_cmd_sweep)
 
 
@@ -98,7 +120,9 @@ def _add_status(sub) -> None:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="roi", description="How much labeled data and GPU time is fine-tuning an embedding model worth?")
+    parser = argparse.ArgumentParser(
+        prog="roi", description="How much labeled data and GPU time is fine-tuning an embedding model worth?"
+    )
     sub = parser.add_subparsers(dest="command", required=True)
     _add_trial(sub)
     _add_sweep(sub)
@@ -115,15 +139,36 @@ def _add_report(sub) -> None:
     p.set_defaults(func=run_report)
 
 
+def _message(exc: UserError) -> str:
+    """The error's message, with a ``fix:`` line even where the raiser gave none (e.g. a value out of range)."""
+    if exc.fix:
+        return exc.message
+    what = f"{exc.field} in {exc.where}" if exc.field and exc.where else exc.field or exc.where or "the input"
+    return (
+        f"{exc.message}\n  fix: correct {what} (the sweep file's sections and allowed values: README.md, 'Sweep files')"
+    )
+
+
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    if args.command == "trial" and (args.size < 0 or args.epochs < 0):
-        print("error: --size and --epochs must be >= 0", file=sys.stderr)
-        return EXIT_USER_ERROR
     try:
+        if args.command == "trial":
+            for flag, value in (("--size", args.size), ("--epochs", args.epochs)):
+                if value < 0:
+                    raise UserError(
+                        f"must be >= 0, got {value}",
+                        field=flag,
+                        fix=f"give {flag} 0 or more (--size 0: the pretrained baseline only)",
+                    )
+            if args.size > 0 and args.epochs == 0:
+                raise UserError(
+                    "0 epochs of fine-tuning on --size > 0 items is the pretrained baseline",
+                    field="--epochs",
+                    fix="give --epochs 1 or more, or --size 0 for the baseline",
+                )
         return int(args.func(args) or 0)
     except UserError as exc:
-        print(f"error: {exc.message}", file=sys.stderr)
+        print(f"error: {_message(exc)}", file=sys.stderr)
         return EXIT_USER_ERROR
     except KeyboardInterrupt:
         print("interrupted: finished trials are kept in the run folder's records/", file=sys.stderr)

@@ -129,7 +129,9 @@ class EvalConfig:
     def __post_init__(self) -> None:
         if self.k < 1 or self.batch_size < 1:
             raise ValueError("eval.k and eval.batch_size must be >= 1")
-        if (self.max_queries is not None and self.max_queries < 1) or (self.max_index is not None and self.max_index < 2):
+        if (self.max_queries is not None and self.max_queries < 1) or (
+            self.max_index is not None and self.max_index < 2
+        ):
             raise ValueError("eval.max_queries must be >= 1 and eval.max_index >= 2 (or null for all)")
 
 
@@ -247,12 +249,19 @@ def load_sweep_config(path: str | Path) -> SweepConfig:
     if "name" not in sweep_raw:
         sweep_raw["name"] = path.stem
     if "sweep" not in sweep_raw:
-        raise ConfigError("is required", where=where, field="sweep", fix="add a sweep: section (experiment, sizes, seeds)")
+        raise ConfigError(
+            "is required", where=where, field="sweep", fix="add a sweep: section (experiment, sizes, seeds)"
+        )
     trial = build(TrialConfig, trial_raw, where=where)
     trial = resolve_paths(trial, base_dir=path.resolve().parent)
     cfg = build(SweepConfig, {**sweep_raw, "trial": to_dict(trial)}, where=where)
     if not re.fullmatch(r"[A-Za-z0-9._-]+", cfg.name):
-        raise ConfigError(f"{cfg.name!r} is not a valid run name", where=where, field="name", fix="use letters, digits, '.', '_' and '-'")
+        raise ConfigError(
+            f"{cfg.name!r} is not a valid run name",
+            where=where,
+            field="name",
+            fix="use letters, digits, '.', '_' and '-'",
+        )
     return cfg
 
 

@@ -15,7 +15,9 @@ EXIT_USER_ERROR = 2
 class UserError(Exception):
     """A problem the user can fix; the message names where it is and what to do."""
 
-    def __init__(self, problem: str, *, where: str | Path | None = None, field: str | None = None, fix: str | None = None):
+    def __init__(
+        self, problem: str, *, where: str | Path | None = None, field: str | None = None, fix: str | None = None
+    ):
         self.problem = problem
         self.where = str(where) if where is not None else None
         self.field = field

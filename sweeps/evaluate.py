@@ -9,7 +9,7 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
-from sweeps.data.items import LabeledItems, Pairs, RetrievalData
+from sweeps.data.items import LabeledItems, RetrievalData
 from sweeps.device import Runtime
 from sweeps.index import search
 from sweeps.metrics import retrieval_metrics
@@ -22,23 +22,6 @@ class EvalResult:
     seconds: float  # embedding + search + scoring, device synchronised
     n_queries: int
     n_index: int
-
-
-def eligible_queries(eval_set: RetrievalData) -> np.ndarray:
-    """Positions of the items that have at least one relevant item to find (all queries, for pairs)."""
-    if isinstance(eval_set, Pairs):
-        return np.arange(len(eval_set))
-    counts = Counter(eval_set.labels)
-    return np.array([i for i, label in enumerate(eval_set.labels) if counts[label] > 1], dtype=np.int64)
-
-
-def select_queries(eval_set: RetrievalData, *, max_queries: int | None, seed: int) -> np.ndarray:
-    """A seeded, sorted sample of eligible query positions; the same for every trial of a sweep."""
-    eligible = eligible_queries(eval_set)
-    if max_queries is None or max_queries >= len(eligible):
-        return eligible
-    rng = np.random.default_rng(seed)
-    return np.sort(rng.choice(eligible, size=max_queries, replace=False))
 
 
 @torch.inference_mode()
@@ -82,21 +65,27 @@ def evaluate(
     runtime.synchronize()
     start = time.perf_counter()
     if isinstance(eval_set, LabeledItems):
-        index_emb = embed(model.query_tower, query_features, np.arange(len(eval_set)), batch_size=batch_size, runtime=runtime)
+        index_emb = embed(
+            model.query_tower, query_features, np.arange(len(eval_set)), batch_size=batch_size, runtime=runtime
+        )
         found = search(index_emb, index_emb[torch.as_tensor(queries, device=index_emb.device)], k, query_ids=queries)
         labels = np.asarray(eval_set.labels)
         relevant = labels[found] == labels[queries][:, None]  # (nq, k)
         counts = Counter(eval_set.labels)
         n_relevant = np.array([counts[labels[q]] - 1 for q in queries])
     else:
-        index_emb = embed(model.doc_tower, doc_features, np.arange(len(eval_set.docs)), batch_size=batch_size, runtime=runtime)
+        index_emb = embed(
+            model.doc_tower, doc_features, np.arange(len(eval_set.docs)), batch_size=batch_size, runtime=runtime
+        )
         query_emb = embed(model.query_tower, query_features, queries, batch_size=batch_size, runtime=runtime)
         found = search(index_emb, query_emb, k)
         relevant = found == np.asarray(eval_set.doc_of)[queries][:, None]
         n_relevant = np.ones(len(queries), dtype=np.int64)
     metrics = retrieval_metrics(_pad_to_k(relevant, k), n_relevant)
     runtime.synchronize()
-    return EvalResult(metrics=metrics, seconds=time.perf_counter() - start, n_queries=len(queries), n_index=index_emb.shape[0])
+    return EvalResult(
+        metrics=metrics, seconds=time.perf_counter() - start, n_queries=len(queries), n_index=index_emb.shape[0]
+    )
 
 
 def _pad_to_k(relevant: np.ndarray, k: int) -> np.ndarray:

@@ -84,8 +84,8 @@ def _search_faiss(index_emb: torch.Tensor, query_emb: torch.Tensor, k: int) -> n
     if index_emb.is_cuda and _faiss_has_gpu(faiss):
         index = faiss.index_cpu_to_gpu(faiss.StandardGpuResources(), index_emb.device.index or 0, index)
     index.add(xb)
-    _, I = index.search(xq, k)
-    return I.astype(np.int64)
+    _, ids = index.search(xq, k)
+    return ids.astype(np.int64)
 
 
 def _search_torch(index_emb: torch.Tensor, query_emb: torch.Tensor, k: int, *, chunk: int = 4096) -> np.ndarray:

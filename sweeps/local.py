@@ -12,13 +12,37 @@ from pathlib import Path
 import pandas as pd
 
 from sweeps.config import SweepConfig, to_dict
+from sweeps.errors import DataError
 from sweeps.prepare import PreparedData, prepare_data
-from sweeps.results import Cell, make_record, read_records, records_to_table, trial_id, write_record, write_run_metadata, write_table
+from sweeps.results import (
+    Cell,
+    make_record,
+    read_records,
+    records_to_table,
+    require_compatible,
+    trial_id,
+    write_record,
+    write_run_metadata,
+    write_table,
+)
 from sweeps.trial import EpochReport, run_trial
 
 
 def run_dir_of(cfg: SweepConfig) -> Path:
     return Path(cfg.storage) / cfg.name
+
+
+def check_sizes(cells: list[Cell], prepared: PreparedData, *, field: str) -> None:
+    """Every cell's N must fit the training pool: found before anything runs or is written, never a silent cap."""
+    pool = len(prepared.pool.data)
+    too_big = sorted({c.size for c in cells if c.size > pool})
+    if too_big:
+        raise DataError(
+            f"asked for {', '.join(map(str, too_big))} training items but the training pool holds {pool}",
+            where=getattr(prepared.pool.data, "source", None) or prepared.dataset,
+            field=field,
+            fix=f"lower the size to at most {pool}, lower split.eval_fraction, or use a larger dataset",
+        )
 
 
 def run_cells(
@@ -29,11 +53,18 @@ def run_cells(
     prepared: PreparedData | None = None,
     on_epoch: Callable[[Cell, EpochReport], None] | None = None,
 ) -> pd.DataFrame:
-    """Run ``cells`` one after another (skipping those with a record) and rebuild the results table."""
+    """Run ``cells`` one after another (skipping those with a record) and rebuild the results table.
+
+    Everything a user can get wrong (the run folder's version, the data, the model, a size larger than the
+    pool) is checked before the run folder is written: a failed check leaves nothing behind.
+    """
     run_dir = Path(run_dir or run_dir_of(cfg))
-    write_run_metadata(run_dir, to_dict(cfg))
+    scan = read_records(run_dir)
+    require_compatible(run_dir, scan)
     prepared = prepared or prepare_data(cfg.trial)
-    done = {r["trial_id"] for r in read_records(run_dir).records if r["status"] == "ok"}
+    check_sizes(cells, prepared, field="--size")
+    write_run_metadata(run_dir, to_dict(cfg))
+    done = {r["trial_id"] for r in scan.records if r["status"] == "ok"}
     for cell in cells:
         tid = trial_id(cfg.trial, cell, eval_id=prepared.eval_id)
         if tid in done:

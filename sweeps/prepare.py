@@ -15,9 +15,8 @@ import numpy as np
 from sweeps.config import TrialConfig, config_hash
 from sweeps.data import load_data
 from sweeps.data.items import LabeledItems, Pairs, RetrievalData
-from sweeps.data.split import split_data
+from sweeps.data.split import sample_queries, split_data
 from sweeps.errors import ConfigError
-from sweeps.evaluate import select_queries
 from sweeps.models import RetrievalModel, build_model
 
 
@@ -46,9 +45,17 @@ class PreparedData:
 def check_compatible(cfg: TrialConfig, data: RetrievalData) -> None:
     """Loss and task must fit the data's shape; a mismatch is a config error, found before training."""
     if isinstance(data, LabeledItems) and cfg.train.loss == "infonce":
-        raise ConfigError("infonce needs pair data, but this dataset is labeled items", field="train.loss", fix="use auto, supcon or batch-hard-triplet")
+        raise ConfigError(
+            "infonce needs pair data, but this dataset is labeled items",
+            field="train.loss",
+            fix="use auto, supcon or batch-hard-triplet",
+        )
     if isinstance(data, Pairs) and cfg.train.loss in ("supcon", "batch-hard-triplet"):
-        raise ConfigError(f"{cfg.train.loss} needs labeled items, but this dataset is pairs", field="train.loss", fix="use auto or infonce")
+        raise ConfigError(
+            f"{cfg.train.loss} needs labeled items, but this dataset is pairs",
+            field="train.loss",
+            fix="use auto or infonce",
+        )
     modalities = {data.modality} if isinstance(data, LabeledItems) else {data.query_modality, data.doc_modality}
     expected = {"text-to-text": {"text"}, "text-to-image": {"text", "image"}, "image-to-image": {"image"}}[cfg.task]
     if modalities != expected:
@@ -62,7 +69,11 @@ def check_compatible(cfg: TrialConfig, data: RetrievalData) -> None:
 def _encode(model: RetrievalModel, data: RetrievalData) -> Encoded:
     if isinstance(data, LabeledItems):
         return Encoded(data=data, query_features=model.query_tower.preprocess(data.items), doc_features=None)
-    return Encoded(data=data, query_features=model.query_tower.preprocess(data.queries), doc_features=model.doc_tower.preprocess(data.docs))
+    return Encoded(
+        data=data,
+        query_features=model.query_tower.preprocess(data.queries),
+        doc_features=model.doc_tower.preprocess(data.docs),
+    )
 
 
 def prepare_data(cfg: TrialConfig, *, model: RetrievalModel | None = None) -> PreparedData:
@@ -71,6 +82,12 @@ def prepare_data(cfg: TrialConfig, *, model: RetrievalModel | None = None) -> Pr
     check_compatible(cfg, data)
     split = split_data(data, cfg.split, max_eval=cfg.eval.max_index)
     model = model if model is not None else build_model(cfg.model, task=cfg.task)
-    queries = select_queries(split.eval, max_queries=cfg.eval.max_queries, seed=cfg.eval.query_seed)
+    queries = sample_queries(split.eval, max_queries=cfg.eval.max_queries, seed=cfg.eval.query_seed)
     eval_id = config_hash({"split": split.eval_id, "queries": queries.tolist()}, length=12)
-    return PreparedData(dataset=cfg.data.name, pool=_encode(model, split.train), eval=_encode(model, split.eval), queries=queries, eval_id=eval_id)
+    return PreparedData(
+        dataset=cfg.data.name,
+        pool=_encode(model, split.train),
+        eval=_encode(model, split.eval),
+        queries=queries,
+        eval_id=eval_id,
+    )

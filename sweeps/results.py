@@ -18,12 +18,26 @@ from pathlib import Path
 import pandas as pd
 
 from sweeps.config import TrialConfig, config_hash, to_dict
+from sweeps.errors import ConfigError
 from sweeps.metrics import metric_keys
 
 RECORD_VERSION = 1
 RECORDS_DIR = "records"
 
-ID_COLUMNS = ("sweep", "experiment", "trial_id", "status", "task", "model", "dataset", "eval_set", "seed", "size", "epochs", "epoch")
+ID_COLUMNS = (
+    "sweep",
+    "experiment",
+    "trial_id",
+    "status",
+    "task",
+    "model",
+    "dataset",
+    "eval_set",
+    "seed",
+    "size",
+    "epochs",
+    "epoch",
+)
 COST_COLUMNS = ("train_seconds", "eval_seconds", "items_seen", "gpu_type", "num_gpus", "gpu_seconds", "peak_memory_mb")
 
 
@@ -113,20 +127,48 @@ def write_record(run_dir: Path, record: dict) -> Path:
 @dataclass(frozen=True)
 class RecordScan:
     records: list[dict]
-    corrupt: list[Path]  # unreadable, truncated, or from an incompatible version: their cells re-run
+    corrupt: list[Path]  # not loaded: unreadable, truncated, or from an incompatible version
+    # the subset of ``corrupt`` that parsed but carries another format version: (path, version). A run
+    # folder with any of these is refused (``require_compatible``) instead of being silently re-run.
+    incompatible: list[tuple[Path, object]] = ()
 
 
 def read_records(run_dir: Path) -> RecordScan:
-    records, corrupt = [], []
+    records, corrupt, incompatible = [], [], []
     for path in sorted((Path(run_dir) / RECORDS_DIR).glob("*.json")):
         try:
             record = json.loads(path.read_text())
-            if record.get("version") != RECORD_VERSION or not isinstance(record.get("rows"), list):
-                raise ValueError("incompatible record version")
-            records.append(record)
         except (OSError, ValueError):
             corrupt.append(path)
-    return RecordScan(records=records, corrupt=corrupt)
+            continue
+        if not isinstance(record, dict) or "version" not in record:
+            corrupt.append(path)
+        elif record["version"] != RECORD_VERSION:
+            corrupt.append(path)
+            incompatible.append((path, record["version"]))
+        elif (
+            not isinstance(record.get("rows"), list)
+            or not isinstance(record.get("cell"), dict)
+            or "trial_id" not in record
+        ):
+            corrupt.append(path)
+        else:
+            records.append(record)
+    return RecordScan(records=records, corrupt=corrupt, incompatible=incompatible)
+
+
+def require_compatible(run_dir: Path, scan: RecordScan) -> None:
+    """Refuse a run folder written by another version of the tool, rather than silently re-running it all."""
+    if not scan.incompatible:
+        return
+    path, version = scan.incompatible[0]
+    raise ConfigError(
+        f"result record of format version {version!r}, but this version of the tool reads version {RECORD_VERSION} "
+        f"({len(scan.incompatible)} such record(s) in {run_dir})",
+        where=path,
+        fix="give the sweep a new name (name: in the sweep file) to start a new run folder, "
+        "or use the version of the tool that wrote this one; never mix versions in one run folder",
+    )
 
 
 def records_to_table(records: Iterable[dict], *, k: int) -> pd.DataFrame:
@@ -134,14 +176,24 @@ def records_to_table(records: Iterable[dict], *, k: int) -> pd.DataFrame:
     rows = []
     for rec in records:
         cell = rec["cell"]
-        base = {col: rec[col] for col in ("sweep", "experiment", "trial_id", "status", "task", "model", "dataset", "eval_set", "error")}
-        base.update(seed=cell["seed"], size=cell["size"], epochs=cell["epochs"] if cell["size"] else 0, num_gpus=float(rec["num_gpus"]))
+        base = {
+            col: rec[col]
+            for col in ("sweep", "experiment", "trial_id", "status", "task", "model", "dataset", "eval_set", "error")
+        }
+        base.update(
+            seed=cell["seed"],
+            size=cell["size"],
+            epochs=cell["epochs"] if cell["size"] else 0,
+            num_gpus=float(rec["num_gpus"]),
+        )
         if not rec["rows"]:  # a failed trial that reported nothing: one row that carries the failure
             rows.append({**base, "epoch": 0})
             continue
         for r in rec["rows"]:
             row = dict(base)
-            row.update({key: r.get(key) for key in ("epoch", "train_seconds", "eval_seconds", "items_seen", "peak_memory_mb")})
+            row.update(
+                {key: r.get(key) for key in ("epoch", "train_seconds", "eval_seconds", "items_seen", "peak_memory_mb")}
+            )
             row["gpu_type"] = r.get("device", "cpu")
             row.update({key: r.get(key) for key in metric_keys(k)})
             rows.append(row)
@@ -149,7 +201,9 @@ def records_to_table(records: Iterable[dict], *, k: int) -> pd.DataFrame:
     df["gpu_seconds"] = df["train_seconds"].astype(float) * df["num_gpus"].astype(float)
     df["error"] = df["error"].fillna("")
     df["status"] = df["status"].fillna("ok")
-    return df.sort_values(["dataset", "model", "experiment", "seed", "size", "epochs", "epoch"], kind="stable").reset_index(drop=True)
+    return df.sort_values(
+        ["dataset", "model", "experiment", "seed", "size", "epochs", "epoch"], kind="stable"
+    ).reset_index(drop=True)
 
 
 def write_table(run_dir: Path, df: pd.DataFrame) -> tuple[Path, Path]:
@@ -157,7 +211,10 @@ def write_table(run_dir: Path, df: pd.DataFrame) -> tuple[Path, Path]:
     run_dir = Path(run_dir)
     run_dir.mkdir(parents=True, exist_ok=True)
     parquet, csv = run_dir / "results.parquet", run_dir / "results.csv"
-    for path, writer in ((parquet, lambda p: df.to_parquet(p, index=False)), (csv, lambda p: df.to_csv(p, index=False))):
+    for path, writer in (
+        (parquet, lambda p: df.to_parquet(p, index=False)),
+        (csv, lambda p: df.to_csv(p, index=False)),
+    ):
         tmp = path.with_name(f".{path.name}.tmp")
         writer(tmp)
         os.replace(tmp, path)
@@ -166,11 +223,21 @@ def write_table(run_dir: Path, df: pd.DataFrame) -> tuple[Path, Path]:
 
 def package_versions() -> dict[str, str]:
     """Versions of what determines the numbers: written beside every run's results."""
-    from importlib import metadata
     import platform
+    from importlib import metadata
 
     out = {"python": platform.python_version()}
-    for pkg in ("finetuning-budget", "torch", "torchvision", "transformers", "ray", "faiss-cpu", "faiss-gpu", "numpy", "pandas"):
+    for pkg in (
+        "finetuning-budget",
+        "torch",
+        "torchvision",
+        "transformers",
+        "ray",
+        "faiss-cpu",
+        "faiss-gpu",
+        "numpy",
+        "pandas",
+    ):
         try:
             out[pkg] = metadata.version(pkg)
         except metadata.PackageNotFoundError:

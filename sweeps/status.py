@@ -10,7 +10,7 @@ import yaml
 
 from sweeps.config import SweepConfig, build
 from sweeps.errors import ConfigError
-from sweeps.results import Cell, read_records
+from sweeps.results import Cell, read_records, require_compatible
 
 
 @dataclass(frozen=True)
@@ -31,8 +31,19 @@ def run_status(run_dir: Path) -> RunStatus:
     config_path = run_dir / "config.yaml"
     if not config_path.exists():
         raise ConfigError("no config.yaml here: not a sweep's run folder", where=run_dir, fix="pass runs/<sweep name>")
-    cfg: SweepConfig = build(SweepConfig, yaml.safe_load(config_path.read_text()), where=str(config_path))
     scan = read_records(run_dir)
+    require_compatible(run_dir, scan)
+    try:
+        cfg: SweepConfig = build(SweepConfig, yaml.safe_load(config_path.read_text()), where=str(config_path))
+    except (ConfigError, yaml.YAMLError) as exc:
+        problem = exc.problem if isinstance(exc, ConfigError) else "invalid YAML"
+        field = exc.field if isinstance(exc, ConfigError) else None
+        raise ConfigError(
+            f"the run folder's saved config does not fit this version of the tool: {problem}",
+            where=config_path,
+            field=field,
+            fix="read it with the version of the tool that wrote it, or re-run the sweep file under a new name",
+        ) from None
     by_cell = {Cell(**r["cell"]): r for r in scan.records}
     cells = cells_for(cfg.sweep)
     state_path = run_dir / DRIVER_STATE
@@ -41,7 +52,15 @@ def run_status(run_dir: Path) -> RunStatus:
     failed = [(c, by_cell[c]["error"]) for c in cells if c in by_cell and by_cell[c]["status"] != "ok"]
     in_progress = [c for c in cells if c not in by_cell and c in active]
     left = [c for c in cells if c not in by_cell and c not in active]
-    return RunStatus(name=cfg.name, total=len(cells), done=done, failed=failed, in_progress=in_progress, left=left, corrupt=scan.corrupt)
+    return RunStatus(
+        name=cfg.name,
+        total=len(cells),
+        done=done,
+        failed=failed,
+        in_progress=in_progress,
+        left=left,
+        corrupt=scan.corrupt,
+    )
 
 
 def format_status(status: RunStatus) -> str:

@@ -39,7 +39,9 @@ def build_train_set(pool: RetrievalData, positions: np.ndarray) -> TrainSet:
     """The training items at ``positions`` of the pool, with the ids the losses need."""
     if isinstance(pool, Pairs):
         doc_positions = np.asarray(pool.doc_of, dtype=np.int64)[positions]
-        return TrainSet(positions=positions, label_ids=doc_positions, doc_positions=doc_positions, labels_for_batching=None)
+        return TrainSet(
+            positions=positions, label_ids=doc_positions, doc_positions=doc_positions, labels_for_batching=None
+        )
     labels = [pool.labels[i] for i in positions]
     vocab = {label: i for i, label in enumerate(sorted(set(labels)))}
     label_ids = np.array([vocab[label] for label in labels], dtype=np.int64)
@@ -57,7 +59,9 @@ def build_optimizer(model: torch.nn.Module, cfg: TrainConfig, *, runtime: Runtim
     return torch.optim.AdamW(groups, lr=cfg.lr, fused=runtime.is_cuda)
 
 
-def build_scheduler(optimizer: torch.optim.Optimizer, cfg: TrainConfig, *, total_steps: int) -> torch.optim.lr_scheduler.LambdaLR:
+def build_scheduler(
+    optimizer: torch.optim.Optimizer, cfg: TrainConfig, *, total_steps: int
+) -> torch.optim.lr_scheduler.LambdaLR:
     """Constant by default, so the model after epoch e of a long run is the model an e-epoch run gives."""
     warmup = max(1, int(cfg.warmup_ratio * total_steps))
 
@@ -95,7 +99,15 @@ def train_one_epoch(
     runtime.synchronize()
     start = time.perf_counter()
     for batch in batches:
-        loss = _step_loss(model, batch, train_set=train_set, query_features=query_features, doc_features=doc_features, cfg=cfg, runtime=runtime)
+        loss = _step_loss(
+            model,
+            batch,
+            train_set=train_set,
+            query_features=query_features,
+            doc_features=doc_features,
+            cfg=cfg,
+            runtime=runtime,
+        )
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
         if cfg.grad_clip is not None:
@@ -114,13 +126,19 @@ def _to_device(batch: dict[str, torch.Tensor], runtime: Runtime) -> dict[str, to
     return {k: v.to(runtime.device, non_blocking=True) for k, v in batch.items()}
 
 
-def _step_loss(model, batch, *, train_set: TrainSet, query_features, doc_features, cfg: TrainConfig, runtime: Runtime) -> torch.Tensor:
+def _step_loss(
+    model, batch, *, train_set: TrainSet, query_features, doc_features, cfg: TrainConfig, runtime: Runtime
+) -> torch.Tensor:
     ids = torch.as_tensor(train_set.label_ids[batch], device=runtime.device)  # (B,)
     with runtime.autocast():
-        query = model.query_tower(_to_device(model.query_tower.collate(query_features, train_set.positions[batch]), runtime))
+        query = model.query_tower(
+            _to_device(model.query_tower.collate(query_features, train_set.positions[batch]), runtime)
+        )
         if train_set.doc_positions is None:  # labeled data: one collection
             if cfg.loss == "batch-hard-triplet":
                 return batch_hard_triplet(query, ids)
             return supcon(query, ids, temperature=cfg.temperature)
-        doc = model.doc_tower(_to_device(model.doc_tower.collate(doc_features, train_set.doc_positions[batch]), runtime))
+        doc = model.doc_tower(
+            _to_device(model.doc_tower.collate(doc_features, train_set.doc_positions[batch]), runtime)
+        )
         return infonce(query, doc, ids, temperature=cfg.temperature)

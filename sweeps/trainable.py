@@ -8,18 +8,23 @@ resumed or extended sweep trusts.
 
 Failure policy: errors a user must fix (bad data, a size larger than the pool) and running out of GPU
 memory are recorded as failed trials with their reason and are NOT retried (a retry at the same settings
-would fail the same way); any other crash propagates so that Tune retries the trial (``max_failures``).
+would fail the same way, and a retry at a smaller batch would measure another configuration: the batch
+size shapes the in-batch-negative loss, so the cell would no longer be comparable with its neighbours);
+any other crash propagates so that Tune retries the trial (``max_failures``). Either way the accelerator's
+cached memory is released before the actor (reused across cells) runs its next trial. See
+``docs/reliability.md``.
 """
 
 from __future__ import annotations
 
+import gc
 import json
 import logging
 import time
 import traceback
 
-import torch
 import ray
+import torch
 from ray import tune
 from ray.util import metrics as ray_metrics
 
@@ -52,6 +57,17 @@ def _log_to_console() -> None:
         log.propagate = False
 
 
+def release_accelerator() -> None:
+    """Free what a finished or failed trial left on the accelerator, before the actor's next trial.
+
+    Collecting first drops the tensors an exception's traceback kept alive; ``empty_cache`` then returns
+    the caching allocator's blocks to the device. On a CPU-only worker only the collection runs.
+    """
+    gc.collect()
+    if torch.cuda.is_available():
+        torch.cuda.empty_cache()
+
+
 def fit_cell(config: dict, *, sweep: SweepConfig, prepared: PreparedData, num_gpus: float) -> None:
     """Tune function trainable for one cell; ``config`` holds only the cell (the searched space)."""
     _log_to_console()
@@ -69,10 +85,23 @@ def fit_cell(config: dict, *, sweep: SweepConfig, prepared: PreparedData, num_gp
         last_train[0] = rep.train_seconds
         throughput = cell.size / delta if delta > 0 else 0.0
         shown = " ".join(f"{k}={v:.4f}" for k, v in rep.metrics.items())
-        log.info("%s epoch %d/%d %s train=%.1fs (%.0f items/s) eval=%.1fs", prefix, rep.epoch, cell.epochs, shown, rep.train_seconds, throughput, rep.eval_seconds)
+        log.info(
+            "%s epoch %d/%d %s train=%.1fs (%.0f items/s) eval=%.1fs",
+            prefix,
+            rep.epoch,
+            cell.epochs,
+            shown,
+            rep.train_seconds,
+            throughput,
+            rep.eval_seconds,
+        )
         first = next(iter(rep.metrics))
-        _gauge("finetuning_budget_items_per_second", "training items per second of the trial's last epoch").set(throughput, tags=tags)
-        _gauge("finetuning_budget_latest_mrr", "latest mrr@k of the cell on the held-out set").set(rep.metrics.get(first, 0.0), tags=tags)
+        _gauge("finetuning_budget_items_per_second", "training items per second of the trial's last epoch").set(
+            throughput, tags=tags
+        )
+        _gauge("finetuning_budget_latest_mrr", "latest mrr@k of the cell on the held-out set").set(
+            rep.metrics.get(first, 0.0), tags=tags
+        )
         tune.report({**rep.as_row(), "cell": cell.label, "trial_id": tid, "items_per_second": throughput})
 
     status, error = "ok", ""
@@ -81,17 +110,17 @@ def fit_cell(config: dict, *, sweep: SweepConfig, prepared: PreparedData, num_gp
         run_trial(sweep.trial, prepared=prepared, size=cell.size, epochs=cell.epochs, seed=cell.seed, on_epoch=on_epoch)
     except UserError as exc:
         status, error = "failed", exc.message
-    except torch.OutOfMemoryError:
+    except torch.OutOfMemoryError:  # the same class as torch.cuda.OutOfMemoryError
         status = "failed"
         error = (
             f"out of GPU memory at train.batch_size={sweep.trial.train.batch_size}, eval.batch_size={sweep.trial.eval.batch_size} "
-            f"with {num_gpus} GPU per trial; fix: lower the batch sizes or raise resources.gpus"
+            f"with {num_gpus:g} GPU per trial (not retried: the same settings would run out again); "
+            "fix: lower train.batch_size or eval.batch_size, or raise resources.gpus, then roi sweep FILE --resume"
         )
         log.error("%s %s\n%s", prefix, error, traceback.format_exc(limit=3))
     finally:
         # Leave nothing on the accelerator for the next trial this (possibly reused) actor runs.
-        if torch.cuda.is_available():
-            torch.cuda.empty_cache()
+        release_accelerator()
     record = make_record(
         sweep=sweep.name,
         experiment=sweep.sweep.experiment,
@@ -110,4 +139,6 @@ def fit_cell(config: dict, *, sweep: SweepConfig, prepared: PreparedData, num_gp
         log.error("%s failed: %s", prefix, error)
     else:
         log.info("%s done in %.1fs wall", prefix, time.perf_counter() - start)
-    tune.report({"cell": cell.label, "trial_id": tid, "status": status, "error": error, "record_json": json.dumps(record)})
+    tune.report(
+        {"cell": cell.label, "trial_id": tid, "status": status, "error": error, "record_json": json.dumps(record)}
+    )

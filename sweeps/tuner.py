@@ -2,9 +2,12 @@
 
 ``run_sweep`` composes ``Tuner(with_resources(with_parameters(fit_cell, ...)), TuneConfig, RunConfig,
 param_space)`` over the cells that have no finished record yet, then rebuilds the results table from the
-records. Tune's own experiment state is used to resume an interrupted run (``Tuner.restore``); the
-records make extension possible (new sizes or seeds run only the new cells), which Tune's restore alone
-cannot do for a finished experiment.
+records. The records, not Tune's experiment state, decide what runs: ``--resume`` after a crash and an
+extension with new sizes or seeds both start a fresh Tune experiment over the cells without a finished
+record. Tune saves its own state only every few seconds, so restoring it (``Tuner.restore``) after a
+killed driver would train again cells that had finished since its last save; our trainable keeps no
+checkpoints, so a restore would gain nothing; and the state is pickled, so not unpickling it is safer.
+Failure policy: ``docs/reliability.md``.
 """
 
 from __future__ import annotations
@@ -20,11 +23,26 @@ from pathlib import Path
 import pandas as pd
 import ray
 from ray import tune
+from ray.tune.experiment import Trial
+from ray.tune.schedulers import FIFOScheduler
 
 from sweeps.config import SweepConfig, SweepSpec, config_hash, to_dict
 from sweeps.errors import ConfigError
+from sweeps.local import check_sizes
 from sweeps.prepare import PreparedData, prepare_data
-from sweeps.results import Cell, make_record, read_records, record_path, records_to_table, trial_id, write_atomic, write_record, write_run_metadata, write_table
+from sweeps.results import (
+    Cell,
+    make_record,
+    read_records,
+    record_path,
+    records_to_table,
+    require_compatible,
+    trial_id,
+    write_atomic,
+    write_record,
+    write_run_metadata,
+    write_table,
+)
 from sweeps.trainable import fit_cell
 
 log = logging.getLogger("sweeps.tuner")
@@ -36,11 +54,15 @@ def cells_for(spec: SweepSpec) -> list[Cell]:
     """The grid of a sweep, baseline first. The baseline is evaluated once: it does not depend on the seed."""
     cells = [Cell(size=0, epochs=0, seed=spec.seeds[0])]
     if spec.experiment == "data_size":
-        cells += [Cell(size=s, epochs=spec.epochs, seed=seed) for seed in spec.seeds for s in sorted(spec.sizes) if s > 0]
+        cells += [
+            Cell(size=s, epochs=spec.epochs, seed=seed) for seed in spec.seeds for s in sorted(spec.sizes) if s > 0
+        ]
     elif spec.epoch_runs == "single":
         cells += [Cell(size=spec.size, epochs=spec.max_epochs, seed=seed) for seed in spec.seeds]
     else:
-        cells += [Cell(size=spec.size, epochs=e, seed=seed) for seed in spec.seeds for e in range(1, spec.max_epochs + 1)]
+        cells += [
+            Cell(size=spec.size, epochs=e, seed=seed) for seed in spec.seeds for e in range(1, spec.max_epochs + 1)
+        ]
     return cells
 
 
@@ -62,7 +84,9 @@ def connect(address: str | None, *, logical_gpus: int | None = None, num_cpus: i
         ctx = ray.init(address=address, **kwargs)
     else:
         # Ray turns on token auth for local clusters; we keep it, and keep the dashboard off the network.
-        ctx = ray.init(num_gpus=logical_gpus, num_cpus=num_cpus, dashboard_host="127.0.0.1", include_dashboard=True, **kwargs)
+        ctx = ray.init(
+            num_gpus=logical_gpus, num_cpus=num_cpus, dashboard_host="127.0.0.1", include_dashboard=True, **kwargs
+        )
     url = ctx.dashboard_url or ""
     return f"http://{url}" if url and not url.startswith("http") else url
 
@@ -80,19 +104,32 @@ def resolve_gpus(cfg: SweepConfig, *, embedded: bool) -> float:
     if want > cluster_gpus:
         problem = f"each trial asks for {want:g} GPU(s) but the largest node has {cluster_gpus:g}"
         if embedded:
-            raise ConfigError(problem, field="resources.gpus", fix="lower resources.gpus (0 or auto trains on the CPU), or run on a GPU cluster with --address")
+            raise ConfigError(
+                problem,
+                field="resources.gpus",
+                fix="lower resources.gpus (0 or auto trains on the CPU), or run on a GPU cluster with --address",
+            )
         print(f"warning: {problem}; trials wait until the autoscaler adds GPU nodes", flush=True)
     return float(want)
 
 
 def check_run_dir(run_dir: Path, cfg: SweepConfig, *, resume: bool) -> None:
-    """Refuse to mix runs: an existing folder must hold the same trial settings, and needs --resume."""
+    """Refuse to mix runs: an existing folder must hold records of this version, the same trial settings, and needs --resume."""
+    scan = read_records(run_dir)
+    require_compatible(run_dir, scan)
     saved_path = run_dir / "config.yaml"
     if not saved_path.exists():
         return
     import yaml
 
-    saved = yaml.safe_load(saved_path.read_text()) or {}
+    try:
+        saved = yaml.safe_load(saved_path.read_text()) or {}
+    except (OSError, yaml.YAMLError) as exc:
+        raise ConfigError(
+            f"the run folder's saved config cannot be read ({type(exc).__name__})",
+            where=saved_path,
+            fix="give the sweep a new name (name: in the file)",
+        ) from None
     diffs = _diff(saved.get("trial", {}), to_dict(cfg.trial), "")
     if diffs:
         raise ConfigError(
@@ -100,7 +137,7 @@ def check_run_dir(run_dir: Path, cfg: SweepConfig, *, resume: bool) -> None:
             where=saved_path,
             fix="give the sweep a new name (name: in the file), or restore the old settings",
         )
-    if not resume and any(read_records(run_dir).records):
+    if not resume and scan.records:
         raise ConfigError(
             f"the run folder {run_dir} already holds finished trials",
             field="name",
@@ -139,85 +176,162 @@ def run_sweep(
         verbose: Tune's own console output (0: only this driver's progress lines).
     """
     run_dir = Path(cfg.storage).expanduser().resolve() / cfg.name
+    # Everything a user can get wrong is checked before the run folder is written (or Ray started):
+    # a refused sweep leaves nothing behind.
     check_run_dir(run_dir, cfg, resume=resume)
+    prepared = prepared or prepare_data(cfg.trial)
+    cells = cells_for(cfg.sweep)
+    check_sizes(cells, prepared, field="sweep.sizes" if cfg.sweep.experiment == "data_size" else "sweep.size")
     dashboard = connect(address, logical_gpus=logical_gpus)
     if dashboard:
         print(f"[{cfg.name}] Ray dashboard: {dashboard}", flush=True)
     gpus = resolve_gpus(cfg, embedded=address is None)
     write_run_metadata(run_dir, to_dict(cfg))
-    prepared = prepared or prepare_data(cfg.trial)
 
     scan = read_records(run_dir)
     for path in scan.corrupt:
         print(f"[{cfg.name}] warning: unreadable result record {path}: its cell will run again", flush=True)
         path.unlink(missing_ok=True)
     done = {r["trial_id"] for r in scan.records if r["status"] == "ok"}
-    cells = cells_for(cfg.sweep)
     pending = [c for c in cells if trial_id(cfg.trial, c, eval_id=prepared.eval_id) not in done]
-    print(f"[{cfg.name}] {len(cells)} cells: {len(cells) - len(pending)} already done, {len(pending)} to run ({gpus:g} GPU/trial)", flush=True)
+    print(
+        f"[{cfg.name}] {len(cells)} cells: {len(cells) - len(pending)} already done, {len(pending)} to run ({gpus:g} GPU/trial)",
+        flush=True,
+    )
 
     if pending:
-        _fit(cfg, pending, run_dir=run_dir, prepared=prepared, gpus=gpus, resume=resume, trainable=trainable, verbose=verbose)
+        _fit(cfg, pending, run_dir=run_dir, prepared=prepared, gpus=gpus, trainable=trainable, verbose=verbose)
 
     records = read_records(run_dir).records
     table = records_to_table(records, k=cfg.trial.eval.k)
     write_table(run_dir, table)
     failed = sum(1 for r in records if r["status"] != "ok")
-    return SweepOutcome(run_dir=run_dir, table=table, ran=len(pending), skipped=len(cells) - len(pending), failed=failed)
+    return SweepOutcome(
+        run_dir=run_dir, table=table, ran=len(pending), skipped=len(cells) - len(pending), failed=failed
+    )
 
 
 def _fit(
-    cfg: SweepConfig, pending: list[Cell], *, run_dir: Path, prepared: PreparedData, gpus: float, resume: bool, trainable: Callable, verbose: int
+    cfg: SweepConfig,
+    pending: list[Cell],
+    *,
+    run_dir: Path,
+    prepared: PreparedData,
+    gpus: float,
+    trainable: Callable,
+    verbose: int,
 ) -> None:
-    experiment = f"tune-{config_hash([to_dict(c) for c in pending], length=8)}"
+    # A fresh Tune experiment per call, over the cells without a finished record (see the module docstring).
+    experiment = f"tune-{config_hash([to_dict(c) for c in pending], length=8)}-{time.strftime('%Y%m%d-%H%M%S')}"
     state_path = run_dir / DRIVER_STATE
     trainable = tune.with_resources(
         tune.with_parameters(trainable, sweep=cfg, prepared=prepared, num_gpus=gpus),
         {"cpu": cfg.resources.cpus, "gpu": gpus},
     )
-    previous = json.loads(state_path.read_text()) if state_path.exists() else None
-    tune_path = str(run_dir / "tune" / (previous or {}).get("experiment", experiment))
-    if resume and previous and tune.Tuner.can_restore(tune_path):
-        # An interrupted driver: Tune's state knows which trials were running; finished cells are skipped by it
-        # and by the records. Errored trials are restarted from scratch.
-        print(f"[{cfg.name}] resuming Tune experiment {tune_path}", flush=True)
-        tuner = tune.Tuner.restore(tune_path, trainable=trainable, resume_unfinished=True, restart_errored=True)
-    else:
-        write_atomic(state_path, json.dumps({"experiment": experiment, "cells": [to_dict(c) for c in pending]}))
-        tuner = tune.Tuner(
-            trainable,
-            param_space={"cell": tune.grid_search([dataclasses.asdict(c) for c in pending])},
-            tune_config=tune.TuneConfig(
-                max_concurrent_trials=cfg.resources.max_concurrent or None,
-                reuse_actors=True,  # one actor (imports, CUDA context) serves many cells
-                trial_name_creator=lambda t: f"{cfg.name}-{Cell(**t.config['cell']).label}",
-                trial_dirname_creator=lambda t: f"{Cell(**t.config['cell']).label}-{t.trial_id}",
-            ),
-            run_config=tune.RunConfig(
-                name=experiment,
-                storage_path=str(run_dir / "tune"),
-                failure_config=tune.FailureConfig(max_failures=cfg.max_failures),
-                callbacks=[RecordCallback(run_dir), ProgressCallback(cfg.name, total=len(pending))],
-                verbose=verbose,
+
+    dataset, eval_id = prepared.dataset, prepared.eval_id  # not `prepared`: Tune pickles the scheduler holding this
+
+    def record_failure(cell: Cell, error: str) -> None:
+        write_record(
+            run_dir,
+            make_record(
+                sweep=cfg.name,
+                experiment=cfg.sweep.experiment,
+                tid=trial_id(cfg.trial, cell, eval_id=eval_id),
+                cfg=cfg.trial,
+                cell=cell,
+                dataset=dataset,
+                eval_set=eval_id,
+                num_gpus=gpus,
+                rows=[],
+                status="failed",
+                error=error,
             ),
         )
+
+    write_atomic(state_path, json.dumps({"experiment": experiment, "cells": [to_dict(c) for c in pending]}))
+    scheduler = TrialTimeout(cfg.trial_timeout_s, on_timeout=record_failure) if cfg.trial_timeout_s else None
+    tuner = tune.Tuner(
+        trainable,
+        param_space={"cell": tune.grid_search([dataclasses.asdict(c) for c in pending])},
+        tune_config=tune.TuneConfig(
+            max_concurrent_trials=cfg.resources.max_concurrent or None,
+            reuse_actors=True,  # one actor (imports, CUDA context) serves many cells
+            scheduler=scheduler,
+            trial_name_creator=lambda t: f"{cfg.name}-{Cell(**t.config['cell']).label}",
+            trial_dirname_creator=lambda t: f"{Cell(**t.config['cell']).label}-{t.trial_id}",
+        ),
+        run_config=tune.RunConfig(
+            name=experiment,
+            storage_path=str(run_dir / "tune"),
+            failure_config=tune.FailureConfig(max_failures=cfg.max_failures),
+            callbacks=[RecordCallback(run_dir), ProgressCallback(cfg.name, total=len(pending))],
+            verbose=verbose,
+        ),
+    )
     results = tuner.fit()
     # Trials that crashed past their retries wrote no record: record them as failed, with Tune's error.
     for result in results:
         if result.error is None or not result.config:
             continue
         cell = Cell(**result.config["cell"])
-        tid = trial_id(cfg.trial, cell, eval_id=prepared.eval_id)
-        if not record_path(run_dir, tid).exists():
-            write_record(
-                run_dir,
-                make_record(
-                    sweep=cfg.name, experiment=cfg.sweep.experiment, tid=tid, cfg=cfg.trial, cell=cell,
-                    dataset=prepared.dataset, eval_set=prepared.eval_id, num_gpus=gpus, rows=[],
-                    status="failed", error=f"{type(result.error).__name__}: {str(result.error).splitlines()[0][:500]}",
-                ),
-            )
+        if not record_path(run_dir, trial_id(cfg.trial, cell, eval_id=eval_id)).exists():
+            lines = [line for line in str(result.error).splitlines() if line.strip()] or [""]
+            record_failure(cell, f"{type(result.error).__name__}: {lines[0][:500]}")
     state_path.unlink(missing_ok=True)
+
+
+class TrialTimeout(FIFOScheduler):
+    """FIFO scheduling plus ``trial_timeout_s``: a running trial that reports nothing for that long is stopped.
+
+    A ``Stopper`` only sees results, so it can never stop a trial that stopped reporting; the scheduler is
+    asked which trial to run at every step of Tune's event loop (about ten times a second), which is where
+    this checks the running trials. A timed-out trial is recorded as failed at once (``on_timeout``), is
+    failed through Tune's own error path with no retry (a hang at the same settings tends to hang again,
+    and each retry would cost the whole timeout), and its actor is killed so that its GPU is free at once.
+    """
+
+    def __init__(self, timeout_s: float, *, on_timeout: Callable[[Cell, str], None]):
+        super().__init__()
+        self.timeout_s = float(timeout_s)
+        self.on_timeout = on_timeout
+        self._last: dict[tuple[str, int], float] = {}  # (trial id, failures so far) -> last sign of life
+
+    def on_trial_result(self, tune_controller, trial: Trial, result: dict) -> str:
+        self._last[(trial.trial_id, trial.run_metadata.num_failures)] = time.monotonic()
+        return super().on_trial_result(tune_controller, trial, result)
+
+    def choose_trial_to_run(self, tune_controller) -> Trial | None:
+        self._stop_hung(tune_controller)
+        return super().choose_trial_to_run(tune_controller)
+
+    def _stop_hung(self, tune_controller) -> None:
+        now = time.monotonic()
+        running = {
+            (t.trial_id, t.run_metadata.num_failures): t
+            for t in tune_controller.get_trials()
+            if t.status == Trial.RUNNING
+        }
+        for key in list(self._last):
+            if key not in running:
+                del self._last[key]
+        for key, trial in running.items():
+            since = self._last.setdefault(key, now)
+            if now - since <= self.timeout_s:
+                continue
+            reason = f"no report for {now - since:.0f} s (trial_timeout_s = {self.timeout_s:g}): stopped as hung, not retried"
+            print(f"[trial {Cell(**trial.config['cell']).label}] {reason}", flush=True)
+            self.on_timeout(Cell(**trial.config["cell"]), f"TrialTimeout: {reason}")
+            del self._last[key]
+            actor = trial.temporary_state.ray_actor
+            controller = getattr(tune_controller, "_tune_controller", tune_controller)  # past the scheduler's API guard
+            trial.max_failures = 0  # this trial only: fail now, no retry
+            controller._process_trial_failure(trial, exception=TimeoutError(reason))
+            if actor is not None:
+                ray.kill(actor, no_restart=True)  # else Tune waits TUNE_FORCE_TRIAL_CLEANUP_S (600 s) for a hung actor
+
+    def __getstate__(self) -> dict:  # Tune pickles its scheduler with the experiment state
+        return {**self.__dict__, "_last": {}}
 
 
 _DRIVER_GAUGES: dict = {}
@@ -228,7 +342,9 @@ def _driver_gauge(key: str):
     if key not in _DRIVER_GAUGES:
         from ray.util.metrics import Gauge
 
-        _DRIVER_GAUGES[key] = Gauge(f"finetuning_budget_trials_{key}", description=f"trials {key} in the sweep", tag_keys=("sweep",))
+        _DRIVER_GAUGES[key] = Gauge(
+            f"finetuning_budget_trials_{key}", description=f"trials {key} in the sweep", tag_keys=("sweep",)
+        )
     return _DRIVER_GAUGES[key]
 
 
@@ -253,7 +369,11 @@ class ProgressCallback(tune.Callback):
         self.start = time.perf_counter()
 
     def _publish(self) -> None:
-        for key, value in (("done", self.done), ("failed", self.failed), ("left", self.total - self.done - self.failed)):
+        for key, value in (
+            ("done", self.done),
+            ("failed", self.failed),
+            ("left", self.total - self.done - self.failed),
+        ):
             _driver_gauge(key).set(value, tags={"sweep": self.name})
 
     def setup(self, **info) -> None:
@@ -280,4 +400,7 @@ class ProgressCallback(tune.Callback):
         elapsed = time.perf_counter() - self.start
         eta = elapsed / finished * (self.total - finished) if finished else float("nan")
         best = " ".join(f"best {k} {v:.4f}" for k, v in sorted(self.best.items()))
-        print(f"[{self.name}] trials {finished}/{self.total} ({self.failed} failed) {best} elapsed {elapsed:.0f}s, ~{eta:.0f}s left", flush=True)
+        print(
+            f"[{self.name}] trials {finished}/{self.total} ({self.failed} failed) {best} elapsed {elapsed:.0f}s, ~{eta:.0f}s left",
+            flush=True,
+        )

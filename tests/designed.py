@@ -3,7 +3,13 @@
 It stands in for ``sweeps.trainable.fit_cell`` (same signature, same final ``record_json`` report), so the
 driver, the records and the results table are tested against exact expected values. It leaves one marker
 file per execution under ``<storage>/markers`` so tests can count how often each cell ran, and it can
-kill its own worker process once per cell (``<storage>/kill_once/<cell label>``) to test retries.
+kill its own worker process once per cell (``<storage>/kill_once/<cell label>``) to test retries, or hang
+once (``<storage>/hang/<cell label>``: no report for ten minutes) to test ``trial_timeout_s``.
+
+``fit_cell_with_faults`` runs the REAL ``sweeps.trainable.fit_cell`` and injects a
+``torch.cuda.OutOfMemoryError`` from inside the trial (``<storage>/oom/<cell label>``); it counts
+executions and accelerator releases the same way. ``DesignedPrepared`` stands in for ``PreparedData``
+where the trainable is the designed one (no data or model to prepare).
 """
 
 from __future__ import annotations
@@ -14,6 +20,7 @@ import os
 import signal
 import time
 import uuid
+from dataclasses import dataclass
 from pathlib import Path
 
 import ray
@@ -40,14 +47,49 @@ def executions(storage: Path) -> dict[str, int]:
     return counts
 
 
+def releases(storage: Path) -> dict[str, int]:
+    counts: dict[str, int] = {}
+    for marker in (Path(storage) / "released").glob("*"):
+        label = marker.name.split(".")[0]
+        counts[label] = counts.get(label, 0) + 1
+    return counts
+
+
+@dataclass(frozen=True)
+class _Pool:
+    data: range
+    source: str = "designed-pool"
+
+
+@dataclass(frozen=True)
+class DesignedPrepared:
+    """What the driver reads of ``PreparedData`` (dataset, eval_id, the pool's size) and nothing more."""
+
+    dataset: str = "designed"
+    eval_id: str = "designed-eval"
+    pool_size: int = 10_000
+
+    @property
+    def pool(self) -> _Pool:
+        return _Pool(data=range(self.pool_size))
+
+
+def _mark(storage: Path, folder: str, label: str) -> None:
+    (storage / folder).mkdir(parents=True, exist_ok=True)
+    (storage / folder / f"{label}.{uuid.uuid4().hex}").touch()
+
+
 def designed_cell(config: dict, *, sweep, prepared, num_gpus: float) -> None:
     cell = Cell(**config["cell"])
     storage = Path(sweep.storage)
     started = time.time()
-    (storage / "markers").mkdir(parents=True, exist_ok=True)
-    (storage / "markers" / f"{cell.label}.{uuid.uuid4().hex}").touch()
+    _mark(storage, "markers", cell.label)
     delay = float((storage / "delay").read_text()) if (storage / "delay").exists() else 0.0
     kill = storage / "kill_once" / cell.label
+    hang = storage / "hang" / cell.label
+    if hang.exists():
+        hang.unlink()
+        time.sleep(600)  # reports nothing: the driver's trial_timeout_s must stop it
     epochs = [0] if cell.size == 0 else list(range(1, cell.epochs + 1))
     rows = []
     for epoch in epochs:
@@ -56,16 +98,94 @@ def designed_cell(config: dict, *, sweep, prepared, num_gpus: float) -> None:
             kill.unlink()
             os.kill(os.getpid(), signal.SIGKILL)  # the worker dies mid-trial, as on a lost node
         row = {
-            "epoch": epoch, "size": cell.size, "epochs": cell.epochs, "seed": cell.seed,
-            "train_seconds": designed_train_seconds(cell.size, epoch), "eval_seconds": 0.5, "items_seen": cell.size * epoch,
-            "loss": None, "peak_memory_mb": 1.0, "device": "cpu", **designed_metrics(cell.size, epoch),
+            "epoch": epoch,
+            "size": cell.size,
+            "epochs": cell.epochs,
+            "seed": cell.seed,
+            "train_seconds": designed_train_seconds(cell.size, epoch),
+            "eval_seconds": 0.5,
+            "items_seen": cell.size * epoch,
+            "loss": None,
+            "peak_memory_mb": 1.0,
+            "device": "cpu",
+            **designed_metrics(cell.size, epoch),
         }
         rows.append(row)
         tune.report({**row, "cell": cell.label})
     tid = trial_id(sweep.trial, cell, eval_id=prepared.eval_id)
     record = make_record(
-        sweep=sweep.name, experiment=sweep.sweep.experiment, tid=tid, cfg=sweep.trial, cell=cell, dataset=prepared.dataset,
-        eval_set=prepared.eval_id, num_gpus=num_gpus, rows=rows,
+        sweep=sweep.name,
+        experiment=sweep.sweep.experiment,
+        tid=tid,
+        cfg=sweep.trial,
+        cell=cell,
+        dataset=prepared.dataset,
+        eval_set=prepared.eval_id,
+        num_gpus=num_gpus,
+        rows=rows,
         extra={"gpu_ids": [str(g) for g in ray.get_gpu_ids()], "started_at": started, "finished_at": time.time()},
     )
     tune.report({"cell": cell.label, "status": "ok", "error": "", "record_json": json.dumps(record)})
+
+
+def fit_cell_with_faults(config: dict, *, sweep, prepared, num_gpus: float) -> None:
+    """The real ``fit_cell``, with an out-of-memory error raised inside the trial where a marker asks for one."""
+    import torch
+
+    import sweeps.trainable as trainable
+
+    cell = Cell(**config["cell"])
+    storage = Path(sweep.storage)
+    _mark(storage, "markers", cell.label)
+    real_run_trial, real_release = trainable.run_trial, trainable.release_accelerator
+    oom = storage / "oom" / cell.label
+
+    def run_trial(*args, on_epoch=None, **kwargs):
+        def report_then_run_out(rep):
+            on_epoch(rep)  # the first epoch is reported, then the next allocation fails, as on a GPU
+            raise torch.cuda.OutOfMemoryError("CUDA out of memory. Tried to allocate 2.00 GiB (injected by the test)")
+
+        return real_run_trial(*args, on_epoch=report_then_run_out if oom.exists() else on_epoch, **kwargs)
+
+    def release_accelerator():
+        real_release()
+        _mark(storage, "released", cell.label)
+
+    trainable.run_trial, trainable.release_accelerator = run_trial, release_accelerator
+    try:
+        trainable.fit_cell(config, sweep=sweep, prepared=prepared, num_gpus=num_gpus)
+    finally:  # the actor is reused for other cells: leave the module as it was
+        trainable.run_trial, trainable.release_accelerator = real_run_trial, real_release
+
+
+SMOKE = Path(__file__).resolve().parents[1] / "sweeps" / "configs" / "smoke.yaml"
+
+
+def designed_config(
+    storage,
+    *,
+    name="designed",
+    sizes=(50, 100),
+    seeds=(0,),
+    epochs=2,
+    gpus=0.0,
+    cpus=1.0,
+    max_failures=2,
+    trial_timeout_s=None,
+    max_concurrent=0,
+):
+    """The smoke sweep file with another grid and storage: the base of the fault tests and their driver scripts."""
+    import dataclasses
+
+    from sweeps.config import load_sweep_config
+
+    cfg = load_sweep_config(SMOKE)
+    return dataclasses.replace(
+        cfg,
+        name=name,
+        storage=str(storage),
+        max_failures=max_failures,
+        trial_timeout_s=trial_timeout_s,
+        sweep=dataclasses.replace(cfg.sweep, sizes=tuple(sizes), seeds=tuple(seeds), epochs=epochs),
+        resources=dataclasses.replace(cfg.resources, gpus=gpus, cpus=cpus, max_concurrent=max_concurrent),
+    )

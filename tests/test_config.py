@@ -93,11 +93,17 @@ def test_invalid_yaml_and_missing_file(tmp_path):
 
 def test_missing_required_section(tmp_path):
     with pytest.raises(ConfigError) as info:
-        load_sweep_config(_write(tmp_path, "task: text-to-text\nmodel: {kind: hf-text, name: x}\nsweep: {experiment: epochs}\n"))
+        load_sweep_config(
+            _write(tmp_path, "task: text-to-text\nmodel: {kind: hf-text, name: x}\nsweep: {experiment: epochs}\n")
+        )
     assert info.value.field == "data" and "required" in info.value.message
 
 
 def test_trial_config_is_frozen():
-    cfg = build(TrialConfig, {"task": "text-to-text", "model": {"kind": "hf-text", "name": "x"}, "data": {"format": "clinc150"}}, where="t")
+    cfg = build(
+        TrialConfig,
+        {"task": "text-to-text", "model": {"kind": "hf-text", "name": "x"}, "data": {"format": "clinc150"}},
+        where="t",
+    )
     with pytest.raises(AttributeError):
         cfg.task = "image-to-image"  # type: ignore[misc]

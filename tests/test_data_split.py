@@ -248,3 +248,15 @@ def test_shipped_sweep_files_load_and_split(name):
     order = nested_order(split.train, seed=0, group_size=cfg.trial.train.group_size)
     for size in cfg.sweep.sizes or (cfg.sweep.size,):
         assert len(take(split.train, order, size)) == size  # every size of the sweep fits the pool
+
+
+def test_sample_queries_skips_items_with_nothing_to_find():
+    from sweeps.data.items import LabeledItems
+
+    data = LabeledItems(
+        items=("a", "b", "c", "d", "e"), labels=("x", "x", "lonely", "y", "y"), modality="text", source="t"
+    )
+    np.testing.assert_array_equal(sample_queries(data, max_queries=None, seed=0), [0, 1, 3, 4])
+    assert (
+        2 not in sample_queries(data, max_queries=3, seed=1) and len(sample_queries(data, max_queries=3, seed=1)) == 3
+    )

@@ -5,7 +5,7 @@ import json
 import pandas as pd
 import pytest
 
-from sweeps.config import build, TrialConfig
+from sweeps.config import TrialConfig, build
 from sweeps.results import (
     Cell,
     make_record,
@@ -17,20 +17,48 @@ from sweeps.results import (
     write_table,
 )
 
-CFG = build(TrialConfig, {"task": "text-to-text", "model": {"kind": "hf-text", "name": "m"}, "data": {"format": "clinc150", "name": "d"}}, where="t")
+CFG = build(
+    TrialConfig,
+    {"task": "text-to-text", "model": {"kind": "hf-text", "name": "m"}, "data": {"format": "clinc150", "name": "d"}},
+    where="t",
+)
 
 
 def _rows(cell: Cell, mrr: list[float]) -> list[dict]:
     return [
-        {"epoch": e, "train_seconds": 2.0 * e, "eval_seconds": 0.5, "items_seen": cell.size * e, "peak_memory_mb": 10.0,
-         "device": "cpu", "mrr@20": m, "map@20": m / 2, "recall@20": m / 4, "size": cell.size, "epochs": cell.epochs, "seed": cell.seed, "loss": 1.0}
+        {
+            "epoch": e,
+            "train_seconds": 2.0 * e,
+            "eval_seconds": 0.5,
+            "items_seen": cell.size * e,
+            "peak_memory_mb": 10.0,
+            "device": "cpu",
+            "mrr@20": m,
+            "map@20": m / 2,
+            "recall@20": m / 4,
+            "size": cell.size,
+            "epochs": cell.epochs,
+            "seed": cell.seed,
+            "loss": 1.0,
+        }
         for e, m in enumerate(mrr, start=0 if cell.size == 0 else 1)
     ]
 
 
 def _record(cell: Cell, mrr: list[float], **kw) -> dict:
     tid = trial_id(CFG, cell, eval_id="ev1")
-    return make_record(sweep="s", experiment="data_size", tid=tid, cfg=CFG, cell=cell, dataset="d", eval_set="ev1", num_gpus=0.5, rows=_rows(cell, mrr), **kw)
+    return make_record(
+        sweep="s",
+        experiment="data_size",
+        tid=tid,
+        cfg=CFG,
+        cell=cell,
+        dataset="d",
+        eval_set="ev1",
+        num_gpus=0.5,
+        rows=_rows(cell, mrr),
+        **kw,
+    )
 
 
 def test_trial_id_is_stable_and_depends_on_cell_config_and_eval_set():

@@ -24,7 +24,9 @@ def _cfg(base, **sections) -> TrialConfig:
 def clinc(shared_data):
     # 40 of the 150 intents keep the CPU test short while every query keeps 29 relevant items in the
     # official test split (1,200 items), so recall@20 has headroom (~0.57 zero-shot).
-    intents = sorted({label for _, label in json.loads((shared_data / "clinc150" / "data_full.json").read_text())["train"]})
+    intents = sorted(
+        {label for _, label in json.loads((shared_data / "clinc150" / "data_full.json").read_text())["train"]}
+    )
     cfg = _cfg(
         shared_data,
         task="text-to-text",
@@ -127,7 +129,7 @@ def test_constant_lr_epoch_e_of_a_long_run_equals_an_e_epoch_run(tmp_path):
     long = run_trial(cfg, prepared=prepared, size=64, epochs=3, seed=1)
     short = run_trial(cfg, prepared=prepared, size=64, epochs=2, seed=1)
     assert [r.epoch for r in long] == [1, 2, 3]
-    for a, b in zip(long[:2], short):
+    for a, b in zip(long[:2], short, strict=True):
         assert a.metrics == pytest.approx(b.metrics, abs=1e-9)
         assert a.loss == pytest.approx(b.loss, rel=1e-6)
     assert long[2].metrics != long[1].metrics

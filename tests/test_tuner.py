@@ -72,7 +72,15 @@ def _expected(cfg) -> pd.DataFrame:
     rows = []
     for cell in cells_for(cfg.sweep):
         for epoch in [0] if cell.size == 0 else range(1, cell.epochs + 1):
-            rows.append({"seed": cell.seed, "size": cell.size, "epoch": epoch, "train_seconds": designed_train_seconds(cell.size, epoch), **designed_metrics(cell.size, epoch)})
+            rows.append(
+                {
+                    "seed": cell.seed,
+                    "size": cell.size,
+                    "epoch": epoch,
+                    "train_seconds": designed_train_seconds(cell.size, epoch),
+                    **designed_metrics(cell.size, epoch),
+                }
+            )
     return pd.DataFrame(rows).sort_values(["seed", "size", "epoch"]).reset_index(drop=True)
 
 
@@ -81,7 +89,11 @@ def test_designed_sweep_gives_the_exact_table_and_each_trial_its_own_gpu(ray_loc
     out = run_sweep(cfg, prepared=smoke[1], trainable=designed_cell)
     assert (out.ran, out.skipped, out.failed) == (7, 0, 0)
     table = out.table
-    got = table[["seed", "size", "epoch", "train_seconds", "mrr@20", "map@20", "recall@20"]].sort_values(["seed", "size", "epoch"]).reset_index(drop=True)
+    got = (
+        table[["seed", "size", "epoch", "train_seconds", "mrr@20", "map@20", "recall@20"]]
+        .sort_values(["seed", "size", "epoch"])
+        .reset_index(drop=True)
+    )
     pd.testing.assert_frame_equal(got, _expected(cfg), check_dtype=False)
     assert set(table["status"]) == {"ok"} and table["trial_id"].nunique() == 7
     assert (table["gpu_seconds"] == table["train_seconds"]).all()  # 1 GPU per trial
@@ -115,7 +127,9 @@ def test_rerunning_a_finished_sweep_without_resume_is_refused(ray_local, smoke, 
     run_sweep(cfg, prepared=smoke[1], trainable=designed_cell)
     with pytest.raises(ConfigError, match="already holds finished trials"):
         run_sweep(cfg, prepared=smoke[1], trainable=designed_cell)
-    changed = dataclasses.replace(cfg, trial=dataclasses.replace(cfg.trial, train=dataclasses.replace(cfg.trial.train, lr=0.5)))
+    changed = dataclasses.replace(
+        cfg, trial=dataclasses.replace(cfg.trial, train=dataclasses.replace(cfg.trial.train, lr=0.5))
+    )
     with pytest.raises(ConfigError, match=r"train.lr: 0.001 -> 0.5"):
         run_sweep(changed, resume=True, prepared=smoke[1], trainable=designed_cell)
 
@@ -173,9 +187,15 @@ def test_real_smoke_sweep_end_to_end_with_live_metrics(ray_local, smoke, tmp_pat
         if exported("trials_done") == {"": 3.0} and len(exported("latest_mrr")) == 3:
             break
         time.sleep(2)
-    assert exported("trials_done") == {"": 3.0} and exported("trials_left") == {"": 0.0} and exported("trials_failed") == {"": 0.0}
+    assert (
+        exported("trials_done") == {"": 3.0}
+        and exported("trials_left") == {"": 0.0}
+        and exported("trials_failed") == {"": 0.0}
+    )
     mrr = exported("latest_mrr")
     final = table[table["epoch"] == table["epochs"]].set_index("size")["mrr@20"]
-    assert mrr == pytest.approx({"ha-intents-n0-e0-s0": final[0], "ha-intents-n32-e1-s0": final[32], "ha-intents-n64-e1-s0": final[64]})
+    assert mrr == pytest.approx(
+        {"ha-intents-n0-e0-s0": final[0], "ha-intents-n32-e1-s0": final[32], "ha-intents-n64-e1-s0": final[64]}
+    )
     speed = exported("items_per_second")
     assert speed["ha-intents-n0-e0-s0"] == 0.0 and speed["ha-intents-n64-e1-s0"] > 0

@@ -14,7 +14,7 @@ one (query, document) pair for ``Pairs``, as Finetuner counted one Document per 
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Literal, Union
+from typing import Literal
 
 import numpy as np
 
@@ -91,4 +91,4 @@ class Pairs:
         )
 
 
-RetrievalData = Union[LabeledItems, Pairs]
+RetrievalData = LabeledItems | Pairs

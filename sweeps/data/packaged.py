@@ -20,7 +20,18 @@ from sweeps.errors import DataError
 
 # Slot values a home would supply; everything else in the sentences comes from the templates.
 AREAS = ("kitchen", "living room", "bedroom", "garage", "office", "bathroom", "hallway", "basement", "nursery", "patio")
-NAMES = ("ceiling light", "front door", "desk lamp", "thermostat", "garage door", "coffee maker", "tv", "porch light", "blinds", "speaker")
+NAMES = (
+    "ceiling light",
+    "front door",
+    "desk lamp",
+    "thermostat",
+    "garage door",
+    "coffee maker",
+    "tv",
+    "porch light",
+    "blinds",
+    "speaker",
+)
 FLOORS = ("first floor", "upstairs", "downstairs", "attic")
 
 ENUMERATE_PER_INTENT = 3000  # expansions enumerated per intent before sampling (hassil enumerates in order)
@@ -66,4 +77,6 @@ def load_home_assistant_intents(cfg: DataConfig, *, seed: int = 0, language: str
         keep = sorted(rng.choice(len(texts), size=min(PER_INTENT, len(texts)), replace=False))
         items.extend(texts[i] for i in keep)
         labels.extend([intent] * len(keep))
-    return LabeledItems(items=tuple(items), labels=tuple(labels), modality="text", source=f"home-assistant-intents ({language})")
+    return LabeledItems(
+        items=tuple(items), labels=tuple(labels), modality="text", source=f"home-assistant-intents ({language})"
+    )

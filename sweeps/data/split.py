@@ -26,7 +26,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
-from collections import defaultdict
+from collections import Counter, defaultdict
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass
 
@@ -259,11 +259,19 @@ def take(pool: RetrievalData, order: np.ndarray, n: int) -> RetrievalData:
 
 
 def sample_queries(eval_set: RetrievalData, *, max_queries: int | None, seed: int) -> np.ndarray:
-    """Sorted positions of a seeded sample of ``max_queries`` queries (all when None or >= the set's size)."""
-    n = len(eval_set)
-    if max_queries is None or max_queries >= n:
-        return np.arange(n, dtype=np.int64)
-    return np.sort(np.random.default_rng(seed).choice(n, size=max_queries, replace=False)).astype(np.int64)
+    """Sorted positions of a seeded sample of ``max_queries`` queries (all when None or more than there are).
+
+    Only items with something to find are queries: in labeled data, an item whose label has no other item
+    in the evaluation set has no relevant result, and every metric would score it 0 whatever the model.
+    """
+    if isinstance(eval_set, LabeledItems):
+        counts = Counter(eval_set.labels)
+        eligible = np.array([i for i, label in enumerate(eval_set.labels) if counts[label] > 1], dtype=np.int64)
+    else:
+        eligible = np.arange(len(eval_set), dtype=np.int64)
+    if max_queries is None or max_queries >= len(eligible):
+        return eligible
+    return np.sort(np.random.default_rng(seed).choice(eligible, size=max_queries, replace=False)).astype(np.int64)
 
 
 # ---------------------------------------------------------------------------------------------- batches
