@@ -88,7 +88,9 @@ def _add_sweep(sub) -> None:
         "--resume", action="store_true", help="continue an interrupted run, or extend a finished one with new cells"
     )
     p.add_argument(
-        "--storage", default=None, help="results root (default: the file's storage, runs/); local, NFS or s3://"
+        "--storage",
+        default=None,
+        help="results root (default: the file's storage, runs/); a local folder or shared mount",
     )
     p.add_argument(
         "--logical-gpus",
@@ -149,6 +151,9 @@ def _message(exc: UserError) -> str:
     )
 
 
+_TRAINING_MODULES = {"torch", "torchvision", "transformers", "ray", "faiss", "datasets"}
+
+
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
@@ -169,6 +174,16 @@ def main(argv: list[str] | None = None) -> int:
         return int(args.func(args) or 0)
     except UserError as exc:
         print(f"error: {_message(exc)}", file=sys.stderr)
+        return EXIT_USER_ERROR
+    except ModuleNotFoundError as exc:
+        if exc.name not in _TRAINING_MODULES:
+            raise
+        # The analysis-only install (pip install finetuning-budget) has `roi report` but not the trainer.
+        print(
+            f"error: {args.command} needs the training half, but {exc.name} is not installed\n"
+            "  fix: pip install 'finetuning-budget[cpu]' (or [gpu] on a CUDA machine)",
+            file=sys.stderr,
+        )
         return EXIT_USER_ERROR
     except KeyboardInterrupt:
         print("interrupted: finished trials are kept in the run folder's records/", file=sys.stderr)

@@ -107,3 +107,9 @@ def test_trial_config_is_frozen():
     )
     with pytest.raises(AttributeError):
         cfg.task = "image-to-image"  # type: ignore[misc]
+
+
+def test_object_storage_is_refused_with_a_fix(tmp_path):
+    with pytest.raises(ConfigError) as info:
+        load_sweep_config(_write(tmp_path, MINIMAL + "storage: s3://bucket/runs\n"))
+    assert info.value.field == "storage" and "fix:" in info.value.message

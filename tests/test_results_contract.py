@@ -1,0 +1,83 @@
+"""The results table is the only contract between ``sweeps`` (writes it) and ``roi`` (reads it).
+
+The one test module that imports both packages: what the sweep writes, the analysis reads, column for column,
+and the documented schema lists exactly the columns the sweep writes.
+"""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+import pytest
+
+from roi.load import OPTIONAL_FLOAT_COLUMNS, OPTIONAL_STRING_COLUMNS, REQUIRED_COLUMNS, load_results
+from roi.report import analyse
+from sweeps.config import TrialConfig, build
+from sweeps.results import Cell, make_record, records_to_table, result_columns, trial_id, write_table
+
+SCHEMA = Path(__file__).resolve().parents[1] / "docs" / "results-schema.md"
+CFG = build(
+    TrialConfig,
+    {"task": "text-to-text", "model": {"kind": "hf-text", "name": "m"}, "data": {"format": "clinc150", "name": "d"}},
+    where="t",
+)
+
+
+def _record(cell: Cell, mrr: list[float], seed_offset: float = 0.0) -> dict:
+    rows = [
+        {
+            "epoch": e,
+            "train_seconds": 10.0 * e,
+            "eval_seconds": 1.0,
+            "items_seen": cell.size * e,
+            "peak_memory_mb": 5.0,
+            "device": "cpu",
+            "mrr@20": m + seed_offset,
+            "map@20": m + seed_offset,
+            "recall@20": (m + seed_offset) / 2,
+        }
+        for e, m in enumerate(mrr, start=0 if cell.size == 0 else 1)
+    ]
+    return make_record(
+        sweep="s",
+        experiment="data_size",
+        tid=trial_id(CFG, cell, eval_id="ev"),
+        cfg=CFG,
+        cell=cell,
+        dataset="d",
+        eval_set="ev",
+        num_gpus=0.0,
+        rows=rows,
+    )
+
+
+def test_roi_reads_what_sweeps_writes(tmp_path):
+    records = [_record(Cell(0, 0, 0), [0.5])]
+    for seed in (0, 1):
+        records += [
+            _record(Cell(n, 1, seed), [0.5 + 0.1 * i], 0.01 * seed) for i, n in enumerate((100, 200, 500), start=1)
+        ]
+    write_table(tmp_path, records_to_table(records, k=20))
+    df = load_results(tmp_path)
+    assert len(df) == 7 and {"mrr@20", "map@20", "recall@20"} <= set(df.columns)
+    analysis = analyse(df, metrics=None, drop=0.7, n_boot=50, boot_seed=0)
+    row = analysis.summary.set_index("metric").loc["mrr@20"]
+    # Designed: baseline 0.5 (seed 1 has none and falls back to seed 0's); improvements 0.2/0.4/0.6 (seed 0)
+    # and 0.22/0.42/0.62 (seed 1) at 100/200/500 items; average ROI peaks at 100 items (0.0021 per item).
+    assert row["baseline"] == 0.5 and row["n_seeds"] == 2
+    assert row["best_improvement"] == pytest.approx(0.61) and row["best_cost"] == 500
+    assert row["peak_cost"] == 100 and row["peak_roi"] == pytest.approx(0.0021)
+
+
+def test_every_column_roi_knows_is_one_sweeps_writes():
+    written = set(result_columns(20))
+    assert set(REQUIRED_COLUMNS) <= written
+    assert set(OPTIONAL_FLOAT_COLUMNS) | set(OPTIONAL_STRING_COLUMNS) <= written
+
+
+def test_the_schema_document_lists_exactly_the_written_columns():
+    documented = set(re.findall(r"^\| `([^`]+)`", SCHEMA.read_text(), flags=re.M))
+    documented |= {"mrr@20", "map@20", "recall@20"}  # documented together as `mrr@{k}`, `map@{k}`, `recall@{k}`
+    documented = {c for c in documented if "{" not in c}
+    assert documented == set(result_columns(20))
