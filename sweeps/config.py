@@ -146,9 +146,7 @@ class TrainConfig:
     temperature: float = 0.05
     group_size: int = 4  # labeled data: items per label in the nested ordering and in each batch
     precision: Precision = "auto"  # auto: bf16 autocast on a GPU that supports it, fp32 on the CPU
-    compile: bool = False
     grad_clip: float | None = 1.0
-    num_workers: int = 0
 
     def __post_init__(self) -> None:
         if self.batch_size < 2:

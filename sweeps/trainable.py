@@ -95,12 +95,11 @@ def fit_cell(config: dict, *, sweep: SweepConfig, prepared: PreparedData, num_gp
             throughput,
             rep.eval_seconds,
         )
-        first = next(iter(rep.metrics))
         _gauge("finetuning_budget_items_per_second", "training items per second of the trial's last epoch").set(
             throughput, tags=tags
         )
         _gauge("finetuning_budget_latest_mrr", "latest mrr@k of the cell on the held-out set").set(
-            rep.metrics.get(first, 0.0), tags=tags
+            rep.metrics[f"mrr@{sweep.trial.eval.k}"], tags=tags
         )
         tune.report({**rep.as_row(), "cell": cell.label, "trial_id": tid, "items_per_second": throughput})
 
