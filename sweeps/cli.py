@@ -16,8 +16,9 @@ from sweeps.errors import EXIT_USER_ERROR, UserError
 
 def _cmd_trial(args: argparse.Namespace) -> int:
     from sweeps.config import load_sweep_config
-    from sweeps.local import run_cells, run_dir_of
+    from sweeps.local import run_cells
     from sweeps.results import Cell
+    from sweeps.storage import RunFolder
 
     cfg = load_sweep_config(args.config)
     if args.storage:
@@ -39,10 +40,11 @@ def _cmd_trial(args: argparse.Namespace) -> int:
         flush=True,
     )
     table = run_cells(cfg, cells, on_epoch=show)
-    run_dir = run_dir_of(cfg)
+    folder = RunFolder.of(cfg.storage, cfg.name)
     cols = ["size", "epoch", "train_seconds", *[c for c in table.columns if "@" in c]]
     print(table[table["seed"] == args.seed][cols].to_string(index=False))
-    print(f"results: {run_dir / 'results.parquet'} and {run_dir / 'results.csv'} (records in {run_dir / 'records'})")
+    where = folder.location
+    print(f"results: {where('results.parquet')} and {where('results.csv')} (records in {where('records')})")
     return 0
 
 
@@ -52,7 +54,11 @@ def _add_trial(sub) -> None:
     p.add_argument("--size", type=int, required=True, help="labeled training items N (0 = pretrained baseline only)")
     p.add_argument("--epochs", type=int, default=1, help="epochs (default 1)")
     p.add_argument("--seed", type=int, default=0, help="seed of the subset ordering and batches (default 0)")
-    p.add_argument("--storage", default=None, help="results folder (default: the file's storage, runs/)")
+    p.add_argument(
+        "--storage",
+        default=None,
+        help="results root (default: the file's storage, runs/): a local folder, shared mount, or s3://bucket/prefix",
+    )
     p.add_argument("--no-baseline", action="store_true", help="skip the pretrained baseline evaluation")
     p.set_defaults(func=_cmd_trial)
 
@@ -61,6 +67,7 @@ def _cmd_sweep(args: argparse.Namespace) -> int:
     import dataclasses
 
     from sweeps.config import load_sweep_config
+    from sweeps.storage import RunFolder
     from sweeps.tuner import run_sweep
 
     cfg = load_sweep_config(args.config)
@@ -75,8 +82,12 @@ def _cmd_sweep(args: argparse.Namespace) -> int:
     shown = final[["seed", "size", "epochs", "epoch", "train_seconds", *metric_cols]]
     print(shown.to_string(index=False, float_format=lambda v: f"{v:.4f}"))
     print(f"[{cfg.name}] ran {outcome.ran} cells, {outcome.skipped} already done, {outcome.failed} failed")
-    print(f"results: {outcome.run_dir / 'results.parquet'} and {outcome.run_dir / 'results.csv'}")
-    print(f"next: roi report {outcome.run_dir}")
+    folder = RunFolder.coerce(outcome.run_dir)
+    print(f"results: {folder.location('results.parquet')} and {folder.location('results.csv')}")
+    if folder.is_local:
+        print(f"next: roi report {outcome.run_dir}")
+    else:  # roi report reads local files: copy the table down first
+        print(f"next: copy {folder.location('results.parquet')} here, then roi report results.parquet")
     return 1 if outcome.failed else 0
 
 
@@ -90,7 +101,8 @@ def _add_sweep(sub) -> None:
     p.add_argument(
         "--storage",
         default=None,
-        help="results root (default: the file's storage, runs/); a local folder or shared mount",
+        help="results root (default: the file's storage, runs/): a local folder, a shared mount (NFS/EFS), or an "
+        "object-store URI such as s3://bucket/prefix (credentials from the environment or instance role)",
     )
     p.add_argument(
         "--logical-gpus",
@@ -117,7 +129,7 @@ def _cmd_status(args: argparse.Namespace) -> int:
 
 def _add_status(sub) -> None:
     p = sub.add_parser("status", help="what a run folder holds: done, failed, running, left")
-    p.add_argument("run_dir", type=Path, help="runs/<sweep name>")
+    p.add_argument("run_dir", help="runs/<sweep name>, or <storage URI>/<sweep name>")
     p.set_defaults(func=_cmd_status)
 
 

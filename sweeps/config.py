@@ -229,19 +229,16 @@ class SweepConfig:
     trial: TrialConfig
     sweep: SweepSpec
     resources: ResourceConfig = field(default_factory=ResourceConfig)
-    storage: str = "runs"  # local folder or shared mount (NFS/EFS); the sweep writes to <storage>/<name>
+    # local folder, shared mount (NFS/EFS), or object-store URI (s3://bucket/prefix, gs://..., see
+    # sweeps/storage.py); the sweep writes to <storage>/<name>. Credentials come from the environment.
+    storage: str = "runs"
     max_failures: int = 2  # retries of a trial after a crash (Ray FailureConfig)
     trial_timeout_s: float | None = None  # stop a trial that reports nothing for this long
 
     def __post_init__(self) -> None:
-        if "://" in self.storage:
-            # The driver writes records and tables with local file operations (atomic rename); an object
-            # store has no rename, and Tune's own syncing does not carry our records.
-            raise ConfigError(
-                f"object storage ({self.storage}) is not supported for the run folder yet",
-                field="storage",
-                fix="use a local folder or a shared mount (NFS/EFS, or a bucket mounted with s3fs/mountpoint) and give its path",
-            )
+        from sweeps.storage import check_storage
+
+        check_storage(self.storage)  # the scheme only: opening an S3 filesystem already contacts the network
 
 
 _SWEEP_KEYS = ("name", "sweep", "resources", "storage", "max_failures", "trial_timeout_s")

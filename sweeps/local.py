@@ -16,6 +16,7 @@ from sweeps.errors import DataError
 from sweeps.prepare import PreparedData, prepare_data
 from sweeps.results import (
     Cell,
+    RunDir,
     make_record,
     read_records,
     records_to_table,
@@ -25,11 +26,13 @@ from sweeps.results import (
     write_run_metadata,
     write_table,
 )
+from sweeps.storage import RunFolder
 from sweeps.trial import EpochReport, run_trial
 
 
-def run_dir_of(cfg: SweepConfig) -> Path:
-    return Path(cfg.storage) / cfg.name
+def run_dir_of(cfg: SweepConfig) -> Path | str:
+    """Where a sweep's run folder is: an absolute local path, or a URI."""
+    return RunFolder.of(cfg.storage, cfg.name).location()
 
 
 def check_sizes(cells: list[Cell], prepared: PreparedData, *, field: str) -> None:
@@ -49,7 +52,7 @@ def run_cells(
     cfg: SweepConfig,
     cells: list[Cell],
     *,
-    run_dir: Path | None = None,
+    run_dir: RunDir | None = None,
     prepared: PreparedData | None = None,
     on_epoch: Callable[[Cell, EpochReport], None] | None = None,
 ) -> pd.DataFrame:
@@ -58,12 +61,12 @@ def run_cells(
     Everything a user can get wrong (the run folder's version, the data, the model, a size larger than the
     pool) is checked before the run folder is written: a failed check leaves nothing behind.
     """
-    run_dir = Path(run_dir or run_dir_of(cfg))
-    scan = read_records(run_dir)
-    require_compatible(run_dir, scan)
+    folder = RunFolder.coerce(run_dir) if run_dir is not None else RunFolder.of(cfg.storage, cfg.name)
+    scan = read_records(folder)
+    require_compatible(folder, scan)
     prepared = prepared or prepare_data(cfg.trial)
     check_sizes(cells, prepared, field="--size")
-    write_run_metadata(run_dir, to_dict(cfg))
+    write_run_metadata(folder, to_dict(cfg))
     done = {r["trial_id"] for r in scan.records if r["status"] == "ok"}
     for cell in cells:
         tid = trial_id(cfg.trial, cell, eval_id=prepared.eval_id)
@@ -88,7 +91,7 @@ def run_cells(
             num_gpus=0.0 if reports[-1].device == "cpu" else 1.0,
             rows=[r.as_row() for r in reports],
         )
-        write_record(run_dir, record)
-    table = records_to_table(read_records(run_dir).records, k=cfg.trial.eval.k)
-    write_table(run_dir, table)
+        write_record(folder, record)
+    table = records_to_table(read_records(folder).records, k=cfg.trial.eval.k)
+    write_table(folder, table)
     return table

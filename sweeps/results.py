@@ -1,7 +1,7 @@
 """Trial records and the results table: the contract between ``sweeps`` and ``roi``.
 
-Each finished (or failed) trial writes one JSON record, atomically (temporary name, then rename), named
-by a hash of its resolved config. The results table (Parquet + CSV, one row per trial per reported epoch)
+Each finished (or failed) trial writes one JSON record, atomically (``sweeps.storage.RunFolder``: temporary
+name then rename on a local folder, one whole PUT on an object store), named by a hash of its resolved config. The results table (Parquet + CSV, one row per trial per reported epoch)
 is always rebuilt from the records, so a crashed driver loses nothing that finished and a sweep can be
 extended by running only the cells without a record. Schema: ``docs/results-schema.md``.
 """
@@ -9,17 +9,18 @@ extended by running only the cells without a record. Schema: ``docs/results-sche
 from __future__ import annotations
 
 import json
-import os
-import tempfile
 from collections.abc import Iterable
 from dataclasses import dataclass
-from pathlib import Path
+from pathlib import Path, PurePosixPath
 
 import pandas as pd
 
 from sweeps.config import TrialConfig, config_hash, to_dict
 from sweeps.errors import ConfigError
 from sweeps.metrics import metric_keys
+from sweeps.storage import RunFolder
+
+RunDir = RunFolder | Path | str  # a run folder, or where one is (a local path or a URI)
 
 RECORD_VERSION = 1
 RECORDS_DIR = "records"
@@ -63,23 +64,12 @@ def trial_id(cfg: TrialConfig, cell: Cell, *, eval_id: str) -> str:
     return f"{cell.label}-{config_hash({'trial': to_dict(cfg), 'cell': to_dict(cell), 'eval': eval_id}, length=10)}"
 
 
-def record_path(run_dir: Path, tid: str) -> Path:
-    return Path(run_dir) / RECORDS_DIR / f"{tid}.json"
+def record_relpath(tid: str) -> str:
+    return f"{RECORDS_DIR}/{tid}.json"
 
 
-def write_atomic(path: Path, text: str) -> None:
-    """Write ``text`` so that readers see the old file or the whole new one, never a part."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
-    try:
-        with os.fdopen(fd, "w") as f:
-            f.write(text)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+def record_path(run_dir: RunDir, tid: str) -> Path | str:
+    return RunFolder.coerce(run_dir).location(record_relpath(tid))
 
 
 def make_record(
@@ -118,26 +108,32 @@ def make_record(
     }
 
 
-def write_record(run_dir: Path, record: dict) -> Path:
-    path = record_path(run_dir, record["trial_id"])
-    write_atomic(path, json.dumps(record, indent=1, sort_keys=True))
-    return path
+def write_record(run_dir: RunDir, record: dict) -> Path | str:
+    folder = RunFolder.coerce(run_dir)
+    return folder.write_text(record_relpath(record["trial_id"]), json.dumps(record, indent=1, sort_keys=True))
 
 
 @dataclass(frozen=True)
 class RecordScan:
     records: list[dict]
-    corrupt: list[Path]  # not loaded: unreadable, truncated, or from an incompatible version
+    corrupt: list[Path | str]  # not loaded: unreadable, truncated, or from an incompatible version
     # the subset of ``corrupt`` that parsed but carries another format version: (path, version). A run
     # folder with any of these is refused (``require_compatible``) instead of being silently re-run.
-    incompatible: list[tuple[Path, object]] = ()
+    incompatible: list[tuple[Path | str, object]] = ()
 
 
-def read_records(run_dir: Path) -> RecordScan:
+def corrupt_relpath(path: Path | str) -> str:
+    """The relative path (for ``RunFolder.delete``) of an entry of ``RecordScan.corrupt``."""
+    return f"{RECORDS_DIR}/{PurePosixPath(str(path)).name}"
+
+
+def read_records(run_dir: RunDir) -> RecordScan:
+    folder = RunFolder.coerce(run_dir)
     records, corrupt, incompatible = [], [], []
-    for path in sorted((Path(run_dir) / RECORDS_DIR).glob("*.json")):
+    for rel in folder.list_files(RECORDS_DIR, ".json"):
+        path = folder.location(rel)
         try:
-            record = json.loads(path.read_text())
+            record = json.loads(folder.read_text(rel))
         except (OSError, ValueError):
             corrupt.append(path)
             continue
@@ -157,7 +153,7 @@ def read_records(run_dir: Path) -> RecordScan:
     return RecordScan(records=records, corrupt=corrupt, incompatible=incompatible)
 
 
-def require_compatible(run_dir: Path, scan: RecordScan) -> None:
+def require_compatible(run_dir: RunDir, scan: RecordScan) -> None:
     """Refuse a run folder written by another version of the tool, rather than silently re-running it all."""
     if not scan.incompatible:
         return
@@ -206,19 +202,9 @@ def records_to_table(records: Iterable[dict], *, k: int) -> pd.DataFrame:
     ).reset_index(drop=True)
 
 
-def write_table(run_dir: Path, df: pd.DataFrame) -> tuple[Path, Path]:
-    """Write ``results.parquet`` and ``results.csv`` atomically; returns their paths."""
-    run_dir = Path(run_dir)
-    run_dir.mkdir(parents=True, exist_ok=True)
-    parquet, csv = run_dir / "results.parquet", run_dir / "results.csv"
-    for path, writer in (
-        (parquet, lambda p: df.to_parquet(p, index=False)),
-        (csv, lambda p: df.to_csv(p, index=False)),
-    ):
-        tmp = path.with_name(f".{path.name}.tmp")
-        writer(tmp)
-        os.replace(tmp, path)
-    return parquet, csv
+def write_table(run_dir: RunDir, df: pd.DataFrame) -> tuple[Path | str, Path | str]:
+    """Write ``results.parquet`` and ``results.csv`` atomically; returns where they are."""
+    return RunFolder.coerce(run_dir).write_table(df)
 
 
 def package_versions() -> dict[str, str]:
@@ -245,10 +231,10 @@ def package_versions() -> dict[str, str]:
     return out
 
 
-def write_run_metadata(run_dir: Path, cfg_dict: dict) -> None:
+def write_run_metadata(run_dir: RunDir, cfg_dict: dict) -> None:
     """The resolved config (``config.yaml``) and package versions (``versions.json``) beside the results."""
     import yaml
 
-    run_dir = Path(run_dir)
-    write_atomic(run_dir / "config.yaml", yaml.safe_dump(cfg_dict, sort_keys=False))
-    write_atomic(run_dir / "versions.json", json.dumps(package_versions(), indent=1))
+    folder = RunFolder.coerce(run_dir)
+    folder.write_text("config.yaml", yaml.safe_dump(cfg_dict, sort_keys=False))
+    folder.write_text("versions.json", json.dumps(package_versions(), indent=1))

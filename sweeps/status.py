@@ -10,7 +10,8 @@ import yaml
 
 from sweeps.config import SweepConfig, build
 from sweeps.errors import ConfigError
-from sweeps.results import Cell, read_records, require_compatible
+from sweeps.results import Cell, RunDir, read_records, require_compatible
+from sweeps.storage import RunFolder
 
 
 @dataclass(frozen=True)
@@ -21,20 +22,20 @@ class RunStatus:
     failed: list[tuple[Cell, str]]
     in_progress: list[Cell]  # cells of a driver that is running or was interrupted
     left: list[Cell]
-    corrupt: list[Path]
+    corrupt: list[Path | str]
 
 
-def run_status(run_dir: Path) -> RunStatus:
+def run_status(run_dir: RunDir) -> RunStatus:
     from sweeps.tuner import DRIVER_STATE, cells_for
 
-    run_dir = Path(run_dir)
-    config_path = run_dir / "config.yaml"
-    if not config_path.exists():
-        raise ConfigError("no config.yaml here: not a sweep's run folder", where=run_dir, fix="pass runs/<sweep name>")
-    scan = read_records(run_dir)
-    require_compatible(run_dir, scan)
+    folder = RunFolder.coerce(run_dir)
+    config_path = folder.location("config.yaml")
+    if not folder.exists("config.yaml"):
+        raise ConfigError("no config.yaml here: not a sweep's run folder", where=folder, fix="pass runs/<sweep name>")
+    scan = read_records(folder)
+    require_compatible(folder, scan)
     try:
-        cfg: SweepConfig = build(SweepConfig, yaml.safe_load(config_path.read_text()), where=str(config_path))
+        cfg: SweepConfig = build(SweepConfig, yaml.safe_load(folder.read_text("config.yaml")), where=str(config_path))
     except (ConfigError, yaml.YAMLError) as exc:
         problem = exc.problem if isinstance(exc, ConfigError) else "invalid YAML"
         field = exc.field if isinstance(exc, ConfigError) else None
@@ -46,8 +47,8 @@ def run_status(run_dir: Path) -> RunStatus:
         ) from None
     by_cell = {Cell(**r["cell"]): r for r in scan.records}
     cells = cells_for(cfg.sweep)
-    state_path = run_dir / DRIVER_STATE
-    active = {Cell(**c) for c in json.loads(state_path.read_text())["cells"]} if state_path.exists() else set()
+    state = json.loads(folder.read_text(DRIVER_STATE)) if folder.exists(DRIVER_STATE) else {"cells": []}
+    active = {Cell(**c) for c in state["cells"]}
     done = [c for c in cells if c in by_cell and by_cell[c]["status"] == "ok"]
     failed = [(c, by_cell[c]["error"]) for c in cells if c in by_cell and by_cell[c]["status"] != "ok"]
     in_progress = [c for c in cells if c not in by_cell and c in active]

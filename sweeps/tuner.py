@@ -32,17 +32,19 @@ from sweeps.local import check_sizes
 from sweeps.prepare import PreparedData, prepare_data
 from sweeps.results import (
     Cell,
+    RunDir,
+    corrupt_relpath,
     make_record,
     read_records,
-    record_path,
+    record_relpath,
     records_to_table,
     require_compatible,
     trial_id,
-    write_atomic,
     write_record,
     write_run_metadata,
     write_table,
 )
+from sweeps.storage import RunFolder
 from sweeps.trainable import fit_cell
 
 log = logging.getLogger("sweeps.tuner")
@@ -68,7 +70,7 @@ def cells_for(spec: SweepSpec) -> list[Cell]:
 
 @dataclass(frozen=True)
 class SweepOutcome:
-    run_dir: Path
+    run_dir: Path | str  # a local Path, or the URI of a run folder in object storage
     table: pd.DataFrame
     ran: int  # cells run by this call
     skipped: int  # cells that already had a finished record
@@ -113,17 +115,18 @@ def resolve_gpus(cfg: SweepConfig, *, embedded: bool) -> float:
     return float(want)
 
 
-def check_run_dir(run_dir: Path, cfg: SweepConfig, *, resume: bool) -> None:
+def check_run_dir(run_dir: RunDir, cfg: SweepConfig, *, resume: bool) -> None:
     """Refuse to mix runs: an existing folder must hold records of this version, the same trial settings, and needs --resume."""
-    scan = read_records(run_dir)
-    require_compatible(run_dir, scan)
-    saved_path = run_dir / "config.yaml"
-    if not saved_path.exists():
+    folder = RunFolder.coerce(run_dir)
+    scan = read_records(folder)
+    require_compatible(folder, scan)
+    saved_path = folder.location("config.yaml")
+    if not folder.exists("config.yaml"):
         return
     import yaml
 
     try:
-        saved = yaml.safe_load(saved_path.read_text()) or {}
+        saved = yaml.safe_load(folder.read_text("config.yaml")) or {}
     except (OSError, yaml.YAMLError) as exc:
         raise ConfigError(
             f"the run folder's saved config cannot be read ({type(exc).__name__})",
@@ -133,13 +136,13 @@ def check_run_dir(run_dir: Path, cfg: SweepConfig, *, resume: bool) -> None:
     diffs = _diff(saved.get("trial", {}), to_dict(cfg.trial), "")
     if diffs:
         raise ConfigError(
-            f"the run folder {run_dir} holds results of different trial settings: {'; '.join(diffs[:6])}",
+            f"the run folder {folder} holds results of different trial settings: {'; '.join(diffs[:6])}",
             where=saved_path,
             fix="give the sweep a new name (name: in the file), or restore the old settings",
         )
     if not resume and scan.records:
         raise ConfigError(
-            f"the run folder {run_dir} already holds finished trials",
+            f"the run folder {folder} already holds finished trials",
             field="name",
             fix="add --resume to continue or extend it (only cells without a result run), or use a new name",
         )
@@ -175,10 +178,10 @@ def run_sweep(
         trainable: the Tune function trainable (default ``fit_cell``); tests pass designed ones.
         verbose: Tune's own console output (0: only this driver's progress lines).
     """
-    run_dir = Path(cfg.storage).expanduser().resolve() / cfg.name
+    folder = RunFolder.of(cfg.storage, cfg.name)
     # Everything a user can get wrong is checked before the run folder is written (or Ray started):
     # a refused sweep leaves nothing behind.
-    check_run_dir(run_dir, cfg, resume=resume)
+    check_run_dir(folder, cfg, resume=resume)
     prepared = prepared or prepare_data(cfg.trial)
     cells = cells_for(cfg.sweep)
     check_sizes(cells, prepared, field="sweep.sizes" if cfg.sweep.experiment == "data_size" else "sweep.size")
@@ -186,12 +189,12 @@ def run_sweep(
     if dashboard:
         print(f"[{cfg.name}] Ray dashboard: {dashboard}", flush=True)
     gpus = resolve_gpus(cfg, embedded=address is None)
-    write_run_metadata(run_dir, to_dict(cfg))
+    write_run_metadata(folder, to_dict(cfg))
 
-    scan = read_records(run_dir)
+    scan = read_records(folder)
     for path in scan.corrupt:
         print(f"[{cfg.name}] warning: unreadable result record {path}: its cell will run again", flush=True)
-        path.unlink(missing_ok=True)
+        folder.delete(corrupt_relpath(path))
     done = {r["trial_id"] for r in scan.records if r["status"] == "ok"}
     pending = [c for c in cells if trial_id(cfg.trial, c, eval_id=prepared.eval_id) not in done]
     print(
@@ -200,14 +203,14 @@ def run_sweep(
     )
 
     if pending:
-        _fit(cfg, pending, run_dir=run_dir, prepared=prepared, gpus=gpus, trainable=trainable, verbose=verbose)
+        _fit(cfg, pending, folder=folder, prepared=prepared, gpus=gpus, trainable=trainable, verbose=verbose)
 
-    records = read_records(run_dir).records
+    records = read_records(folder).records
     table = records_to_table(records, k=cfg.trial.eval.k)
-    write_table(run_dir, table)
+    write_table(folder, table)
     failed = sum(1 for r in records if r["status"] != "ok")
     return SweepOutcome(
-        run_dir=run_dir, table=table, ran=len(pending), skipped=len(cells) - len(pending), failed=failed
+        run_dir=folder.location(), table=table, ran=len(pending), skipped=len(cells) - len(pending), failed=failed
     )
 
 
@@ -215,7 +218,7 @@ def _fit(
     cfg: SweepConfig,
     pending: list[Cell],
     *,
-    run_dir: Path,
+    folder: RunFolder,
     prepared: PreparedData,
     gpus: float,
     trainable: Callable,
@@ -223,7 +226,6 @@ def _fit(
 ) -> None:
     # A fresh Tune experiment per call, over the cells without a finished record (see the module docstring).
     experiment = f"tune-{config_hash([to_dict(c) for c in pending], length=8)}-{time.strftime('%Y%m%d-%H%M%S')}"
-    state_path = run_dir / DRIVER_STATE
     trainable = tune.with_resources(
         tune.with_parameters(trainable, sweep=cfg, prepared=prepared, num_gpus=gpus),
         {"cpu": cfg.resources.cpus, "gpu": gpus},
@@ -233,7 +235,7 @@ def _fit(
 
     def record_failure(cell: Cell, error: str) -> None:
         write_record(
-            run_dir,
+            folder,
             make_record(
                 sweep=cfg.name,
                 experiment=cfg.sweep.experiment,
@@ -249,7 +251,7 @@ def _fit(
             ),
         )
 
-    write_atomic(state_path, json.dumps({"experiment": experiment, "cells": [to_dict(c) for c in pending]}))
+    folder.write_text(DRIVER_STATE, json.dumps({"experiment": experiment, "cells": [to_dict(c) for c in pending]}))
     scheduler = TrialTimeout(cfg.trial_timeout_s, on_timeout=record_failure) if cfg.trial_timeout_s else None
     tuner = tune.Tuner(
         trainable,
@@ -263,9 +265,9 @@ def _fit(
         ),
         run_config=tune.RunConfig(
             name=experiment,
-            storage_path=str(run_dir / "tune"),
+            storage_path=folder.tune_storage_path,
             failure_config=tune.FailureConfig(max_failures=cfg.max_failures),
-            callbacks=[RecordCallback(run_dir), ProgressCallback(cfg.name, total=len(pending))],
+            callbacks=[RecordCallback(folder), ProgressCallback(cfg.name, total=len(pending))],
             verbose=verbose,
         ),
     )
@@ -275,10 +277,10 @@ def _fit(
         if result.error is None or not result.config:
             continue
         cell = Cell(**result.config["cell"])
-        if not record_path(run_dir, trial_id(cfg.trial, cell, eval_id=eval_id)).exists():
+        if not folder.exists(record_relpath(trial_id(cfg.trial, cell, eval_id=eval_id))):
             lines = [line for line in str(result.error).splitlines() if line.strip()] or [""]
             record_failure(cell, f"{type(result.error).__name__}: {lines[0][:500]}")
-    state_path.unlink(missing_ok=True)
+    folder.delete(DRIVER_STATE)
 
 
 class TrialTimeout(FIFOScheduler):
@@ -351,12 +353,12 @@ def _driver_gauge(key: str):
 class RecordCallback(tune.Callback):
     """Writes each trial's record (its last report) to the run folder as soon as the driver receives it."""
 
-    def __init__(self, run_dir: Path):
-        self.run_dir = run_dir
+    def __init__(self, folder: RunFolder):
+        self.folder = folder
 
     def on_trial_result(self, iteration, trials, trial, result, **info) -> None:
         if "record_json" in result:
-            write_record(self.run_dir, json.loads(result["record_json"]))
+            write_record(self.folder, json.loads(result["record_json"]))
 
 
 class ProgressCallback(tune.Callback):

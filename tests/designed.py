@@ -74,6 +74,11 @@ class DesignedPrepared:
         return _Pool(data=range(self.pool_size))
 
 
+def local_storage(storage: str) -> Path:
+    """The local folder of a sweep's storage: its path, or that of a ``file://`` URI (tests of the URI path)."""
+    return Path(storage[len("file://") :]) if storage.startswith("file://") else Path(storage)
+
+
 def _mark(storage: Path, folder: str, label: str) -> None:
     (storage / folder).mkdir(parents=True, exist_ok=True)
     (storage / folder / f"{label}.{uuid.uuid4().hex}").touch()
@@ -81,7 +86,7 @@ def _mark(storage: Path, folder: str, label: str) -> None:
 
 def designed_cell(config: dict, *, sweep, prepared, num_gpus: float) -> None:
     cell = Cell(**config["cell"])
-    storage = Path(sweep.storage)
+    storage = local_storage(sweep.storage)
     started = time.time()
     _mark(storage, "markers", cell.label)
     delay = float((storage / "delay").read_text()) if (storage / "delay").exists() else 0.0
@@ -135,7 +140,7 @@ def fit_cell_with_faults(config: dict, *, sweep, prepared, num_gpus: float) -> N
     import sweeps.trainable as trainable
 
     cell = Cell(**config["cell"])
-    storage = Path(sweep.storage)
+    storage = local_storage(sweep.storage)
     _mark(storage, "markers", cell.label)
     real_run_trial, real_release = trainable.run_trial, trainable.release_accelerator
     oom = storage / "oom" / cell.label

@@ -1,0 +1,182 @@
+"""The run folder's filesystem: a local folder (or NFS mount) or an object-store URI, behind one small API.
+
+Every read and write of a run folder goes through ``RunFolder``, so the rest of the tool never knows where
+the records live. A local folder keeps the atomic write (temporary file, fsync, ``os.replace``): a crash
+never leaves half a file. An object store (``s3://``, ``gs://``, ... through ``pyarrow.fs``) has no rename,
+but a PUT is atomic: readers see the old object or the whole new one, so each file is built in memory and
+written in one stream. Only the driver writes here. Credentials come from the environment or the instance
+role, never from sweep files.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import io
+import os
+import tempfile
+from collections.abc import Iterator
+from pathlib import Path, PurePosixPath
+from typing import Any
+from urllib.parse import urlsplit
+
+from sweeps.errors import ConfigError
+
+# Schemes pyarrow.fs.FileSystem.from_uri opens. Checked by name only: building an S3 filesystem already
+# contacts the network (it resolves the bucket's region), so connection problems surface at run time.
+URI_SCHEMES = ("s3", "gs", "gcs", "hdfs", "viewfs", "abfs", "abfss", "file")
+CREDENTIALS_FIX = (
+    "check the URI and that the bucket exists; credentials come from the environment (AWS_PROFILE or "
+    "AWS_ACCESS_KEY_ID/AWS_SECRET_ACCESS_KEY, GOOGLE_APPLICATION_CREDENTIALS, ...) or the instance role, "
+    "never from the sweep file; or give a local folder or shared mount"
+)
+
+
+def is_uri(storage: str | os.PathLike) -> bool:
+    return "://" in str(storage)
+
+
+def check_storage(storage: str) -> None:
+    """Refuse a storage URI pyarrow cannot open, or one carrying secrets, without touching the network."""
+    if not is_uri(storage):
+        return
+    parsed = urlsplit(storage)
+    if parsed.scheme.lower() not in URI_SCHEMES:
+        raise ConfigError(
+            f"storage scheme {parsed.scheme!r}:// is not supported ({storage})",
+            field="storage",
+            fix=f"use a local folder, a shared mount, or a URI of {', '.join(s + '://' for s in URI_SCHEMES)}",
+        )
+    if parsed.password is not None or any(k in parsed.query.lower() for k in ("secret", "key", "token")):
+        # the URI would be saved in config.yaml and printed in messages
+        raise ConfigError(
+            "the storage URI carries credentials", field="storage", fix=f"remove them from the URI; {CREDENTIALS_FIX}"
+        )
+
+
+class RunFolder:
+    """``<storage>/<sweep name>``: files addressed by relative POSIX paths (``records/<id>.json``)."""
+
+    def __init__(self, location: str | os.PathLike):
+        self.is_local = not is_uri(location)
+        self.root: Path | str = Path(location) if self.is_local else str(location).rstrip("/")
+        self._fs: Any = None  # pyarrow filesystem, opened on first use (URI only)
+        self._base = ""
+
+    @classmethod
+    def of(cls, storage: str, name: str) -> RunFolder:
+        if is_uri(storage):
+            return cls(f"{storage.rstrip('/')}/{name}")
+        return cls(Path(storage).expanduser().resolve() / name)
+
+    @classmethod
+    def coerce(cls, where: RunFolder | str | os.PathLike) -> RunFolder:
+        return where if isinstance(where, RunFolder) else cls(where)
+
+    def location(self, relpath: str = "") -> Path | str:
+        """What messages show: a ``Path`` inside a local folder, the full URI otherwise."""
+        if self.is_local:
+            return self.root / relpath if relpath else self.root
+        return f"{self.root}/{relpath}" if relpath else self.root
+
+    def __str__(self) -> str:
+        return str(self.location())
+
+    @property
+    def tune_storage_path(self) -> str:
+        """Tune's ``RunConfig(storage_path=...)``: a local path or a URI, both taken by Ray as they are."""
+        return str(self.location("tune"))
+
+    def __getstate__(self) -> dict:  # pickled with Tune's scheduler: reopen the filesystem on the other side
+        return {**self.__dict__, "_fs": None}
+
+    @contextlib.contextmanager
+    def _remote(self, relpath: str) -> Iterator[tuple[Any, str]]:
+        """The pyarrow filesystem and the path of ``relpath``; its errors become one clear ``ConfigError``."""
+        try:
+            if self._fs is None:
+                import pyarrow.fs
+
+                self._fs, self._base = pyarrow.fs.FileSystem.from_uri(self.root)
+            yield self._fs, f"{self._base.rstrip('/')}/{relpath}".rstrip("/")
+        except FileNotFoundError:
+            raise
+        except (OSError, ValueError) as exc:  # pyarrow's errors subclass these (ArrowInvalid is a ValueError)
+            raise ConfigError(
+                f"cannot use the storage {self.root}: {type(exc).__name__}: {str(exc).splitlines()[0][:300]}",
+                field="storage",
+                fix=CREDENTIALS_FIX,
+            ) from None
+
+    def write_bytes(self, relpath: str, data: bytes) -> Path | str:
+        """Write ``data`` so that readers see the old file or the whole new one, never a part."""
+        if self.is_local:
+            path = self.root / relpath
+            path.parent.mkdir(parents=True, exist_ok=True)
+            fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
+            try:
+                with os.fdopen(fd, "wb") as f:
+                    f.write(data)
+                    f.flush()
+                    os.fsync(f.fileno())
+                os.replace(tmp, path)
+            except BaseException:
+                Path(tmp).unlink(missing_ok=True)
+                raise
+        else:
+            with self._remote(relpath) as (fs, path):
+                try:
+                    stream = fs.open_output_stream(path)
+                except FileNotFoundError:  # file:// and the like need their folders; object stores have none
+                    fs.create_dir(str(PurePosixPath(path).parent), recursive=True)
+                    stream = fs.open_output_stream(path)
+                with stream as f:
+                    f.write(data)  # one stream, one PUT: the object appears whole on close
+        return self.location(relpath)
+
+    def write_text(self, relpath: str, text: str) -> Path | str:
+        return self.write_bytes(relpath, text.encode())
+
+    def read_bytes(self, relpath: str) -> bytes:
+        if self.is_local:
+            return (self.root / relpath).read_bytes()
+        with self._remote(relpath) as (fs, path), fs.open_input_stream(path) as f:
+            return f.read()
+
+    def read_text(self, relpath: str) -> str:
+        return self.read_bytes(relpath).decode()
+
+    def exists(self, relpath: str) -> bool:
+        if self.is_local:
+            return (self.root / relpath).exists()
+        import pyarrow.fs
+
+        with self._remote(relpath) as (fs, path):
+            return fs.get_file_info(path).type != pyarrow.fs.FileType.NotFound
+
+    def list_files(self, subdir: str, suffix: str) -> list[str]:
+        """Relative paths of the files directly in ``subdir`` ending in ``suffix``, sorted; [] if it is not there."""
+        if self.is_local:
+            names = [p.name for p in (self.root / subdir).glob(f"*{suffix}") if p.is_file()]
+        else:
+            import pyarrow.fs
+
+            with self._remote(subdir) as (fs, path):
+                infos = fs.get_file_info(pyarrow.fs.FileSelector(path, allow_not_found=True))
+            names = [i.base_name for i in infos if i.type == pyarrow.fs.FileType.File and i.base_name.endswith(suffix)]
+        return sorted(f"{subdir}/{n}" for n in names if not n.startswith("."))
+
+    def delete(self, relpath: str) -> None:
+        """Remove a file; nothing happens if it is not there."""
+        if self.is_local:
+            (self.root / relpath).unlink(missing_ok=True)
+            return
+        with contextlib.suppress(FileNotFoundError), self._remote(relpath) as (fs, path):
+            fs.delete_file(path)
+
+    def write_table(self, df) -> tuple[Path | str, Path | str]:
+        """``results.parquet`` and ``results.csv``, each built in memory and written whole."""
+        buf = io.BytesIO()
+        df.to_parquet(buf, index=False)
+        return self.write_bytes("results.parquet", buf.getvalue()), self.write_text(
+            "results.csv", df.to_csv(index=False)
+        )
