@@ -194,3 +194,24 @@ def designed_config(
         sweep=dataclasses.replace(cfg.sweep, sizes=tuple(sizes), seeds=tuple(seeds), epochs=epochs),
         resources=dataclasses.replace(cfg.resources, gpus=gpus, cpus=cpus, max_concurrent=max_concurrent),
     )
+
+
+def designed_table(cfg):
+    """The results table a designed sweep of ``cfg`` must produce: seed, size, epoch, train_seconds, metrics."""
+    import pandas as pd
+
+    from sweeps.tuner import cells_for
+
+    rows = []
+    for cell in cells_for(cfg.sweep):
+        for epoch in [0] if cell.size == 0 else range(1, cell.epochs + 1):
+            rows.append(
+                {
+                    "seed": cell.seed,
+                    "size": cell.size,
+                    "epoch": epoch,
+                    "train_seconds": designed_train_seconds(cell.size, epoch),
+                    **designed_metrics(cell.size, epoch),
+                }
+            )
+    return pd.DataFrame(rows).sort_values(["seed", "size", "epoch"]).reset_index(drop=True)

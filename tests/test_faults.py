@@ -32,8 +32,7 @@ from designed import (  # noqa: E402
     DesignedPrepared,
     designed_cell,
     designed_config,
-    designed_metrics,
-    designed_train_seconds,
+    designed_table,
     executions,
     fit_cell_with_faults,
     releases,
@@ -60,22 +59,6 @@ def embedded_ray():
     url = connect(None, num_cpus=2, logical_gpus=0)
     yield url
     ray.shutdown()
-
-
-def _expected(cfg) -> pd.DataFrame:
-    rows = []
-    for cell in cells_for(cfg.sweep):
-        for epoch in [0] if cell.size == 0 else range(1, cell.epochs + 1):
-            rows.append(
-                {
-                    "seed": cell.seed,
-                    "size": cell.size,
-                    "epoch": epoch,
-                    "train_seconds": designed_train_seconds(cell.size, epoch),
-                    **designed_metrics(cell.size, epoch),
-                }
-            )
-    return pd.DataFrame(rows).sort_values(["seed", "size", "epoch"]).reset_index(drop=True)
 
 
 def _values(table: pd.DataFrame) -> pd.DataFrame:
@@ -201,7 +184,7 @@ def test_driver_killed_at_three_moments_resumes_to_the_undisturbed_table(embedde
     assert undisturbed.failed == 0 and set(final["status"]) == {"ok"}
     pd.testing.assert_frame_equal(final, undisturbed.table)  # same cells, once each, identical values and ids
     assert final.groupby(["seed", "size", "epoch"]).size().eq(1).all() and final["trial_id"].nunique() == 9
-    pd.testing.assert_frame_equal(_values(final), _expected(calm), check_dtype=False)
+    pd.testing.assert_frame_equal(_values(final), designed_table(calm), check_dtype=False)
 
     # No cell that had finished before a kill ran again afterwards; every cell ran at least once.
     after = executions(storage)
@@ -299,7 +282,7 @@ def test_a_hung_trial_is_stopped_after_trial_timeout_s_and_recorded_as_failed(em
     # --resume runs the failed cell again (the hang marker is gone) and keeps the others.
     again = run_sweep(cfg, resume=True, prepared=DesignedPrepared(), trainable=designed_cell)
     assert (again.ran, again.skipped, again.failed) == (1, 2, 0)
-    pd.testing.assert_frame_equal(_values(again.table), _expected(cfg), check_dtype=False)
+    pd.testing.assert_frame_equal(_values(again.table), designed_table(cfg), check_dtype=False)
 
 
 # ------------------------------------------------------------------------------ safe defaults

@@ -16,13 +16,13 @@ import pytest
 ray = pytest.importorskip("ray")
 
 import designed  # noqa: E402  (tests/designed.py)
-from designed import designed_cell, designed_metrics, designed_train_seconds, executions  # noqa: E402
+from designed import designed_cell, designed_table, executions  # noqa: E402
 
 from sweeps.config import load_sweep_config  # noqa: E402
 from sweeps.errors import ConfigError  # noqa: E402
 from sweeps.prepare import prepare_data  # noqa: E402
 from sweeps.results import read_records  # noqa: E402
-from sweeps.tuner import cells_for, run_sweep  # noqa: E402
+from sweeps.tuner import run_sweep  # noqa: E402
 
 pytestmark = pytest.mark.ray
 
@@ -68,22 +68,6 @@ def _cfg(smoke, tmp_path, *, sizes=(50, 100, 200), seeds=(0, 1), gpus=1.0, cpus=
     )
 
 
-def _expected(cfg) -> pd.DataFrame:
-    rows = []
-    for cell in cells_for(cfg.sweep):
-        for epoch in [0] if cell.size == 0 else range(1, cell.epochs + 1):
-            rows.append(
-                {
-                    "seed": cell.seed,
-                    "size": cell.size,
-                    "epoch": epoch,
-                    "train_seconds": designed_train_seconds(cell.size, epoch),
-                    **designed_metrics(cell.size, epoch),
-                }
-            )
-    return pd.DataFrame(rows).sort_values(["seed", "size", "epoch"]).reset_index(drop=True)
-
-
 def test_designed_sweep_gives_the_exact_table_and_each_trial_its_own_gpu(ray_local, smoke, tmp_path):
     cfg = _cfg(smoke, tmp_path)
     out = run_sweep(cfg, prepared=smoke[1], trainable=designed_cell)
@@ -94,7 +78,7 @@ def test_designed_sweep_gives_the_exact_table_and_each_trial_its_own_gpu(ray_loc
         .sort_values(["seed", "size", "epoch"])
         .reset_index(drop=True)
     )
-    pd.testing.assert_frame_equal(got, _expected(cfg), check_dtype=False)
+    pd.testing.assert_frame_equal(got, designed_table(cfg), check_dtype=False)
     assert set(table["status"]) == {"ok"} and table["trial_id"].nunique() == 7
     assert (table["gpu_seconds"] == table["train_seconds"]).all()  # 1 GPU per trial
     records = read_records(out.run_dir).records
@@ -117,7 +101,7 @@ def test_designed_sweep_gives_the_exact_table_and_each_trial_its_own_gpu(ray_loc
     assert (out2.ran, out2.skipped) == (6, 7)
     pd.testing.assert_frame_equal(
         out2.table[["seed", "size", "epoch", "mrr@20"]].sort_values(["seed", "size", "epoch"]).reset_index(drop=True),
-        _expected(bigger)[["seed", "size", "epoch", "mrr@20"]],
+        designed_table(bigger)[["seed", "size", "epoch", "mrr@20"]],
         check_dtype=False,
     )
 
