@@ -17,10 +17,10 @@ from sweeps.prepare import PreparedData, prepare_data
 from sweeps.results import (
     Cell,
     RunDir,
+    check_run_dir,
     make_record,
     read_records,
     records_to_table,
-    require_compatible,
     trial_id,
     write_record,
     write_run_metadata,
@@ -62,8 +62,9 @@ def run_cells(
     pool) is checked before the run folder is written: a failed check leaves nothing behind.
     """
     folder = RunFolder.coerce(run_dir) if run_dir is not None else RunFolder.of(cfg.storage, cfg.name)
+    # A trial run adds cells to the sweep's folder, like --resume: same version and trial settings only.
+    check_run_dir(folder, cfg, resume=True)
     scan = read_records(folder)
-    require_compatible(folder, scan)
     prepared = prepared or prepare_data(cfg.trial)
     check_sizes(cells, prepared, field="--size")
     write_run_metadata(folder, to_dict(cfg))

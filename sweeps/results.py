@@ -15,7 +15,7 @@ from pathlib import Path, PurePosixPath
 
 import pandas as pd
 
-from sweeps.config import TrialConfig, config_hash, to_dict
+from sweeps.config import SweepConfig, TrialConfig, config_hash, to_dict
 from sweeps.errors import ConfigError
 from sweeps.metrics import metric_keys
 from sweeps.storage import RunFolder
@@ -238,3 +238,45 @@ def write_run_metadata(run_dir: RunDir, cfg_dict: dict) -> None:
     folder = RunFolder.coerce(run_dir)
     folder.write_text("config.yaml", yaml.safe_dump(cfg_dict, sort_keys=False))
     folder.write_text("versions.json", json.dumps(package_versions(), indent=1))
+
+
+def check_run_dir(run_dir: RunDir, cfg: SweepConfig, *, resume: bool) -> None:
+    """Refuse to mix runs: an existing folder must hold records of this version, the same trial settings, and needs --resume."""
+    folder = RunFolder.coerce(run_dir)
+    scan = read_records(folder)
+    require_compatible(folder, scan)
+    saved_path = folder.location("config.yaml")
+    if not folder.exists("config.yaml"):
+        return
+    import yaml
+
+    try:
+        saved = yaml.safe_load(folder.read_text("config.yaml")) or {}
+    except (OSError, yaml.YAMLError) as exc:
+        raise ConfigError(
+            f"the run folder's saved config cannot be read ({type(exc).__name__})",
+            where=saved_path,
+            fix="give the sweep a new name (name: in the file)",
+        ) from None
+    diffs = _diff(saved.get("trial", {}), to_dict(cfg.trial), "")
+    if diffs:
+        raise ConfigError(
+            f"the run folder {folder} holds results of different trial settings: {'; '.join(diffs[:6])}",
+            where=saved_path,
+            fix="give the sweep a new name (name: in the file), or restore the old settings",
+        )
+    if not resume and scan.records:
+        raise ConfigError(
+            f"the run folder {folder} already holds finished trials",
+            field="name",
+            fix="add --resume to continue or extend it (only cells without a result run), or use a new name",
+        )
+
+
+def _diff(old, new, prefix: str) -> list[str]:
+    if isinstance(old, dict) and isinstance(new, dict):
+        out = []
+        for key in sorted(set(old) | set(new)):
+            out += _diff(old.get(key), new.get(key), f"{prefix}.{key}" if prefix else key)
+        return out
+    return [] if old == new else [f"{prefix}: {old!r} -> {new!r}"]

@@ -32,13 +32,12 @@ from sweeps.local import check_sizes
 from sweeps.prepare import PreparedData, prepare_data
 from sweeps.results import (
     Cell,
-    RunDir,
+    check_run_dir,
     corrupt_relpath,
     make_record,
     read_records,
     record_relpath,
     records_to_table,
-    require_compatible,
     trial_id,
     write_record,
     write_run_metadata,
@@ -113,48 +112,6 @@ def resolve_gpus(cfg: SweepConfig, *, embedded: bool) -> float:
             )
         print(f"warning: {problem}; trials wait until the autoscaler adds GPU nodes", flush=True)
     return float(want)
-
-
-def check_run_dir(run_dir: RunDir, cfg: SweepConfig, *, resume: bool) -> None:
-    """Refuse to mix runs: an existing folder must hold records of this version, the same trial settings, and needs --resume."""
-    folder = RunFolder.coerce(run_dir)
-    scan = read_records(folder)
-    require_compatible(folder, scan)
-    saved_path = folder.location("config.yaml")
-    if not folder.exists("config.yaml"):
-        return
-    import yaml
-
-    try:
-        saved = yaml.safe_load(folder.read_text("config.yaml")) or {}
-    except (OSError, yaml.YAMLError) as exc:
-        raise ConfigError(
-            f"the run folder's saved config cannot be read ({type(exc).__name__})",
-            where=saved_path,
-            fix="give the sweep a new name (name: in the file)",
-        ) from None
-    diffs = _diff(saved.get("trial", {}), to_dict(cfg.trial), "")
-    if diffs:
-        raise ConfigError(
-            f"the run folder {folder} holds results of different trial settings: {'; '.join(diffs[:6])}",
-            where=saved_path,
-            fix="give the sweep a new name (name: in the file), or restore the old settings",
-        )
-    if not resume and scan.records:
-        raise ConfigError(
-            f"the run folder {folder} already holds finished trials",
-            field="name",
-            fix="add --resume to continue or extend it (only cells without a result run), or use a new name",
-        )
-
-
-def _diff(old, new, prefix: str) -> list[str]:
-    if isinstance(old, dict) and isinstance(new, dict):
-        out = []
-        for key in sorted(set(old) | set(new)):
-            out += _diff(old.get(key), new.get(key), f"{prefix}.{key}" if prefix else key)
-        return out
-    return [] if old == new else [f"{prefix}: {old!r} -> {new!r}"]
 
 
 def run_sweep(

@@ -375,3 +375,15 @@ def test_installed_roi_prints_no_traceback(tmp_path):
     assert proc.stderr.startswith("error: ") and "data.label_column" in proc.stderr and "\n  fix: " in proc.stderr
     assert proc.stdout == ""
     assert_nothing_written(tmp_path)
+
+
+@pytest.mark.timeout(120)
+def test_trial_into_a_run_folder_of_other_settings_is_refused(capsys, tmp_path):
+    code, out, err = run_cli(capsys, tmp_path, "trial", str(sweep_file(tmp_path)), "--size", "16", "--no-baseline")
+    assert code == 0, err
+    records = sorted((tmp_path / "runs" / "smoke" / "records").glob("*.json"))
+    assert len(records) == 1
+    changed = sweep_file(tmp_path, train={"lr": 0.5})
+    code, out, err = run_cli(capsys, tmp_path, "trial", str(changed), "--size", "16", "--no-baseline")
+    assert_clear_error(code, err, "config.yaml", "train.lr: 0.001 -> 0.5")
+    assert sorted((tmp_path / "runs" / "smoke" / "records").glob("*.json")) == records  # nothing added
