@@ -37,7 +37,7 @@ from sweeps.models.text import TokenFeatures
 from sweeps.train import TrainSet, build_optimizer, build_scheduler, train_one_epoch
 
 
-def _random_folder(kind: str, *, tiny: bool) -> str:
+def _random_folder(kind: str) -> str:
     """Save a randomly initialised bert-base or CLIP ViT-B/32 (config defaults) with an offline tokenizer."""
     from transformers import BertConfig, BertModel, CLIPConfig, CLIPModel
 
@@ -46,41 +46,23 @@ def _random_folder(kind: str, *, tiny: bool) -> str:
     folder = tempfile.mkdtemp(prefix=f"bench-{kind}-")
     if kind == "bert":
         tok = offline_bert_tokenizer()
-        cfg = (
-            BertConfig(vocab_size=len(tok))
-            if not tiny
-            else BertConfig(
-                vocab_size=len(tok), hidden_size=32, num_hidden_layers=2, num_attention_heads=2, intermediate_size=64
-            )
-        )
-        BertModel(cfg).save_pretrained(folder)
+        BertModel(BertConfig(vocab_size=len(tok))).save_pretrained(folder)
     else:
-        tok = offline_clip_tokenizer()
         # Defaults: the ViT-B/32 vision tower and CLIP's 12-layer, 512-wide text tower with its 49,408-token
         # embedding; the benchmark feeds random token ids, so the small offline tokenizer only fills the folder.
-        cfg = CLIPConfig()
-        if tiny:
-            cfg = CLIPConfig(
-                text_config={
-                    "vocab_size": len(tok),
-                    "hidden_size": 32,
-                    "intermediate_size": 64,
-                    "num_hidden_layers": 2,
-                    "num_attention_heads": 2,
-                },
-                vision_config={
-                    "hidden_size": 32,
-                    "intermediate_size": 64,
-                    "num_hidden_layers": 2,
-                    "num_attention_heads": 2,
-                    "image_size": 32,
-                    "patch_size": 8,
-                },
-                projection_dim=16,
-            )
-        CLIPModel(cfg).save_pretrained(folder)
+        tok = offline_clip_tokenizer()
+        CLIPModel(CLIPConfig()).save_pretrained(folder)
     tok.save_pretrained(folder)
     return folder
+
+
+def _model(kind: str, *, tiny: bool, task: str, **options):
+    """The seed's architecture at full size from a saved random folder, or the project's own tiny twin."""
+    if tiny:  # the tiny twins the tests use (sweeps.models), no folder needed
+        name = {"hf-text": "bert-base-cased", "clip": "openai/clip-vit-base-patch32"}[kind]
+        return build_model(ModelConfig(kind=kind, name=name, tiny=True, **options), task=task)
+    folder = _random_folder("bert" if kind == "hf-text" else "clip")
+    return build_model(ModelConfig(kind=kind, name=folder, **options), task=task)
 
 
 def _tokens(n: int, length: int, vocab: int, seed: int) -> TokenFeatures:
@@ -166,9 +148,7 @@ def main() -> None:
     scale = 8 if args.tiny else 1
     rows: dict[str, dict] = {}
 
-    bert = build_model(
-        ModelConfig(kind="hf-text", name=_random_folder("bert", tiny=args.tiny), max_length=32), task="text-to-text"
-    ).to(runtime.device)
+    bert = _model("hf-text", tiny=args.tiny, task="text-to-text", max_length=32).to(runtime.device)
     vocab = bert.query_tower.encoder.config.vocab_size if hasattr(bert.query_tower, "encoder") else 1000
     b = 128 // scale
     rows["bert-base pairs B128 L32"] = _time_training(
@@ -202,9 +182,7 @@ def main() -> None:
     )
     del resnet
 
-    clip = build_model(
-        ModelConfig(kind="clip", name=_random_folder("clip", tiny=args.tiny), max_length=32), task="text-to-image"
-    ).to(runtime.device)
+    clip = _model("clip", tiny=args.tiny, task="text-to-image", max_length=32).to(runtime.device)
     b = 256 // scale
     clip_size = 32 if args.tiny else 224
     rows["CLIP ViT-B/32 pairs B256"] = _time_training(
