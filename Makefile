@@ -9,7 +9,7 @@ TORCH_PINS := torch==2.14.1 torchvision==0.29.1
 EXTRAS ?= cpu,offline,dev,png
 CONFIG ?= sweeps/configs/default.yaml
 
-.PHONY: help install test test-all lint run smoke report clean
+.PHONY: help install test test-all lint run smoke report gpu-bundle clean
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F ':.*## ' '{printf "  %-10s %s\n", $$1, $$2}'
@@ -31,7 +31,7 @@ test-all: install ## the test suite including slow tests
 	$(BIN)/python -m pytest -m ""
 
 lint: install ## ruff
-	$(BIN)/ruff check sweeps roi tests && $(BIN)/ruff format --check sweeps roi tests
+	$(BIN)/ruff check sweeps roi tests benchmarks && $(BIN)/ruff format --check sweeps roi tests benchmarks
 
 run: install ## install, then the main job: a small real sweep on the embedded Ray, and its ROI report
 	$(BIN)/roi sweep $(CONFIG)
@@ -40,6 +40,9 @@ run: install ## install, then the main job: a small real sweep on the embedded R
 smoke: install ## the whole pipeline on tiny models in seconds
 	$(BIN)/roi sweep sweeps/configs/smoke.yaml
 	$(BIN)/roi report runs/smoke
+
+gpu-bundle: install ## gather what the GPU benchmark call carries (benchmarks/gpu_session.sh) into .gpu-bundle/
+	$(BIN)/python benchmarks/gpu_bundle.py build
 
 clean: ## remove the environment and run outputs
 	rm -rf $(VENV) runs reports

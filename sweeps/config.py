@@ -38,6 +38,7 @@ DataFormat = Literal[
 LossName = Literal["auto", "supcon", "infonce", "batch-hard-triplet"]
 Schedule = Literal["constant", "warmup-constant", "warmup-linear", "warmup-cosine"]
 Precision = Literal["auto", "fp32", "bf16", "fp16"]
+CompileMode = Literal["off", "default", "reduce-overhead", "max-autotune"]
 Experiment = Literal["data_size", "epochs"]
 
 
@@ -147,6 +148,13 @@ class TrainConfig:
     group_size: int = 4  # labeled data: items per label in the nested ordering and in each batch
     precision: Precision = "auto"  # auto: bf16 autocast on a GPU that supports it, fp32 on the CPU
     grad_clip: float | None = 1.0
+    # torch.compile the towers (default: inductor; reduce-overhead adds CUDA graphs). Every trial compiles
+    # afresh and its compile time lands in its first epoch's training seconds: GPU time a user pays. Off by
+    # default: on the CPU it gains nothing (benchmarks/RESULTS.md); on a GPU it is an option to measure first.
+    compile: CompileMode = "off"
+    # Pairs through one shared tower (text-to-text, image-to-image pairs): embed queries and documents in
+    # one forward pass of 2B rows instead of two of B; same loss, fewer and larger kernels.
+    joint_pair_forward: bool = True
 
     def __post_init__(self) -> None:
         if self.batch_size < 2:

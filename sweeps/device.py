@@ -39,6 +39,18 @@ class Runtime:
         if self.is_cuda:
             torch.cuda.synchronize(self.device)
 
+    def limit_memory(self, fraction: float) -> bool:
+        """Cap this process's share of the GPU's memory at ``fraction`` (a fractional Ray GPU); True if capped.
+
+        Ray's ``num_gpus: 0.25`` only schedules: four trials share one card with no memory fence, so one
+        greedy trial would push its neighbours out of memory. With the cap, the trial that exceeds its declared
+        share is the one that fails (with torch's out-of-memory error, recorded with the fix).
+        """
+        if not self.is_cuda or not 0 < fraction < 1:
+            return False
+        torch.cuda.set_per_process_memory_fraction(fraction, self.device)
+        return True
+
     def reset_peak_memory(self) -> None:
         if self.is_cuda:
             torch.cuda.reset_peak_memory_stats(self.device)

@@ -36,7 +36,9 @@ def embed(tower: Tower, features, index: np.ndarray, *, batch_size: int, runtime
         rows = index[order[start : start + batch_size]]
         batch = {k: v.to(runtime.device, non_blocking=True) for k, v in tower.collate(features, rows).items()}
         with runtime.autocast():
-            chunks.append(tower(batch).float())
+            # clone(): under train.compile: reduce-overhead each call replays a CUDA graph into the same
+            # output buffer, so a kept output would be overwritten by the next batch's.
+            chunks.append(tower(batch).float().clone())
     out = torch.cat(chunks) if chunks else torch.empty(0, tower.dim, device=runtime.device)
     unsorted = torch.empty_like(out)
     unsorted[torch.as_tensor(order, device=out.device)] = out

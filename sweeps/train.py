@@ -130,15 +130,19 @@ def _step_loss(
     model, batch, *, train_set: TrainSet, query_features, doc_features, cfg: TrainConfig, runtime: Runtime
 ) -> torch.Tensor:
     ids = torch.as_tensor(train_set.label_ids[batch], device=runtime.device)  # (B,)
+    query_batch = model.query_tower.collate(query_features, train_set.positions[batch])
     with runtime.autocast():
-        query = model.query_tower(
-            _to_device(model.query_tower.collate(query_features, train_set.positions[batch]), runtime)
-        )
         if train_set.doc_positions is None:  # labeled data: one collection
+            query = model.query_tower(_to_device(query_batch, runtime))  # (B, D)
             if cfg.loss == "batch-hard-triplet":
                 return batch_hard_triplet(query, ids)
             return supcon(query, ids, temperature=cfg.temperature)
-        doc = model.doc_tower(
-            _to_device(model.doc_tower.collate(doc_features, train_set.doc_positions[batch]), runtime)
-        )
+        doc_batch = model.doc_tower.collate(doc_features, train_set.doc_positions[batch])
+        if model.symmetric and cfg.joint_pair_forward:
+            tower = model.query_tower
+            both = tower(_to_device(tower.join([query_batch, doc_batch]), runtime))  # (2B, D)
+            query, doc = both[: len(batch)], both[len(batch) :]
+        else:
+            query = model.query_tower(_to_device(query_batch, runtime))  # (B, D)
+            doc = model.doc_tower(_to_device(doc_batch, runtime))  # (B, D)
         return infonce(query, doc, ids, temperature=cfg.temperature)

@@ -29,6 +29,7 @@ from ray import tune
 from ray.util import metrics as ray_metrics
 
 from sweeps.config import SweepConfig
+from sweeps.device import resolve_runtime
 from sweeps.errors import UserError
 from sweeps.prepare import PreparedData
 from sweeps.results import Cell, make_record, trial_id
@@ -106,14 +107,25 @@ def fit_cell(config: dict, *, sweep: SweepConfig, prepared: PreparedData, num_gp
     status, error = "ok", ""
     start = time.perf_counter()
     try:
-        run_trial(sweep.trial, prepared=prepared, size=cell.size, epochs=cell.epochs, seed=cell.seed, on_epoch=on_epoch)
+        runtime = resolve_runtime(sweep.trial.device, sweep.trial.train.precision)
+        runtime.limit_memory(num_gpus)
+        run_trial(
+            sweep.trial,
+            prepared=prepared,
+            size=cell.size,
+            epochs=cell.epochs,
+            seed=cell.seed,
+            runtime=runtime,
+            on_epoch=on_epoch,
+        )
     except UserError as exc:
         status, error = "failed", exc.message
     except torch.OutOfMemoryError:  # the same class as torch.cuda.OutOfMemoryError
         status = "failed"
         error = (
             f"out of GPU memory at train.batch_size={sweep.trial.train.batch_size}, eval.batch_size={sweep.trial.eval.batch_size} "
-            f"with {num_gpus:g} GPU per trial (not retried: the same settings would run out again); "
+            f"with {num_gpus:g} GPU per trial (a fraction also caps the trial's share of GPU memory; "
+            "not retried: the same settings would run out again); "
             "fix: lower train.batch_size or eval.batch_size, or raise resources.gpus, then roi sweep FILE --resume"
         )
         log.error("%s %s\n%s", prefix, error, traceback.format_exc(limit=3))

@@ -7,7 +7,7 @@
 from __future__ import annotations
 
 import gc
-from collections.abc import Callable
+from collections.abc import Callable, Collection
 from dataclasses import asdict, dataclass, field
 
 import numpy as np
@@ -54,6 +54,7 @@ def run_trial(
     runtime: Runtime | None = None,
     model: RetrievalModel | None = None,
     on_epoch: Callable[[EpochReport], None] | None = None,
+    eval_epochs: Collection[int] | None = None,
 ) -> list[EpochReport]:
     """Fine-tune on ``size`` items for ``epochs`` epochs and evaluate after each one.
 
@@ -61,6 +62,8 @@ def run_trial(
         prepared: the dataset, split and features (see ``prepare_data``); shared by all trials.
         model: an already-built pretrained model to fine-tune in place (default: build it from ``cfg``).
         on_epoch: called with each report as soon as it exists (the sweep forwards it to Ray).
+        eval_epochs: the epochs to evaluate after (default: every one). The last epoch is always evaluated;
+            an independent e-epoch run needs only its final metrics, and evaluation can cost more than training.
 
     Returns:
         One report per evaluated epoch: ``[epoch 0]`` for the baseline, ``[epoch 1..epochs]`` otherwise.
@@ -68,6 +71,13 @@ def run_trial(
     runtime = runtime or resolve_runtime(cfg.device, cfg.train.precision)
     seed_everything(seed)
     model = (model if model is not None else build_model(cfg.model, task=cfg.task)).to(runtime.device)
+    if cfg.train.compile != "off":
+        # Every trial compiles afresh, as the independent fine-tuning job it stands for would: without the
+        # reset, the first trial a reused worker runs would pay the whole compilation and the later ones
+        # none, and cells' training seconds would not be comparable. (Inductor's on-disk cache still
+        # makes recompiling the same graphs much cheaper than the first compile on a machine.)
+        torch._dynamo.reset()
+        model.compile_towers(cfg.train.compile)
     runtime.reset_peak_memory()
     reports: list[EpochReport] = []
 
@@ -126,7 +136,8 @@ def run_trial(
             train_seconds += stats.seconds
             items_seen += stats.items
             loss = stats.loss
-            _evaluate()
+            if eval_epochs is None or epoch in eval_epochs or epoch == epochs:
+                _evaluate()
         return reports
     finally:
         # Free the accelerator before the next trial in the same worker process.

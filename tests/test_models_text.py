@@ -97,6 +97,21 @@ def test_collate_pads_dynamically_to_a_multiple_of_8(tiny):
     assert (batch["input_ids"][1, lengths[0] :] == tower.pad_id).all()
 
 
+def test_join_pads_to_the_widest_batch_and_keeps_every_embedding(tiny):
+    # Both sides of a pair batch go through a shared tower in one forward pass (train.joint_pair_forward):
+    # the narrower batch is right-padded, and the attention mask keeps every row's embedding unchanged.
+    tower = tiny.query_tower
+    feats = tower.preprocess(TEXTS)
+    short, long = tower.collate(feats, np.array([0])), tower.collate(feats, np.array([1, 2, 3]))
+    assert short["input_ids"].shape[1] < long["input_ids"].shape[1]
+    joined = tower.join([short, long])
+    assert joined["input_ids"].shape == (4, long["input_ids"].shape[1])
+    assert (joined["input_ids"][0, short["input_ids"].shape[1] :] == tower.pad_id).all()
+    assert joined["attention_mask"].sum(1).tolist() == feats.lengths[[0, 1, 2, 3]].tolist()
+    with torch.no_grad():
+        torch.testing.assert_close(tower(joined), torch.cat([tower(short), tower(long)]), atol=1e-5, rtol=1e-5)
+
+
 @needs_minilm
 def test_tiny_twin_tokenises_real_text_with_the_minilm_vocab(tiny):
     feats = tiny.query_tower.preprocess(["hello world", "x " * 200])

@@ -6,6 +6,7 @@ import json
 
 import numpy as np
 import pytest
+import torch
 
 from sweeps.config import TrialConfig, build, resolve_paths
 from sweeps.errors import ConfigError, DataError
@@ -145,3 +146,76 @@ def test_nested_subsets_and_loss_mismatch(tmp_path):
     bad = _tiny_text_cfg(tmp_path, loss="infonce")
     with pytest.raises(ConfigError, match="infonce needs pair data"):
         prepare_data(bad)
+
+
+def _without_dropout(model):
+    for module in model.modules():
+        if isinstance(module, torch.nn.Dropout):
+            module.p = 0.0
+    return model
+
+
+def _pair_epoch(*, joint: bool) -> tuple[float, dict[str, torch.Tensor]]:
+    """One epoch of a symmetric text-pair model (tiny BERT twin, dropout off) on fixed query/document pairs."""
+    from sweeps.config import ModelConfig, TrainConfig
+    from sweeps.device import resolve_runtime
+    from sweeps.models import build_model
+    from sweeps.train import TrainSet, build_optimizer, build_scheduler, train_one_epoch
+
+    # The two ways draw different dropout masks; without dropout they must agree exactly.
+    model = _without_dropout(
+        build_model(ModelConfig(kind="hf-text", name="bert-base-cased", tiny=True), task="text-to-text")
+    )
+    tower = model.query_tower
+    queries = tower.preprocess(["how do i reset my password", "lights off", "what is the weather", "play jazz"] * 4)
+    docs = tower.preprocess(
+        ["to reset a forgotten password, open the bank's website and follow the link", "kitchen lights", "forecast"] * 2
+    )
+    ids = np.arange(16)
+    doc_of = ids % 6  # several queries share a document: InfoNCE's multi-positive case
+    widths = {tower.collate(f, rows[:8])["input_ids"].shape[1] for f, rows in ((queries, ids), (docs, doc_of))}
+    assert len(widths) == 2  # the two sides pad to different widths: join must re-pad
+    train_set = TrainSet(positions=ids, label_ids=doc_of, doc_positions=doc_of, labels_for_batching=None)
+    cfg = TrainConfig(batch_size=8, lr=1e-3, joint_pair_forward=joint)
+    runtime = resolve_runtime("cpu", "fp32")
+    optimizer = build_optimizer(model, cfg, runtime=runtime)
+    stats = train_one_epoch(
+        model,
+        [ids[:8], ids[8:]],
+        train_set=train_set,
+        query_features=queries,
+        doc_features=docs,
+        cfg=cfg,
+        optimizer=optimizer,
+        scheduler=build_scheduler(optimizer, cfg, total_steps=2),
+        runtime=runtime,
+    )
+    return stats.loss, model.state_dict()
+
+
+def test_joint_pair_forward_trains_exactly_like_two_forward_passes():
+    # Queries and documents padded to different widths, joined into one batch of 2B rows: the loss and the
+    # weights after two optimiser steps must be those of embedding each side on its own.
+    loss_joint, weights_joint = _pair_epoch(joint=True)
+    loss_separate, weights_separate = _pair_epoch(joint=False)
+    assert loss_joint == pytest.approx(loss_separate, rel=1e-5)
+    for name, value in weights_separate.items():
+        torch.testing.assert_close(weights_joint[name], value, atol=1e-5, rtol=1e-4)
+    assert loss_joint > 0
+
+
+def test_compiled_towers_give_the_eager_metrics(tmp_path):
+    # train.compile changes how the towers run, not what they compute. Dropout is off here because inductor
+    # draws dropout masks from its own random stream (equal in distribution, not bit for bit; measured with
+    # dropout across seeds in benchmarks/levers.py); without it the trial must come out the same.
+    from sweeps.models import build_model
+
+    eager_cfg = _tiny_text_cfg(tmp_path)
+    prepared = prepare_data(eager_cfg)
+    reports = {}
+    for mode in ("off", "default"):
+        cfg = _tiny_text_cfg(tmp_path, compile=mode)
+        model = _without_dropout(build_model(cfg.model, task=cfg.task))
+        reports[mode] = run_trial(cfg, prepared=prepared, size=32, epochs=1, seed=0, model=model)[-1]
+    assert reports["default"].metrics == pytest.approx(reports["off"].metrics, abs=1e-6)
+    assert reports["default"].loss == pytest.approx(reports["off"].loss, rel=1e-5)

@@ -42,6 +42,15 @@ class Tower(nn.Module):
         """(B, D) pooled, unnormalised features; a projection head (``dual``) stacks on this."""
         raise NotImplementedError
 
+    def join(self, batches: Sequence[dict[str, torch.Tensor]]) -> dict[str, torch.Tensor]:
+        """One batch of the rows of ``batches``, in order: (B1 + B2 + ..., ...).
+
+        The trainer embeds both sides of a pair batch in one forward pass through a shared tower: twice the
+        batch per kernel launch, which is where a GPU's throughput comes from at these batch sizes. Towers
+        whose batches differ in shape beyond the first dimension (padded text) override this.
+        """
+        return {key: torch.cat([b[key] for b in batches]) for key in batches[0]}
+
     def forward(self, batch: dict[str, torch.Tensor]) -> torch.Tensor:
         """(B, D) float32 L2-normalised embeddings."""
         # float() first: under bf16 autocast the norm of a bf16 vector is too coarse for cosine ranking.
@@ -69,6 +78,16 @@ class RetrievalModel(nn.Module):
     def forward(self, batch: dict[str, torch.Tensor], *, side: Literal["query", "doc"] = "query") -> torch.Tensor:
         """Embed a collated batch with the query or the document tower."""
         return (self.query_tower if side == "query" else self.doc_tower)(batch)
+
+    def compile_towers(self, mode: str) -> None:
+        """``torch.compile`` each tower's forward in place (a shared tower once); ``mode`` as torch's, or "default".
+
+        Shapes change between batches (padded widths, the last smaller batch): dynamo specialises on the
+        first shape and, when one changes, recompiles with that size dynamic (automatic dynamic shapes).
+        """
+        towers = [self.query_tower] if self.symmetric else [self.query_tower, self.doc_tower]
+        for tower in towers:
+            tower.compile(mode=None if mode == "default" else mode)
 
 
 @contextlib.contextmanager

@@ -12,7 +12,7 @@ from sweeps.models._hub import load_pretrained, offline_clip_tokenizer, resolve_
 from sweeps.models._images import ImageSpec
 from sweeps.models.base import Tower, seeded
 from sweeps.models.image import ImageTower
-from sweeps.models.text import TokenFeatures, pad_batch, tokenize
+from sweeps.models.text import TokenFeatures, join_padded, pad_batch, tokenize
 
 # OpenAI CLIP's pixel statistics, for checkpoints that ship no preprocessor_config.json.
 OPENAI_CLIP_MEAN = (0.48145466, 0.4578275, 0.40821073)
@@ -40,6 +40,9 @@ class ClipTextTower(Tower):
 
     def collate(self, features: TokenFeatures, index: np.ndarray) -> dict[str, torch.Tensor]:
         return pad_batch(features, index, pad_id=self.pad_id, max_positions=self.max_positions)
+
+    def join(self, batches: Sequence[dict[str, torch.Tensor]]) -> dict[str, torch.Tensor]:
+        return join_padded(batches, pad_id=self.pad_id)
 
     def encode(self, batch: dict[str, torch.Tensor]) -> torch.Tensor:
         # Padding cannot leak in: attention is causal and the pooled token is the first end-of-text,

@@ -39,6 +39,9 @@ class ProjectedTower(Tower):
     def collate(self, features: Features, index: np.ndarray) -> dict[str, torch.Tensor]:
         return self.inner.collate(features, index)
 
+    def join(self, batches: Sequence[dict[str, torch.Tensor]]) -> dict[str, torch.Tensor]:
+        return self.inner.join(batches)
+
     def encode(self, batch: dict[str, torch.Tensor]) -> torch.Tensor:
         return self.projection(self.inner.encode(batch))  # (B, D) -> (B, P)
 

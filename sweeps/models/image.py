@@ -31,7 +31,9 @@ class ImageTower(Tower):
 
     def __init__(self, backbone: nn.Module, spec: ImageSpec, *, dim: int, name: str):
         super().__init__()
-        self.backbone = backbone
+        # Convolution weights in channels-last, like the pixels: cuDNN's tensor-core convolutions want NHWC,
+        # and a NCHW weight would be converted on every call. (Only 4-D tensors change; ViTs are unaffected.)
+        self.backbone = backbone.to(memory_format=torch.channels_last)
         self.spec = spec
         self.dim = dim
         self.name = name

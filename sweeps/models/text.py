@@ -8,6 +8,7 @@ from typing import Literal
 
 import numpy as np
 import torch
+import torch.nn.functional as F
 from torch import nn
 
 from sweeps.models._hub import load_pretrained, offline_bert_tokenizer
@@ -69,6 +70,17 @@ def pad_batch(
     return {"input_ids": torch.from_numpy(ids), "attention_mask": torch.from_numpy(mask.astype(np.int64))}
 
 
+def join_padded(batches: Sequence[dict[str, torch.Tensor]], *, pad_id: int) -> dict[str, torch.Tensor]:
+    """Stack padded token batches of different widths: each is right-padded to the widest first.
+
+    Attention masks keep the extra positions out, so every row embeds as it would in its own batch.
+    """
+    width = max(b["input_ids"].shape[1] for b in batches)
+    ids = [F.pad(b["input_ids"], (0, width - b["input_ids"].shape[1]), value=pad_id) for b in batches]
+    masks = [F.pad(b["attention_mask"], (0, width - b["attention_mask"].shape[1]), value=0) for b in batches]
+    return {"input_ids": torch.cat(ids), "attention_mask": torch.cat(masks)}
+
+
 class HFTextTower(Tower):
     """A Hugging Face encoder (``AutoModel``) pooled over tokens: masked mean or the [CLS] token."""
 
@@ -91,6 +103,9 @@ class HFTextTower(Tower):
 
     def collate(self, features: TokenFeatures, index: np.ndarray) -> dict[str, torch.Tensor]:
         return pad_batch(features, index, pad_id=self.pad_id, max_positions=self.max_positions)
+
+    def join(self, batches: Sequence[dict[str, torch.Tensor]]) -> dict[str, torch.Tensor]:
+        return join_padded(batches, pad_id=self.pad_id)
 
     def encode(self, batch: dict[str, torch.Tensor]) -> torch.Tensor:
         mask = batch["attention_mask"]  # (B, T)
