@@ -25,13 +25,14 @@ def supcon(emb: torch.Tensor, labels: torch.Tensor, *, temperature: float) -> to
     logits = logits.masked_fill(eye, float("-inf"))  # an item is not its own candidate
     log_prob = logits - logits.logsumexp(dim=1, keepdim=True)
     positives = (labels[:, None] == labels[None, :]) & ~eye  # (B, B)
-    n_pos = positives.sum(dim=1)
-    has_pos = n_pos > 0
-    if not has_pos.any():
-        # No anchor has a positive (e.g. a batch of singletons): zero loss that keeps the graph.
-        return emb.sum() * 0.0
-    pos_log_prob = log_prob.masked_fill(~positives, 0.0).sum(dim=1)
-    return -(pos_log_prob[has_pos] / n_pos[has_pos]).mean()
+    n_pos = positives.sum(dim=1)  # (B,)
+    has_pos = (n_pos > 0).float()  # anchors without a positive in the batch do not count
+    pos_log_prob = log_prob.masked_fill(~positives, 0.0).sum(dim=1)  # (B,)
+    # Masks and sums instead of `if not has_pos.any()` / `x[has_pos]`: both read a GPU value on the host,
+    # a sync per step that stops the CPU from queueing the next kernels. A batch without any positive
+    # gives 0 (with a graph), as before.
+    per_anchor = pos_log_prob / n_pos.clamp(min=1)
+    return -(per_anchor * has_pos).sum() / has_pos.sum().clamp(min=1.0)
 
 
 def infonce(query: torch.Tensor, doc: torch.Tensor, doc_ids: torch.Tensor, *, temperature: float) -> torch.Tensor:
@@ -52,9 +53,8 @@ def batch_hard_triplet(emb: torch.Tensor, labels: torch.Tensor, *, margin: float
     eye = torch.eye(len(labels), dtype=torch.bool, device=emb.device)
     same = (labels[:, None] == labels[None, :]) & ~eye
     diff = labels[:, None] != labels[None, :]
-    valid = same.any(dim=1) & diff.any(dim=1)
-    if not valid.any():
-        return emb.sum() * 0.0
+    valid = (same.any(dim=1) & diff.any(dim=1)).float()  # (B,) anchors with a positive and a negative
     hardest_pos = dist.masked_fill(~same, float("-inf")).amax(dim=1)
     hardest_neg = dist.masked_fill(~diff, float("inf")).amin(dim=1)
-    return F.relu(hardest_pos - hardest_neg + margin)[valid].mean()
+    # Invalid anchors give -inf inside the relu (0, with zero gradient) and are masked out: no host sync.
+    return (F.relu(hardest_pos - hardest_neg + margin) * valid).sum() / valid.sum().clamp(min=1.0)

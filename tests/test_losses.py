@@ -55,3 +55,33 @@ def test_batch_hard_triplet_hand_computed():
     # anchor 0: pos dist 0.4, hardest neg dist 1.0 -> 0; anchor 1: pos 0.4, neg 1-0.8=0.2 -> 0.4
     # anchor 2: pos dist 1.0 (to 3), hardest neg 1-0.8=0.2 -> 1.0; anchor 3: pos 1.0, neg 1-(-0.6)=1.6 -> 0
     assert loss.item() == pytest.approx((0 + 0.4 + 1.0 + 0) / 4, rel=1e-6)
+
+
+def test_batch_hard_triplet_skips_anchors_without_a_positive_and_never_nans():
+    # anchor 2 (label 1) has no positive: it is left out of the mean, and its infinities never reach a gradient.
+    emb = torch.tensor([[1.0, 0.0], [0.6, 0.8], [0.0, 1.0]]).requires_grad_()
+    loss = batch_hard_triplet(emb, torch.tensor([0, 0, 1]), margin=0.2)
+    # anchor 0: pos 0.4, hardest neg 1.0 -> 0; anchor 1: pos 0.4, hardest neg 0.2 -> 0.4
+    assert loss.item() == pytest.approx((0 + 0.4) / 2, rel=1e-6)
+    loss.backward()
+    assert torch.isfinite(emb.grad).all()
+    singletons = F.normalize(torch.randn(4, 3), dim=1).requires_grad_()
+    zero = batch_hard_triplet(singletons, torch.arange(4))
+    zero.backward()
+    assert zero.item() == 0.0 and torch.isfinite(singletons.grad).all()
+
+
+@pytest.mark.parametrize("name", ["supcon", "infonce", "batch_hard_triplet"])
+def test_losses_never_read_a_device_value_on_the_host(name):
+    # `if t.any():` or `x[mask]` would make every training step wait for the GPU (a host sync). Dynamo with
+    # fullgraph=True refuses exactly those data-dependent steps, so this checks it on the CPU.
+    emb = F.normalize(torch.randn(6, 4), dim=1)
+    labels = torch.tensor([0, 0, 1, 1, 2, 3])
+    losses = {
+        "supcon": lambda: supcon(emb, labels, temperature=0.1),
+        "infonce": lambda: infonce(emb, emb.flip(0), labels, temperature=0.1),
+        "batch_hard_triplet": lambda: batch_hard_triplet(emb, labels),
+    }
+    torch._dynamo.reset()
+    compiled = torch.compile(losses[name], fullgraph=True, backend="eager")
+    assert compiled().item() == pytest.approx(losses[name]().item(), rel=1e-6)
