@@ -15,7 +15,10 @@ from roi.errors import EXIT_INPUT_ERROR, RoiInputError
 def add_report_arguments(parser: argparse.ArgumentParser) -> None:
     """Add the ``report`` subcommand's arguments to ``parser``."""
     parser.add_argument(
-        "run_dir", type=Path, metavar="RUN_DIR", help="run folder (results.parquet or results.csv) or a table file"
+        "run_dir",
+        type=str,  # not Path: Path("s3://b/x") would collapse the "//" of a URI
+        metavar="RUN_DIR",
+        help="run folder (results.parquet or results.csv) or a table file; local or s3://, gs://, ... (pyarrow)",
     )
     parser.add_argument(
         "--out", type=Path, default=None, help="report folder (default: RUN_DIR/report, or <table>-report)"

@@ -7,6 +7,7 @@ sees ``status == "ok"`` rows only.
 
 from __future__ import annotations
 
+import io
 import re
 from collections.abc import Sequence
 from pathlib import Path
@@ -70,11 +71,46 @@ def find_table(path: str | Path) -> Path:
     return path
 
 
+def is_uri(path: str | Path) -> bool:
+    """``s3://...``, ``gs://...``, ``file://...``: a run folder or table on a filesystem pyarrow opens."""
+    return "://" in str(path)
+
+
+def fetch_uri_table(uri: str) -> tuple[str, bytes]:
+    """(the table's URI, its bytes) for a run folder or table file at ``uri`` on object storage.
+
+    pyarrow (already a dependency, for Parquet) opens the URI; credentials come from the environment, as
+    for the sweep that wrote it. The table is small, so it is read whole.
+    """
+    import pyarrow.fs as pafs
+
+    hint = "check the URI and the credentials in the environment, or copy results.parquet down and pass that file"
+    try:
+        fs, base = pafs.FileSystem.from_uri(uri)
+        info = fs.get_file_info(base)
+        if info.type == pafs.FileType.Directory:
+            found = [n for n in ("results.parquet", "results.csv") if fs.get_file_info(f"{base}/{n}").is_file]
+            if not found:
+                raise RoiInputError(f"{uri}: no results.parquet or results.csv in this folder; run the sweep first")
+            base, uri = f"{base}/{found[0]}", f"{uri.rstrip('/')}/{found[0]}"
+        elif info.type == pafs.FileType.NotFound:
+            raise RoiInputError(f"{uri}: no such file or folder; {hint}")
+        if Path(base).suffix.lower() not in (".parquet", ".csv"):
+            raise RoiInputError(f"{uri}: unknown table format; export the table as .parquet or .csv")
+        with fs.open_input_file(base) as handle:
+            return uri, handle.read()
+    except RoiInputError:
+        raise
+    except Exception as exc:  # unknown scheme, no credentials, no network: name the URI and the way out
+        raise RoiInputError(f"{uri}: cannot read ({type(exc).__name__}: {exc}); {hint}") from exc
+
+
 def load_results(path: str | Path) -> pd.DataFrame:
     """Read and validate a results table.
 
     Args:
-        path: a run directory (reads ``results.parquet``, else ``results.csv``) or a ``.parquet``/``.csv`` file.
+        path: a run directory (reads ``results.parquet``, else ``results.csv``) or a ``.parquet``/``.csv`` file;
+            local, or a URI on object storage (``s3://bucket/prefix/<sweep>``, ``gs://...``).
 
     Returns:
         The ``status == "ok"`` rows with normalised dtypes; ``df.attrs["roi_notes"]`` says what was dropped.
@@ -82,17 +118,23 @@ def load_results(path: str | Path) -> pd.DataFrame:
     Raises:
         RoiInputError: unreadable file, missing columns, wrong dtypes, no metric column.
     """
-    table = find_table(path)
+    if is_uri(path):
+        source, data = fetch_uri_table(str(path))
+        table: str | Path | io.BytesIO = io.BytesIO(data)
+        suffix = Path(source).suffix.lower()
+    else:
+        table = find_table(path)
+        source, suffix = str(table), table.suffix.lower()
     try:
-        if table.suffix.lower() == ".parquet":
+        if suffix == ".parquet":
             raw = pd.read_parquet(table)
         else:  # ids stay text: an eval_set hash like "0123" must not become the number 123
             raw = pd.read_csv(table, dtype={c: str for c in STRING_COLUMNS + OPTIONAL_STRING_COLUMNS})
     except Exception as exc:  # any reader failure is the file's fault here: say which file, not a traceback
         raise RoiInputError(
-            f"{table}: cannot read the table ({type(exc).__name__}: {exc}); if a sweep is rewriting it, retry"
+            f"{source}: cannot read the table ({type(exc).__name__}: {exc}); if a sweep is rewriting it, retry"
         ) from exc
-    return validate_table(raw, source=str(table))
+    return validate_table(raw, source=source)
 
 
 def validate_table(raw: pd.DataFrame, *, source: str = "results table") -> pd.DataFrame:

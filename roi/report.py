@@ -140,7 +140,11 @@ def analyse(
 
 
 def default_out_dir(path: str | Path) -> Path:
-    """``RUN_DIR/report`` for a run folder, ``<table>-report`` beside a table file."""
+    """``RUN_DIR/report`` for a run folder, ``<table>-report`` beside a table file; for a URI (the report is
+    written locally, never to the bucket) ``./<sweep>-report`` or ``./<table>-report`` here."""
+    if "://" in str(path):
+        name = str(path).rstrip("/").rsplit("/", 1)[-1]
+        return Path.cwd() / f"{Path(name).stem}-report"
     path = Path(path)
     return path / "report" if path.is_dir() else path.with_name(f"{path.stem}-report")
 

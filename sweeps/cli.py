@@ -84,10 +84,7 @@ def _cmd_sweep(args: argparse.Namespace) -> int:
     print(f"[{cfg.name}] ran {outcome.ran} cells, {outcome.skipped} already done, {outcome.failed} failed")
     folder = RunFolder.coerce(outcome.run_dir)
     print(f"results: {folder.location('results.parquet')} and {folder.location('results.csv')}")
-    if folder.is_local:
-        print(f"next: roi report {outcome.run_dir}")
-    else:  # roi report reads local files: copy the table down first
-        print(f"next: copy {folder.location('results.parquet')} here, then roi report results.parquet")
+    print(f"next: roi report {outcome.run_dir}")  # local folders and object-store URIs alike
     return 1 if outcome.failed else 0
 
 

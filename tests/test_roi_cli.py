@@ -171,3 +171,21 @@ def test_python_dash_m_roi_error_path(tmp_path):
         timeout=120,
     )
     assert res.returncode == 2 and res.stderr.startswith("error: ") and "Traceback" not in res.stderr
+
+
+def test_report_reads_a_run_folder_or_table_by_uri_and_writes_locally(tmp_path, capsys, monkeypatch):
+    # The same run through pyarrow's filesystem layer (file:// here; s3:// and gs:// take the same path,
+    # with credentials from the environment). The report itself is written here, never to the bucket.
+    run = write_run(tmp_path / "bucket" / "runs" / "demo", full_table())
+    monkeypatch.chdir(tmp_path)
+    assert main(["report", f"file://{run}", "--n-boot", "20", "--no-png"]) == 0
+    out = capsys.readouterr().out
+    assert f"read file://{run}/results.parquet" in out and "70% drop point" in out
+    assert (tmp_path / "demo-report" / "report.html").is_file()
+    assert main(["report", f"file://{run}/results.parquet", "--n-boot", "20", "--no-png"]) == 0
+    assert (tmp_path / "results-report" / "summary.csv").is_file()
+    assert main(["report", f"file://{tmp_path}/bucket/runs/missing"]) == 2
+    assert "no such file or folder" in capsys.readouterr().err
+    assert main(["report", "nosuchscheme://bucket/runs/demo"]) == 2
+    err = capsys.readouterr().err
+    assert "nosuchscheme://bucket/runs/demo: cannot read" in err and "credentials" in err
