@@ -140,7 +140,8 @@ def _step_loss(
         doc_batch = model.doc_tower.collate(doc_features, train_set.doc_positions[batch])
         if model.symmetric and cfg.joint_pair_forward:
             tower = model.query_tower
-            both = tower(_to_device(tower.join([query_batch, doc_batch]), runtime))  # (2B, D)
+            # Joined on the device: for images the concatenation is a copy of both pixel batches, cheap there.
+            both = tower(tower.join([_to_device(query_batch, runtime), _to_device(doc_batch, runtime)]))  # (2B, D)
             query, doc = both[: len(batch)], both[len(batch) :]
         else:
             query = model.query_tower(_to_device(query_batch, runtime))  # (B, D)

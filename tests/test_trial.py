@@ -219,3 +219,37 @@ def test_compiled_towers_give_the_eager_metrics(tmp_path):
         reports[mode] = run_trial(cfg, prepared=prepared, size=32, epochs=1, seed=0, model=model)[-1]
     assert reports["default"].metrics == pytest.approx(reports["off"].metrics, abs=1e-6)
     assert reports["default"].loss == pytest.approx(reports["off"].loss, rel=1e-5)
+
+
+def test_image_pairs_train_through_one_joint_forward():
+    # Image-to-image pairs (Totally-Looks-Like style) through a shared CNN: both sides in one batch of 2B rows,
+    # joined on the device. BatchNorm then normalises over both sides together, so only the loss is checked.
+    from sweeps.config import ModelConfig, TrainConfig
+    from sweeps.device import resolve_runtime
+    from sweeps.models import build_model
+    from sweeps.models._images import ImageFeatures
+    from sweeps.train import TrainSet, build_optimizer, build_scheduler, train_one_epoch
+
+    model = build_model(ModelConfig(kind="torchvision", name="resnet50", tiny=True), task="image-to-image")
+    size = model.query_tower.image_size
+    g = torch.Generator().manual_seed(0)
+    left, right = (
+        ImageFeatures(pixels=torch.randint(0, 256, (8, 3, size, size), dtype=torch.uint8, generator=g))
+        for _ in range(2)
+    )
+    ids = np.arange(8)
+    cfg = TrainConfig(batch_size=4, lr=1e-3)
+    runtime = resolve_runtime("cpu", "fp32")
+    optimizer = build_optimizer(model, cfg, runtime=runtime)
+    stats = train_one_epoch(
+        model,
+        [ids[:4], ids[4:]],
+        train_set=TrainSet(positions=ids, label_ids=ids, doc_positions=ids, labels_for_batching=None),
+        query_features=left,
+        doc_features=right,
+        cfg=cfg,
+        optimizer=optimizer,
+        scheduler=build_scheduler(optimizer, cfg, total_steps=2),
+        runtime=runtime,
+    )
+    assert stats.steps == 2 and stats.items == 8 and np.isfinite(stats.loss) and stats.loss > 0
