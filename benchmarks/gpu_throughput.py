@@ -112,6 +112,7 @@ def _time_training(
     # Warm-up: the allocator, cuDNN autotuning, and for compiled towers the compilation and CUDA-graph
     # recording (which a real trial pays in its first epoch: reported, not hidden).
     warmup = train_one_epoch(model, batches[1 : 1 + warm], **kwargs)
+    syncs = _host_syncs(lambda: train_one_epoch(model, batches[1 : 1 + 2], **kwargs), runtime)
     runtime.reset_peak_memory()
     stats = train_one_epoch(model, batches[1 + warm :], **kwargs)
     return {
@@ -122,7 +123,26 @@ def _time_training(
         "flops_per_step": flops,
         "peak_mb": runtime.peak_memory_mb(),
         "loss": stats.loss,
+        "host_syncs": syncs,
     }
+
+
+def _host_syncs(run, runtime) -> list[str] | None:
+    """The places that made the host wait for the GPU during ``run`` (CUDA's sync debug mode), or None on
+    the CPU. A training step should have none; the epoch's own synchronize() calls (the timer) are expected."""
+    if not runtime.is_cuda:
+        return None
+    import warnings
+
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        torch.cuda.set_sync_debug_mode("warn")
+        try:
+            run()
+        finally:
+            torch.cuda.set_sync_debug_mode("default")
+    # Where in Python each came from; sweeps/device.py's synchronize() is the epoch timer's, expected twice.
+    return sorted({f"{Path(w.filename).name}:{w.lineno}: {str(w.message).splitlines()[0][:120]}" for w in caught})
 
 
 def _time_eval(model, features, *, n: int, batch: int, runtime) -> dict:
@@ -197,6 +217,8 @@ def _arch_rows(args, runtime, scale: int) -> dict[str, dict]:
                 row.update(_time_eval(model, _tokens(n, 32, 1000, 2), n=n, batch=1024 // scale, runtime=runtime))
             rows[name] = row
             print(f"{name}: {row['items_per_s']:,.0f} pairs/s, warm-up {row['warmup_s']:.1f}s", flush=True)
+            for sync in row["host_syncs"] or []:
+                print(f"  host sync in the training step: {sync}", flush=True)
             del model
             release = getattr(torch.cuda, "empty_cache", None)
             if runtime.is_cuda and release:

@@ -129,7 +129,9 @@ def _to_device(batch: dict[str, torch.Tensor], runtime: Runtime) -> dict[str, to
 def _step_loss(
     model, batch, *, train_set: TrainSet, query_features, doc_features, cfg: TrainConfig, runtime: Runtime
 ) -> torch.Tensor:
-    ids = torch.as_tensor(train_set.label_ids[batch], device=runtime.device)  # (B,)
+    # non_blocking: a plain host->GPU copy (torch.as_tensor(..., device=...)) waits for the GPU's queue to
+    # drain, a sync per step; an asynchronous copy from pageable memory is staged at once and safe to reuse.
+    ids = torch.from_numpy(np.ascontiguousarray(train_set.label_ids[batch])).to(runtime.device, non_blocking=True)
     query_batch = model.query_tower.collate(query_features, train_set.positions[batch])
     with runtime.autocast():
         if train_set.doc_positions is None:  # labeled data: one collection
