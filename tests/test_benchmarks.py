@@ -1,0 +1,73 @@
+"""The benchmark scripts still run (tiny settings, CPU): the GPU call has 15 minutes, and a script broken by
+a refactor would waste it. The numbers are not checked here, only the code paths and the known answers that
+do not depend on speed (an epoch of the long run equals the independent run; every lever keeps the metrics)."""
+
+from __future__ import annotations
+
+import os
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[1]
+SMOKE = "sweeps/configs/smoke.yaml"
+
+
+def _run(*args: str, timeout: int = 300) -> str:
+    env = {**os.environ, "PYTHONPATH": str(REPO), "OMP_NUM_THREADS": "1"}
+    res = subprocess.run([sys.executable, *args], cwd=REPO, capture_output=True, text=True, timeout=timeout, env=env)
+    assert res.returncode == 0, res.stdout[-2000:] + res.stderr[-3000:]
+    return res.stdout
+
+
+def test_epoch_runs_single_run_equals_independent_runs():
+    out = _run("benchmarks/epoch_runs.py", SMOKE, "--size", "32", "--epochs", "3", "--threads", "1")
+    diffs = re.findall(r"^\s+\d+ .* (\S+)$", out, flags=re.M)
+    assert len(diffs) == 3 and all(float(d) == 0.0 for d in diffs), out
+    assert "ratio" in out
+
+
+def test_levers_and_packing_run_and_keep_the_metrics(tmp_path):
+    out = _run(
+        "benchmarks/levers.py",
+        SMOKE,
+        "--size",
+        "32",
+        "--epochs",
+        "2",
+        "--seeds",
+        "0",
+        "1",
+        "--variants",
+        "fp32",
+        "bf16",
+        "--threads",
+        "1",
+        "--out",
+        str(tmp_path / "levers.json"),
+    )
+    assert "of encode-only throughput" in out
+    rows = [line for line in out.splitlines() if line.startswith(("fp32 ", "bf16 "))]
+    assert len(rows) == 2 and all(line.endswith("agrees") for line in rows), out
+    out = _run("benchmarks/gpu_packing.py", SMOKE, "--sizes", "16", "--seeds", "0", "1", "--workers", "1", "2")
+    assert "1 worker(s) at 1.00 GPU each" in out and "2 worker(s) at 0.50 GPU each" in out
+    assert out.count(", 0 failed") == 2, out
+
+
+def test_gpu_throughput_tiny_code_path(tmp_path):
+    out = _run(
+        "benchmarks/gpu_throughput.py",
+        "--tiny",
+        "--steps",
+        "1",
+        "--archs",
+        "bert",
+        "clip",
+        "--compile",
+        "off",
+        "--out",
+        str(tmp_path / "t.json"),
+    )
+    assert "bert-base pairs B128 L32 [eager]" in out and "CLIP ViT-B/32 pairs B256 [eager]" in out
+    assert "of encode-only (target >= 80%)" in out
