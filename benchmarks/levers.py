@@ -40,6 +40,9 @@ VARIANTS: dict[str, dict] = {
     "bf16": {"precision": "bf16", "compile": "off"},
     "bf16+compile": {"precision": "bf16", "compile": "default"},
     "bf16+cudagraphs": {"precision": "bf16", "compile": "reduce-overhead"},
+    # pairs through a shared tower: each side in its own forward pass instead of one joint pass of 2B rows
+    "fp32+separate": {"precision": "fp32", "compile": "off", "joint_pair_forward": False},
+    "bf16+separate": {"precision": "bf16", "compile": "off", "joint_pair_forward": False},
 }
 
 

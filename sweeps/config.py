@@ -153,7 +153,8 @@ class TrainConfig:
     # default: on the CPU it gains nothing (benchmarks/RESULTS.md); on a GPU it is an option to measure first.
     compile: CompileMode = "off"
     # Pairs through one shared tower (text-to-text, image-to-image pairs): embed queries and documents in
-    # one forward pass of 2B rows instead of two of B; same loss, fewer and larger kernels.
+    # one forward pass of 2B rows instead of two of B; same loss, fewer and larger kernels. Applied only to
+    # towers without BatchNorm (transformers, ViTs), where it is exact; BatchNorm CNNs keep one pass per side.
     joint_pair_forward: bool = True
 
     def __post_init__(self) -> None:

@@ -140,7 +140,9 @@ def _step_loss(
                 return batch_hard_triplet(query, ids)
             return supcon(query, ids, temperature=cfg.temperature)
         doc_batch = model.doc_tower.collate(doc_features, train_set.doc_positions[batch])
-        if model.symmetric and cfg.joint_pair_forward:
+        # Exact only without BatchNorm: batch statistics over both sides would train another model
+        # (measured on face pairs: recall@20 moved beyond the seed spread, benchmarks/RESULTS.md).
+        if model.symmetric and cfg.joint_pair_forward and not model.query_tower.normalises_over_batch:
             tower = model.query_tower
             # Joined on the device: for images the concatenation is a copy of both pixel batches, cheap there.
             both = tower(tower.join([_to_device(query_batch, runtime), _to_device(doc_batch, runtime)]))  # (2B, D)

@@ -221,9 +221,7 @@ def test_compiled_towers_give_the_eager_metrics(tmp_path):
     assert reports["default"].loss == pytest.approx(reports["off"].loss, rel=1e-5)
 
 
-def test_image_pairs_train_through_one_joint_forward():
-    # Image-to-image pairs (Totally-Looks-Like style) through a shared CNN: both sides in one batch of 2B rows,
-    # joined on the device. BatchNorm then normalises over both sides together, so only the loss is checked.
+def _image_pair_epoch(*, joint: bool) -> tuple[float, dict]:
     from sweeps.config import ModelConfig, TrainConfig
     from sweeps.device import resolve_runtime
     from sweeps.models import build_model
@@ -231,6 +229,7 @@ def test_image_pairs_train_through_one_joint_forward():
     from sweeps.train import TrainSet, build_optimizer, build_scheduler, train_one_epoch
 
     model = build_model(ModelConfig(kind="torchvision", name="resnet50", tiny=True), task="image-to-image")
+    assert model.query_tower.normalises_over_batch  # a BatchNorm CNN
     size = model.query_tower.image_size
     g = torch.Generator().manual_seed(0)
     left, right = (
@@ -238,7 +237,7 @@ def test_image_pairs_train_through_one_joint_forward():
         for _ in range(2)
     )
     ids = np.arange(8)
-    cfg = TrainConfig(batch_size=4, lr=1e-3)
+    cfg = TrainConfig(batch_size=4, lr=1e-3, joint_pair_forward=joint)
     runtime = resolve_runtime("cpu", "fp32")
     optimizer = build_optimizer(model, cfg, runtime=runtime)
     stats = train_one_epoch(
@@ -253,3 +252,14 @@ def test_image_pairs_train_through_one_joint_forward():
         runtime=runtime,
     )
     assert stats.steps == 2 and stats.items == 8 and np.isfinite(stats.loss) and stats.loss > 0
+    return stats.loss, model.state_dict()
+
+
+def test_image_pairs_through_a_batchnorm_cnn_keep_one_pass_per_side():
+    # A joint pass would normalise over both sides at once (another model); so for BatchNorm towers the flag
+    # changes nothing: the same loss and the same weights, BatchNorm running statistics included.
+    loss_joint, weights_joint = _image_pair_epoch(joint=True)
+    loss_separate, weights_separate = _image_pair_epoch(joint=False)
+    assert loss_joint == loss_separate
+    for name, value in weights_separate.items():
+        torch.testing.assert_close(weights_joint[name], value, atol=0, rtol=0)

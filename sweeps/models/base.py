@@ -7,6 +7,7 @@ without paying for (or needing) the model libraries.
 from __future__ import annotations
 
 import contextlib
+import functools
 from collections.abc import Iterator, Sequence
 from typing import Any, Literal
 
@@ -41,6 +42,12 @@ class Tower(nn.Module):
     def encode(self, batch: dict[str, torch.Tensor]) -> torch.Tensor:
         """(B, D) pooled, unnormalised features; a projection head (``dual``) stacks on this."""
         raise NotImplementedError
+
+    @functools.cached_property
+    def normalises_over_batch(self) -> bool:
+        """True if rows of a training batch change each other's embeddings (BatchNorm in a CNN): then a joint
+        forward of both sides of a pair batch would be another computation than one pass per side."""
+        return any(isinstance(m, nn.modules.batchnorm._BatchNorm) for m in self.modules())
 
     def join(self, batches: Sequence[dict[str, torch.Tensor]]) -> dict[str, torch.Tensor]:
         """One batch of the rows of ``batches``, in order: (B1 + B2 + ..., ...).
