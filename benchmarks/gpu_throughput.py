@@ -6,10 +6,13 @@ forward under the runtime's autocast, the contrastive loss, fused AdamW, the con
 randomly initialised from their configs and loaded through the normal ``build_model`` path (a local folder,
 a torchvision name with ``weights: none``), since no weights can be downloaded on the GPU machine.
 
-Run it on the GPU machine in the SAME call as the reference loops and report ratios, e.g.:
-    python ../shared/bench/reference_loops.py 2>&1 | tee $OUT/reference.txt
-    python benchmarks/gpu_throughput.py --out $OUT/project.json [--clinc data/clinc150/data_full.json]
-``--tiny`` runs the same code with tiny twins on the CPU in seconds (what CI-like checks can do here).
+Run it on the GPU machine in the SAME call as the reference loops and report ratios: ``benchmarks/gpu_session.sh``
+does both (and the packing and levers benchmarks). Alone:
+    python benchmarks/gpu_throughput.py --compile off reduce-overhead --out $OUT/throughput.json
+Each (architecture, compile mode) row builds a fresh model; ``warm-up s`` is the first four steps (for a compiled
+row: the compilation and CUDA-graph recording a trial pays in its first epoch). On a GPU, two training steps also
+run under CUDA's sync debug mode and every place that made the host wait is printed.
+``--tiny`` runs the same code with tiny twins on the CPU in seconds (``tests/test_benchmarks.py`` does).
 
 Shapes (as reference_loops.py): bert-base pairs B128 x L32; resnet50 pairs at 224 px B128; CLIP ViT-B/32
 pairs B256 (text L32). Items/s counts pairs per second, as the reference rows do. MFU = model FLOPs per step
