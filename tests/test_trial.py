@@ -155,12 +155,36 @@ def _without_dropout(model):
     return model
 
 
-def _pair_epoch(*, joint: bool) -> tuple[float, dict[str, torch.Tensor]]:
-    """One epoch of a symmetric text-pair model (tiny BERT twin, dropout off) on fixed query/document pairs."""
-    from sweeps.config import ModelConfig, TrainConfig
+def _two_pair_batches(model, queries, docs, *, doc_of: np.ndarray, joint: bool) -> tuple[float, dict]:
+    """Train ``model`` on the pairs (query i, document doc_of[i]) in two batches: (mean loss, weights after)."""
+    from sweeps.config import TrainConfig
     from sweeps.device import resolve_runtime
-    from sweeps.models import build_model
     from sweeps.train import TrainSet, build_optimizer, build_scheduler, train_one_epoch
+
+    ids = np.arange(len(doc_of))
+    half = len(ids) // 2
+    cfg = TrainConfig(batch_size=half, lr=1e-3, joint_pair_forward=joint)
+    runtime = resolve_runtime("cpu", "fp32")
+    optimizer = build_optimizer(model, cfg, runtime=runtime)
+    stats = train_one_epoch(
+        model,
+        [ids[:half], ids[half:]],
+        train_set=TrainSet(positions=ids, label_ids=doc_of, doc_positions=doc_of, labels_for_batching=None),
+        query_features=queries,
+        doc_features=docs,
+        cfg=cfg,
+        optimizer=optimizer,
+        scheduler=build_scheduler(optimizer, cfg, total_steps=2),
+        runtime=runtime,
+    )
+    assert stats.steps == 2 and stats.items == len(ids) and np.isfinite(stats.loss) and stats.loss > 0
+    return stats.loss, model.state_dict()
+
+
+def _text_pair_epoch(*, joint: bool) -> tuple[float, dict[str, torch.Tensor]]:
+    """One epoch of a symmetric text-pair model (tiny BERT twin, dropout off) on fixed query/document pairs."""
+    from sweeps.config import ModelConfig
+    from sweeps.models import build_model
 
     # The two ways draw different dropout masks; without dropout they must agree exactly.
     model = _without_dropout(
@@ -171,33 +195,19 @@ def _pair_epoch(*, joint: bool) -> tuple[float, dict[str, torch.Tensor]]:
     docs = tower.preprocess(
         ["to reset a forgotten password, open the bank's website and follow the link", "kitchen lights", "forecast"] * 2
     )
-    ids = np.arange(16)
-    doc_of = ids % 6  # several queries share a document: InfoNCE's multi-positive case
-    widths = {tower.collate(f, rows[:8])["input_ids"].shape[1] for f, rows in ((queries, ids), (docs, doc_of))}
+    doc_of = np.arange(16) % 6  # several queries share a document: InfoNCE's multi-positive case
+    widths = {
+        tower.collate(f, rows[:8])["input_ids"].shape[1] for f, rows in ((queries, np.arange(16)), (docs, doc_of))
+    }
     assert len(widths) == 2  # the two sides pad to different widths: join must re-pad
-    train_set = TrainSet(positions=ids, label_ids=doc_of, doc_positions=doc_of, labels_for_batching=None)
-    cfg = TrainConfig(batch_size=8, lr=1e-3, joint_pair_forward=joint)
-    runtime = resolve_runtime("cpu", "fp32")
-    optimizer = build_optimizer(model, cfg, runtime=runtime)
-    stats = train_one_epoch(
-        model,
-        [ids[:8], ids[8:]],
-        train_set=train_set,
-        query_features=queries,
-        doc_features=docs,
-        cfg=cfg,
-        optimizer=optimizer,
-        scheduler=build_scheduler(optimizer, cfg, total_steps=2),
-        runtime=runtime,
-    )
-    return stats.loss, model.state_dict()
+    return _two_pair_batches(model, queries, docs, doc_of=doc_of, joint=joint)
 
 
 def test_joint_pair_forward_trains_exactly_like_two_forward_passes():
     # Queries and documents padded to different widths, joined into one batch of 2B rows: the loss and the
     # weights after two optimiser steps must be those of embedding each side on its own.
-    loss_joint, weights_joint = _pair_epoch(joint=True)
-    loss_separate, weights_separate = _pair_epoch(joint=False)
+    loss_joint, weights_joint = _text_pair_epoch(joint=True)
+    loss_separate, weights_separate = _text_pair_epoch(joint=False)
     assert loss_joint == pytest.approx(loss_separate, rel=1e-5)
     for name, value in weights_separate.items():
         torch.testing.assert_close(weights_joint[name], value, atol=1e-5, rtol=1e-4)
@@ -222,11 +232,9 @@ def test_compiled_towers_give_the_eager_metrics(tmp_path):
 
 
 def _image_pair_epoch(*, joint: bool) -> tuple[float, dict]:
-    from sweeps.config import ModelConfig, TrainConfig
-    from sweeps.device import resolve_runtime
+    from sweeps.config import ModelConfig
     from sweeps.models import build_model
     from sweeps.models._images import ImageFeatures
-    from sweeps.train import TrainSet, build_optimizer, build_scheduler, train_one_epoch
 
     model = build_model(ModelConfig(kind="torchvision", name="resnet50", tiny=True), task="image-to-image")
     assert model.query_tower.normalises_over_batch  # a BatchNorm CNN
@@ -236,23 +244,7 @@ def _image_pair_epoch(*, joint: bool) -> tuple[float, dict]:
         ImageFeatures(pixels=torch.randint(0, 256, (8, 3, size, size), dtype=torch.uint8, generator=g))
         for _ in range(2)
     )
-    ids = np.arange(8)
-    cfg = TrainConfig(batch_size=4, lr=1e-3, joint_pair_forward=joint)
-    runtime = resolve_runtime("cpu", "fp32")
-    optimizer = build_optimizer(model, cfg, runtime=runtime)
-    stats = train_one_epoch(
-        model,
-        [ids[:4], ids[4:]],
-        train_set=TrainSet(positions=ids, label_ids=ids, doc_positions=ids, labels_for_batching=None),
-        query_features=left,
-        doc_features=right,
-        cfg=cfg,
-        optimizer=optimizer,
-        scheduler=build_scheduler(optimizer, cfg, total_steps=2),
-        runtime=runtime,
-    )
-    assert stats.steps == 2 and stats.items == 8 and np.isfinite(stats.loss) and stats.loss > 0
-    return stats.loss, model.state_dict()
+    return _two_pair_batches(model, left, right, doc_of=np.arange(8), joint=joint)
 
 
 def test_image_pairs_through_a_batchnorm_cnn_keep_one_pass_per_side():
