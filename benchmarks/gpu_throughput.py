@@ -217,7 +217,15 @@ def _arch_rows(args, runtime, scale: int) -> dict[str, dict]:
             row["batch"] = batch
             if key == "bert" and mode == "off":
                 n = 20000 // scale
-                row.update(_time_eval(model, _tokens(n, 32, 1000, 2), n=n, batch=1024 // scale, runtime=runtime))
+                row.update(
+                    _time_eval(
+                        model,
+                        _tokens(n, 32, model.query_tower.encoder.config.vocab_size, 2),
+                        n=n,
+                        batch=1024 // scale,
+                        runtime=runtime,
+                    )
+                )
             rows[name] = row
             print(f"{name}: {row['items_per_s']:,.0f} pairs/s, warm-up {row['warmup_s']:.1f}s", flush=True)
             for sync in row["host_syncs"] or []:
