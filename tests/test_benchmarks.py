@@ -55,8 +55,11 @@ def test_levers_and_packing_run_and_keep_the_metrics(tmp_path):
     assert out.count(", 0 failed") == 2, out
 
 
-def test_gpu_throughput_tiny_code_path(tmp_path):
+def test_gpu_throughput_tiny_code_path_with_only_the_gpu_machines_packages(tmp_path):
+    # Run as there: ray, faiss, plotly and the weight packages missing (the tiny twins then use the fallback
+    # tokenizer, and search falls back to torch).
     out = _run(
+        "tests/run_as_on_gpu_machine.py",
         "benchmarks/gpu_throughput.py",
         "--tiny",
         "--steps",
