@@ -39,6 +39,17 @@ class Runtime:
         if self.is_cuda:
             torch.cuda.synchronize(self.device)
 
+    def grad_scaler(self) -> torch.amp.GradScaler | None:
+        """A loss scaler for fp16 autocast, None otherwise (fp32, bf16).
+
+        fp16 has a 5-bit exponent: gradients below ~6e-8 flush to zero and training silently stalls, so the
+        loss is scaled up before backward and the gradients unscaled before the step (skipped when they
+        overflowed). bf16 keeps fp32's exponent and needs none of this.
+        """
+        if self.amp_dtype != torch.float16:
+            return None
+        return torch.amp.GradScaler(self.device.type)
+
     def limit_memory(self, fraction: float) -> bool:
         """Cap this process's share of the GPU's memory at ``fraction`` (a fractional Ray GPU); True if capped.
 

@@ -121,6 +121,7 @@ def run_trial(
         steps_per_epoch = len(_batches(cfg, train_set.labels_for_batching, size, seed=seed, epoch=1))
         optimizer = build_optimizer(model, cfg.train, runtime=runtime)
         scheduler = build_scheduler(optimizer, cfg.train, total_steps=steps_per_epoch * epochs)
+        scaler = runtime.grad_scaler()  # fp16 only; its scale carries over from epoch to epoch
         for epoch in range(1, epochs + 1):
             stats = train_one_epoch(
                 model,
@@ -132,6 +133,7 @@ def run_trial(
                 optimizer=optimizer,
                 scheduler=scheduler,
                 runtime=runtime,
+                scaler=scaler,
             )
             train_seconds += stats.seconds
             items_seen += stats.items

@@ -255,3 +255,72 @@ def test_image_pairs_through_a_batchnorm_cnn_keep_one_pass_per_side():
     assert loss_joint == loss_separate
     for name, value in weights_separate.items():
         torch.testing.assert_close(weights_joint[name], value, atol=0, rtol=0)
+
+
+def _fp16_epoch(tmp_path, *, scaler) -> tuple[dict[str, torch.Tensor], dict[str, torch.Tensor], float]:
+    """One step of the tiny text trial under fp16 autocast (on the CPU, which runs fp16 autocast too):
+    (weights before, weights after, loss)."""
+    from sweeps.device import Runtime
+    from sweeps.models import build_model
+    from sweeps.train import build_optimizer, build_scheduler, build_train_set, train_one_epoch
+
+    cfg = _tiny_text_cfg(tmp_path)
+    prepared = prepare_data(cfg)
+    model = build_model(cfg.model, task=cfg.task)
+    runtime = Runtime(device=torch.device("cpu"), amp_dtype=torch.float16)
+    train_set = build_train_set(prepared.pool.data, np.arange(16))
+    optimizer = build_optimizer(model, cfg.train, runtime=runtime)
+    before = {k: v.clone() for k, v in model.state_dict().items()}
+    stats = train_one_epoch(
+        model,
+        [np.arange(16)],
+        train_set=train_set,
+        query_features=prepared.pool.query_features,
+        doc_features=prepared.pool.doc_features,
+        cfg=cfg.train,
+        optimizer=optimizer,
+        scheduler=build_scheduler(optimizer, cfg.train, total_steps=1),
+        runtime=runtime,
+        scaler=scaler,
+    )
+    return before, model.state_dict(), stats.loss
+
+
+def test_fp16_steps_go_through_the_loss_scaler(tmp_path):
+    # A scale so large that the fp16 gradients overflow: the scaler must skip the update (weights unchanged)
+    # and halve its scale. A loop that stepped the optimiser directly would change the weights.
+    import warnings
+
+    scaler = torch.amp.GradScaler("cpu", init_scale=2.0**60)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # "lr_scheduler.step() before optimizer.step()": the skipped step
+        before, after, loss = _fp16_epoch(tmp_path, scaler=scaler)
+    assert np.isfinite(loss) and loss > 0
+    for name, value in before.items():
+        torch.testing.assert_close(after[name], value, atol=0, rtol=0)
+    assert scaler.get_scale() == 2.0**59
+
+    # The runtime's own scaler (fp16 only) starts at a sane scale: the step goes through.
+    from sweeps.device import Runtime
+
+    assert Runtime(device=torch.device("cpu"), amp_dtype=torch.bfloat16).grad_scaler() is None
+    scaler = Runtime(device=torch.device("cpu"), amp_dtype=torch.float16).grad_scaler()
+    before, after, _ = _fp16_epoch(tmp_path, scaler=scaler)
+    assert scaler.get_scale() == 2.0**16
+    assert any(not torch.equal(after[name], value) for name, value in before.items())
+
+
+def test_fp16_without_a_scaler_is_refused(tmp_path):
+    with pytest.raises(ValueError, match="loss scaler"):
+        _fp16_epoch(tmp_path, scaler=None)
+
+
+def test_run_trial_trains_under_fp16(tmp_path):
+    from sweeps.device import Runtime
+
+    cfg = _tiny_text_cfg(tmp_path)
+    prepared = prepare_data(cfg)
+    runtime = Runtime(device=torch.device("cpu"), amp_dtype=torch.float16)
+    reports = run_trial(cfg, prepared=prepared, size=32, epochs=2, seed=0, runtime=runtime)
+    assert [r.epoch for r in reports] == [1, 2]
+    assert all(np.isfinite(r.loss) for r in reports) and reports[-1].metrics["mrr@20"] > 0
