@@ -14,10 +14,27 @@
 
 from __future__ import annotations
 
+import functools
+from collections.abc import Callable
+
 import torch
 import torch.nn.functional as F
 
 
+def _in_fp32(loss: Callable[..., torch.Tensor]) -> Callable[..., torch.Tensor]:
+    """Run ``loss`` with autocast off. The trainer calls the losses inside the towers' autocast region, where a
+    matmul recasts its inputs to bf16 whatever ``.float()`` did before; scores of cosine / 0.05 reach 20,
+    where bf16 steps by 0.125, and near convergence the gradient would be mostly rounding."""
+
+    @functools.wraps(loss)
+    def wrapper(emb: torch.Tensor, *args, **kwargs) -> torch.Tensor:
+        with torch.autocast(emb.device.type, enabled=False):
+            return loss(emb, *args, **kwargs)
+
+    return wrapper
+
+
+@_in_fp32
 def supcon(emb: torch.Tensor, labels: torch.Tensor, *, temperature: float) -> torch.Tensor:
     """Supervised contrastive loss. emb: (B, D) normalised; labels: (B,) int."""
     logits = emb.float() @ emb.float().T / temperature  # (B, B)
@@ -26,15 +43,19 @@ def supcon(emb: torch.Tensor, labels: torch.Tensor, *, temperature: float) -> to
     log_prob = logits - logits.logsumexp(dim=1, keepdim=True)
     positives = (labels[:, None] == labels[None, :]) & ~eye  # (B, B)
     n_pos = positives.sum(dim=1)  # (B,)
-    has_pos = (n_pos > 0).float()  # anchors without a positive in the batch do not count
+    # Anchors without a positive, or without a negative (nothing to contrast with: the loss would only
+    # push positives apart), do not count.
+    has_neg = ((labels[:, None] != labels[None, :]).sum(dim=1) > 0).float()
+    valid = (n_pos > 0).float() * has_neg  # (B,)
     pos_log_prob = log_prob.masked_fill(~positives, 0.0).sum(dim=1)  # (B,)
-    # Masks and sums instead of `if not has_pos.any()` / `x[has_pos]`: both read a GPU value on the host,
-    # a sync per step that stops the CPU from queueing the next kernels. A batch without any positive
-    # gives 0 (with a graph), as before.
+    # Masks and sums instead of `if not valid.any()` / `x[valid]`: both read a GPU value on the host,
+    # a sync per step that stops the CPU from queueing the next kernels. A batch without a valid anchor
+    # gives 0 (with a graph).
     per_anchor = pos_log_prob / n_pos.clamp(min=1)
-    return -(per_anchor * has_pos).sum() / has_pos.sum().clamp(min=1.0)
+    return -(per_anchor * valid).sum() / valid.sum().clamp(min=1.0)
 
 
+@_in_fp32
 def infonce(query: torch.Tensor, doc: torch.Tensor, doc_ids: torch.Tensor, *, temperature: float) -> torch.Tensor:
     """Symmetric multi-positive InfoNCE. query, doc: (B, D) normalised; doc_ids: (B,) int."""
     logits = query.float() @ doc.float().T / temperature  # (B, B): query i vs document of pair j
@@ -47,6 +68,7 @@ def infonce(query: torch.Tensor, doc: torch.Tensor, doc_ids: torch.Tensor, *, te
     return 0.5 * (_direction(logits) + _direction(logits.T))
 
 
+@_in_fp32
 def batch_hard_triplet(emb: torch.Tensor, labels: torch.Tensor, *, margin: float = 0.2) -> torch.Tensor:
     """Batch-hard triplet loss on cosine distance. emb: (B, D) normalised; labels: (B,) int."""
     dist = 1.0 - emb.float() @ emb.float().T  # (B, B)

@@ -56,6 +56,13 @@ def check_compatible(cfg: TrialConfig, data: RetrievalData) -> None:
             field="train.loss",
             fix="use auto or infonce",
         )
+    if isinstance(data, LabeledItems) and cfg.train.batch_size <= cfg.train.group_size:
+        raise ConfigError(
+            f"train.batch_size {cfg.train.batch_size} holds no more than one label group of "
+            f"train.group_size {cfg.train.group_size}: batches would have positives but no negatives",
+            field="train.batch_size",
+            fix=f"use a batch_size above {cfg.train.group_size} (32 or more is usual) or a smaller group_size",
+        )
     modalities = {data.modality} if isinstance(data, LabeledItems) else {data.query_modality, data.doc_modality}
     expected = {"text-to-text": {"text"}, "text-to-image": {"text", "image"}, "image-to-image": {"image"}}[cfg.task]
     if modalities != expected:

@@ -254,7 +254,7 @@ def test_corrupt_image(capsys, tmp_path):
         model=IMAGE_MODEL,
         data={"format": "image-folder", "path": str(folder), "name": "faces"},
         sweep={"sizes": [4]},
-        train={"batch_size": 4},
+        train={"batch_size": 8},
     )
     code, out, err = run_cli(capsys, tmp_path, "sweep", str(path))
     assert_clear_error(code, err, str(bad), "cannot decode image", "replace the file with a valid image")

@@ -212,9 +212,45 @@ def test_group_batches_with_uneven_groups():
         batches = group_batches(labels, len(labels), batch_size=6, group_size=4, seed=1, epoch=epoch)
         flat = np.concatenate(batches).tolist()
         assert len(flat) == len(set(flat)) and len(flat) >= len(labels) - 1
-        assert all(2 <= len(b) <= 6 for b in batches)
+        assert all(2 <= len(b) <= 6 + 4 for b in batches)  # a one-label last batch joins the one before
         for batch in batches:
-            assert min(Counter(labels[i] for i in batch).values()) >= 2
+            counts = Counter(labels[i] for i in batch)
+            # Every batch has negatives. Batches this small (6, groups of 4) sometimes have to split a group
+            # to get them: at most a lone item at each end, an anchor the loss skips.
+            assert len(counts) >= 2
+            assert sum(c == 1 for c in counts.values()) <= 2
+
+
+def test_a_last_batch_of_one_label_joins_the_one_before():
+    # 100 items of 25 labels x 4 in batches of 32: the last 4 items are one label, no negatives to contrast.
+    labels = [f"l{i // 4}" for i in range(100)]
+    for epoch in (1, 2, 3):
+        batches = group_batches(labels, 100, batch_size=32, group_size=4, seed=0, epoch=epoch)
+        assert [len(b) for b in batches] == [32, 32, 36]
+        assert sorted(np.concatenate(batches).tolist()) == list(range(100))
+        assert all(len({labels[i] for i in b}) >= 2 for b in batches)
+
+
+def test_labeled_batches_must_hold_more_than_one_group(tmp_path):
+    from sweeps.config import TrialConfig, build
+    from sweeps.errors import ConfigError
+    from sweeps.prepare import check_compatible
+
+    labeled = LabeledItems(items=("a", "b", "c", "d"), labels=("x", "x", "y", "y"), modality="text", source="t")
+    model = {"kind": "hf-text", "name": "bert-base-cased"}
+    data = {"format": "home-assistant-intents"}
+    cfg = build(
+        TrialConfig, {"task": "text-to-text", "model": model, "data": data, "train": {"batch_size": 4}}, where="t"
+    )
+    with pytest.raises(ConfigError, match="no negatives") as info:
+        check_compatible(cfg, labeled)
+    assert info.value.field == "train.batch_size"
+    check_compatible(
+        build(
+            TrialConfig, {"task": "text-to-text", "model": model, "data": data, "train": {"batch_size": 5}}, where="t"
+        ),
+        labeled,
+    )
 
 
 def test_group_batches_for_pairs():

@@ -46,3 +46,25 @@ def test_k_larger_than_index_is_cut():
     xb = _normalised(6, 4, 4)
     assert search(xb, xb[:2], 20, query_ids=np.array([0, 1])).shape == (2, 5)
     assert search(xb, xb[:2], 20).shape == (2, 6)
+
+
+def test_torch_search_turns_tf32_off_while_it_runs(monkeypatch):
+    # The runtime enables TF32 for training; TF32's 10-bit mantissa would reorder close neighbours, so the
+    # exact search runs its products in full fp32 and then restores the setting.
+    seen = []
+    topk = torch.Tensor.topk
+
+    def spy(self, *args, **kwargs):
+        seen.append(torch.backends.cuda.matmul.allow_tf32)
+        return topk(self, *args, **kwargs)
+
+    monkeypatch.setattr(torch.Tensor, "topk", spy)
+    before = torch.backends.cuda.matmul.allow_tf32
+    torch.backends.cuda.matmul.allow_tf32 = True
+    try:
+        xb = _normalised(50, 8, 0)
+        found = search(xb, xb[:5], 3, backend="torch")
+        assert seen == [False] and torch.backends.cuda.matmul.allow_tf32 is True
+    finally:
+        torch.backends.cuda.matmul.allow_tf32 = before
+    np.testing.assert_array_equal(found, _brute_force(xb, xb[:5], 3))

@@ -85,3 +85,32 @@ def test_losses_never_read_a_device_value_on_the_host(name):
     torch._dynamo.reset()
     compiled = torch.compile(losses[name], fullgraph=True, backend="eager")
     assert compiled().item() == pytest.approx(losses[name]().item(), rel=1e-6)
+
+
+def test_supcon_one_label_batch_is_zero():
+    # Positives but no negative: nothing to contrast, so no anchor counts (the loss would only push the
+    # label's items apart). The batcher avoids such batches too (test_data_split).
+    emb = F.normalize(torch.randn(4, 3), dim=1).requires_grad_()
+    loss = supcon(emb, torch.zeros(4, dtype=torch.long), temperature=0.1)
+    loss.backward()
+    assert loss.item() == 0.0 and torch.all(emb.grad == 0)
+
+
+@pytest.mark.parametrize("name", ["supcon", "infonce", "batch_hard_triplet"])
+def test_losses_compute_in_fp32_inside_autocast(name):
+    # The trainer calls the losses inside the towers' bf16 autocast region. Near convergence (cosines ~0.9,
+    # scores ~18 at temperature 0.05) a bf16 score matrix changes the loss; the losses must switch it off.
+    g = torch.Generator().manual_seed(0)
+    centres = F.normalize(torch.randn(4, 64, generator=g), dim=1)
+    labels = torch.arange(16) % 4
+    emb = F.normalize(centres[labels] + 0.15 * torch.randn(16, 64, generator=g), dim=1)
+    losses = {
+        "supcon": lambda: supcon(emb, labels, temperature=0.05),
+        "infonce": lambda: infonce(emb, emb.roll(1, 0), labels, temperature=0.05),
+        "batch_hard_triplet": lambda: batch_hard_triplet(emb, labels),
+    }
+    expected = losses[name]()
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        got = losses[name]()
+    assert got.dtype == torch.float32
+    assert got.item() == expected.item()

@@ -268,7 +268,10 @@ def _fp16_epoch(tmp_path, *, scaler) -> tuple[dict[str, torch.Tensor], dict[str,
     prepared = prepare_data(cfg)
     model = build_model(cfg.model, task=cfg.task)
     runtime = Runtime(device=torch.device("cpu"), amp_dtype=torch.float16)
-    train_set = build_train_set(prepared.pool.data, np.arange(16))
+    from sweeps.data.split import nested_order
+
+    # 16 items of 4 labels (the pool's first 16 would be one label: no negatives, zero loss)
+    train_set = build_train_set(prepared.pool.data, nested_order(prepared.pool.data, seed=0, group_size=4)[:16])
     optimizer = build_optimizer(model, cfg.train, runtime=runtime)
     before = {k: v.clone() for k, v in model.state_dict().items()}
     stats = train_one_epoch(

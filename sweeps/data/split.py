@@ -286,6 +286,7 @@ def group_batches(
     last item: 5 items in groups of 4 are cut 3 + 2); the chunks are
     shuffled and packed into batches of ``batch_size`` so every anchor has in-batch positives. A chunk that
     does not fit is split only where both pieces keep >= 2 items; otherwise the batch closes a little short.
+    A batch of a single label joins its neighbour (the last batch can then hold up to ``group_size`` extra items).
     Pairs (``labels`` None): a seeded permutation cut into batches. A last batch of fewer than 2 items is dropped.
     """
     if batch_size < 1:
@@ -315,11 +316,13 @@ def group_batches(
                 chunk = []
             else:
                 put = room if len(chunk) - room >= 2 else room - 1  # never leave a lone item of a label behind
-                if put >= 2:
-                    current += chunk[:put]
-                    chunk = chunk[put:]
-                elif not current:  # batches of 1-2 items cannot keep pairs apart: cut plainly
-                    current, chunk = chunk[:room], chunk[room:]
+                if put < 2:
+                    # Otherwise the batch closes a little short; but batches of 1-2 items cannot keep pairs
+                    # apart (cut plainly), and a batch of one label so far needs a negative more than the
+                    # chunk needs to stay whole.
+                    put = room if not current or _one_label(labels, current) else 0
+                current += chunk[:put]
+                chunk = chunk[put:]
                 batches.append(np.asarray(current, dtype=np.int64))  # full, or closed a little short
                 current = []
             if len(current) == batch_size:
@@ -327,8 +330,22 @@ def group_batches(
                 current = []
     if current:
         batches.append(np.asarray(current, dtype=np.int64))
+    # A batch of one label has positives but no negatives: its loss would only push the label's items apart.
+    # It joins its neighbour. This is the last batch when n % batch_size <= group_size; elsewhere only batches
+    # hardly bigger than a group (same-label chunks in a row) can be one label.
+    merged: list[np.ndarray] = []
+    for batch in batches:
+        if merged and (_one_label(labels, batch) or _one_label(labels, merged[-1])):
+            merged[-1] = np.concatenate([merged[-1], batch])
+        else:
+            merged.append(batch)
+    batches = merged
     # A batch of one item (the last one, or a lone item of a label with one training item) has nothing to contrast.
     return [b for b in batches if len(b) >= 2]
+
+
+def _one_label(labels: Sequence[str], batch: np.ndarray) -> bool:
+    return len({labels[i] for i in batch}) == 1
 
 
 def _chunk_sizes(n: int, group_size: int) -> list[int]:
