@@ -39,6 +39,20 @@ class Runtime:
         if self.is_cuda:
             torch.cuda.synchronize(self.device)
 
+    def to_device(self, tensor: torch.Tensor) -> torch.Tensor:
+        """Copy a CPU tensor (a collated batch's) to the device without making the host wait for the GPU.
+
+        From pageable memory CUDA stages the copy and may first synchronise with the stream (CUDA runtime
+        docs, "API synchronization behavior"): with image batches of tens of MB the host would wait for the
+        previous step's kernels before queueing the next step, and the CPU-side work (gathering and copying
+        the next batch, launching its kernels) would stop overlapping the GPU's. From pinned memory the copy
+        is an asynchronous DMA (what ``DataLoader(pin_memory=True)`` gives training loops); torch's caching
+        host allocator reuses a pinned block only after the copy that read it has completed.
+        """
+        if not self.is_cuda:
+            return tensor
+        return tensor.pin_memory().to(self.device, non_blocking=True)
+
     def grad_scaler(self) -> torch.amp.GradScaler | None:
         """A loss scaler for fp16 autocast, None otherwise (fp32, bf16).
 
@@ -91,7 +105,8 @@ def resolve_runtime(device: str = "auto", precision: str = "auto") -> Runtime:
     if precision == "auto":
         # bf16 keeps fp32's range (no loss scaling) and roughly doubles matmul throughput on Ampere+;
         # on the CPU autocast mostly slows things down, so fp32 there.
-        amp = torch.bfloat16 if dev.type == "cuda" and torch.cuda.is_bf16_supported() else None
+        # including_emulation=False: pre-Ampere cards (T4, V100) run bf16 without tensor cores, slower than fp32.
+        amp = torch.bfloat16 if dev.type == "cuda" and torch.cuda.is_bf16_supported(including_emulation=False) else None
     elif precision == "fp32":
         amp = None
     elif precision == "bf16":

@@ -34,7 +34,7 @@ def embed(tower: Tower, features, index: np.ndarray, *, batch_size: int, runtime
     chunks = []
     for start in range(0, len(index), batch_size):
         rows = index[order[start : start + batch_size]]
-        batch = {k: v.to(runtime.device, non_blocking=True) for k, v in tower.collate(features, rows).items()}
+        batch = {k: runtime.to_device(v) for k, v in tower.collate(features, rows).items()}
         with runtime.autocast():
             # clone(): under train.compile: reduce-overhead each call replays a CUDA graph into the same
             # output buffer, so a kept output would be overwritten by the next batch's.

@@ -139,15 +139,14 @@ def train_one_epoch(
 
 
 def _to_device(batch: dict[str, torch.Tensor], runtime: Runtime) -> dict[str, torch.Tensor]:
-    return {k: v.to(runtime.device, non_blocking=True) for k, v in batch.items()}
+    return {k: runtime.to_device(v) for k, v in batch.items()}
 
 
 def _step_loss(
     model, batch, *, train_set: TrainSet, query_features, doc_features, cfg: TrainConfig, runtime: Runtime
 ) -> torch.Tensor:
-    # non_blocking: a plain host->GPU copy (torch.as_tensor(..., device=...)) waits for the GPU's queue to
-    # drain, a sync per step; an asynchronous copy from pageable memory is staged at once and safe to reuse.
-    ids = torch.from_numpy(np.ascontiguousarray(train_set.label_ids[batch])).to(runtime.device, non_blocking=True)
+    # Not torch.as_tensor(..., device=...): a blocking host->GPU copy waits for the GPU's queue to drain.
+    ids = runtime.to_device(torch.from_numpy(np.ascontiguousarray(train_set.label_ids[batch])))
     query_batch = model.query_tower.collate(query_features, train_set.positions[batch])
     with runtime.autocast():
         if train_set.doc_positions is None:  # labeled data: one collection

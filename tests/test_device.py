@@ -26,3 +26,48 @@ def test_a_fractional_gpu_caps_the_process_memory_share(calls, fraction, capped)
 def test_no_cap_on_the_cpu(calls):
     assert resolve_runtime("cpu", "fp32").limit_memory(0.25) is False
     assert calls == []
+
+
+@pytest.fixture
+def fake_gpu(monkeypatch):
+    """torch.cuda as on a GPU machine, for the decisions resolve_runtime makes (nothing runs on it)."""
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    monkeypatch.setattr(torch.cuda, "current_device", lambda: 0)
+    # resolve_runtime sets process-wide flags for a GPU: put them back afterwards.
+    flags = (torch.backends.cuda.matmul.allow_tf32, torch.backends.cudnn.allow_tf32, torch.backends.cudnn.benchmark)
+    yield monkeypatch
+    torch.backends.cuda.matmul.allow_tf32, torch.backends.cudnn.allow_tf32, torch.backends.cudnn.benchmark = flags
+
+
+@pytest.mark.parametrize(("native", "expected"), [(True, torch.bfloat16), (False, None)])
+def test_auto_precision_uses_bf16_only_where_the_card_has_it(fake_gpu, native, expected):
+    # torch's is_bf16_supported() counts emulated bf16 by default (T4, V100): slower than fp32 there.
+    def supported(including_emulation: bool = True) -> bool:
+        return native or including_emulation
+
+    fake_gpu.setattr(torch.cuda, "is_bf16_supported", supported)
+    runtime = resolve_runtime("auto", "auto")
+    assert runtime.device == torch.device("cuda", 0) and runtime.amp_dtype == expected
+    assert resolve_runtime("auto", "fp16").grad_scaler() is not None
+
+
+def test_batches_reach_the_gpu_through_pinned_memory(monkeypatch):
+    # A copy from pageable memory may wait for the GPU's queue (CUDA stages it); pinned memory is a true
+    # asynchronous DMA. Recorded instead of run: this machine has no GPU.
+    steps: list[str] = []
+
+    def pin(self):
+        steps.append("pin")
+        return self
+
+    def to(self, device, non_blocking=False):
+        steps.append(f"to {device} non_blocking={non_blocking}")
+        return self
+
+    monkeypatch.setattr(torch.Tensor, "pin_memory", pin)
+    monkeypatch.setattr(torch.Tensor, "to", to)
+    x = torch.zeros(3)
+    assert Runtime(device=torch.device("cuda", 0), amp_dtype=None).to_device(x) is x
+    assert steps == ["pin", "to cuda:0 non_blocking=True"]
+    steps.clear()
+    assert resolve_runtime("cpu", "fp32").to_device(x) is x and steps == []  # the CPU path copies nothing
