@@ -57,8 +57,8 @@ class ImageFeatures:
         """(B, 3, S, S) uint8 channels-last copy of the rows at ``index``."""
         rows = np.asarray(index, dtype=np.int64).reshape(-1)
         nhwc = self.pixels.permute(0, 2, 3, 1).numpy()  # (N, S, S, 3), a contiguous view
-        # Gathered by NumPy: 128 rows at 224 px (19 MB) take ~0.6 ms against ~18 ms for torch's advanced
-        # indexing, which faults in a fresh allocation per call (measured on the 2-core build machine).
+        # Gathered by NumPy: 128 rows at 224 px (18 MiB) take ~0.6 ms against ~6 ms for torch's advanced
+        # indexing (benchmarks/image_gather.py, RESULTS.md); it is host work every image training step pays.
         # The gather happens in NHWC so the copy stays channels-last.
         return torch.from_numpy(nhwc[rows]).permute(0, 3, 1, 2)
 
