@@ -47,6 +47,8 @@ def run_report(args: argparse.Namespace) -> int:
     try:
         if args.n_boot < 1:
             raise RoiInputError(f"--n-boot must be >= 1; got {args.n_boot}")
+        if args.boot_seed < 0:
+            raise RoiInputError(f"--boot-seed must be >= 0; got {args.boot_seed}")
         df = load_results(args.run_dir)
         out = args.out if args.out is not None else default_out_dir(args.run_dir)
         paths = write_report(

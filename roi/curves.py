@@ -166,7 +166,7 @@ def relative_improvement(df: pd.DataFrame, *, metrics: Sequence[str]) -> pd.Data
         r = zero.iloc[0]
         raise RoiInputError(
             f"baseline {r['metric']} is {r['baseline']:g} for model={r['model']}, dataset={r['dataset']}, "
-            f"eval_set={r['eval_set']}: relative improvement divides by it; leave that metric out with --metric"
+            f"eval_set={r['eval_set']}: relative improvement divides by it; report the other metrics only (--metric with their names, e.g. --metric mrr)"
         )
     long["improvement"] = (long["value"] - long["baseline"]) / long["baseline"]
     return long.reset_index(drop=True)
@@ -375,6 +375,7 @@ def summarize(
     drop: float = DEFAULT_DROP,
     n_boot: int = 1000,
     seed: int = 0,
+    metric_order: Sequence[str] | None = None,
 ) -> pd.DataFrame:
     """One row per curve: baseline, best, peak ROI and the drop point of the mean curve with its interval.
 
@@ -384,6 +385,7 @@ def summarize(
         drop: fraction of the peak lost.
         n_boot: bootstrap resamples over seeds.
         seed: seed of the bootstrap.
+        metric_order: the order of metrics in the summary (default: as they appear in ``points``).
 
     Returns:
         ``CURVE_KEY`` and n_seeds, n_points, first_cost, last_cost, baseline, best_value, best_improvement, best_cost,
@@ -437,7 +439,8 @@ def summarize(
         return summary
     # The seed's axes (labeled items, training seconds) before GPU-seconds; metrics in the order given.
     axis_rank = summary["cost_axis"].map({a: i for i, a in enumerate(AXIS_LABELS)}).fillna(len(AXIS_LABELS))
-    metric_rank = summary["metric"].map({m: i for i, m in enumerate(dict.fromkeys(points["metric"]))})
+    order_of = dict.fromkeys([*(metric_order or []), *points["metric"]])
+    metric_rank = summary["metric"].map({m: i for i, m in enumerate(order_of)})
     order = ["task", "model", "dataset", "eval_set", "experiment", "setting", "_axis", "_metric"]
     summary = summary.assign(_axis=axis_rank, _metric=metric_rank).sort_values(order, kind="stable")
     return summary.drop(columns=["_axis", "_metric"]).reset_index(drop=True)

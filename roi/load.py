@@ -190,7 +190,7 @@ def validate_table(raw: pd.DataFrame, *, source: str = "results table") -> pd.Da
         if bad.any():
             row = int(np.flatnonzero(bad.to_numpy())[0])
             raise RoiInputError(
-                f"{source}: column {col} must hold integers >= 0 in ok rows; row {df.index[row]} has {values.iloc[row]!r}"
+                f"{source}: column {col} must hold integers >= 0 in ok rows; row {df.index[row]} has {values.iloc[row]}"
             )
         df[col] = values.astype("int64")
     unknown = sorted(set(df.loc[df["size"] > 0, "experiment"]) - set(EXPERIMENTS))

@@ -132,7 +132,7 @@ def analyse(
     if (curves.groupby(list(CURVE_KEY))["n_seeds"].nunique() > 1).any():
         notes.append("some grid points have fewer seeds than others (a partial sweep?): means use the seeds present")
 
-    summary = summarize(points, curves, drop=drop, n_boot=n_boot, seed=boot_seed)
+    summary = summarize(points, curves, drop=drop, n_boot=n_boot, seed=boot_seed, metric_order=chosen)
     summary["note"] = summary_notes(summary)
     return Analysis(
         source=source, metrics=chosen, drop=drop, points=points, curves=curves, summary=summary, notes=notes
@@ -144,7 +144,9 @@ def default_out_dir(path: str | Path) -> Path:
     written locally, never to the bucket) ``./<sweep>-report`` or ``./<table>-report`` here."""
     if "://" in str(path):
         name = str(path).rstrip("/").rsplit("/", 1)[-1]
-        return Path.cwd() / f"{Path(name).stem}-report"
+        # Only a table file's suffix goes: a sweep folder may have dots in its name (clinc150.v2).
+        stem = Path(name).stem if Path(name).suffix in (".parquet", ".csv") else name
+        return Path.cwd() / f"{stem}-report"
     path = Path(path)
     return path / "report" if path.is_dir() else path.with_name(f"{path.stem}-report")
 
@@ -184,8 +186,13 @@ def write_report(
         raise RoiInputError(f"{out_dir}: exists and is not a roi report; choose a new folder with --out")
     figures = plots.build_figures(analysis.curves, analysis.summary)
 
-    out_dir.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{out_dir.name}.tmp-", dir=out_dir.parent))
+    try:
+        out_dir.parent.mkdir(parents=True, exist_ok=True)
+        tmp = Path(tempfile.mkdtemp(prefix=f".{out_dir.name}.tmp-", dir=out_dir.parent))
+    except OSError as exc:  # a file in the way, a read-only mount (a shared results folder), no permission
+        raise RoiInputError(
+            f"{out_dir}: cannot write there ({exc.strerror or exc}); choose another folder with --out"
+        ) from None
     try:
         tables = _write_tables(tmp, analysis)
         fig_files = {}
@@ -201,8 +208,12 @@ def write_report(
         )
         (tmp / MARKER).write_text(f"roi {__version__}\n")
         _swap_into_place(tmp, out_dir)
-    except BaseException:
+    except BaseException as exc:
         shutil.rmtree(tmp, ignore_errors=True)
+        if isinstance(exc, OSError):  # e.g. the disk filled up
+            raise RoiInputError(
+                f"{out_dir}: cannot write there ({exc.strerror or exc}); choose another folder with --out"
+            ) from None
         raise
     return ReportPaths(
         out_dir=out_dir,

@@ -74,7 +74,7 @@ def summary_notes(summary: pd.DataFrame) -> pd.Series:
         parts = []
         if row["drop_status"] == "no positive ROI":
             parts.append("no positive ROI: fine-tuning never beat the baseline on this metric")
-        elif row["peak_at_first"]:
+        elif row["peak_at_first"] and row["drop_status"] != "single point":  # one point: nothing to depend on
             first = format_cost(axis, row["first_cost"])
             text = f"peak at the grid's first point ({first}): the drop point depends on where the grid starts"
             if row["drop_reached"]:

@@ -402,9 +402,11 @@ def read_yaml(path: str | Path) -> dict[str, Any]:
     """Parse a YAML mapping, turning I/O and syntax problems into ``ConfigError``."""
     path = Path(path)
     try:
-        text = path.read_text()
+        text = path.read_text(encoding="utf-8")
     except FileNotFoundError:
         raise ConfigError("file not found", where=path, fix="check the path of the config file") from None
+    except UnicodeDecodeError as exc:
+        raise ConfigError(f"not UTF-8 text (byte {exc.start})", where=path, fix="save the file as UTF-8") from None
     except OSError as exc:
         raise ConfigError(f"cannot read: {exc.strerror}", where=path) from None
     try:

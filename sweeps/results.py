@@ -243,6 +243,7 @@ def write_run_metadata(run_dir: RunDir, cfg_dict: dict) -> None:
 def check_run_dir(run_dir: RunDir, cfg: SweepConfig, *, resume: bool) -> None:
     """Refuse to mix runs: an existing folder must hold records of this version, the same trial settings, and needs --resume."""
     folder = RunFolder.coerce(run_dir)
+    folder.check_writable()
     scan = read_records(folder)
     require_compatible(folder, scan)
     saved_path = folder.location("config.yaml")

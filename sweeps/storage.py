@@ -24,6 +24,7 @@ from sweeps.errors import ConfigError
 # Schemes pyarrow.fs.FileSystem.from_uri opens. Checked by name only: building an S3 filesystem already
 # contacts the network (it resolves the bucket's region), so connection problems surface at run time.
 URI_SCHEMES = ("s3", "gs", "gcs", "hdfs", "viewfs", "abfs", "abfss", "file")
+WRITE_FIX = "choose a writable results folder with --storage (or storage: in the sweep file)"
 CREDENTIALS_FIX = (
     "check the URI and that the bucket exists; credentials come from the environment (AWS_PROFILE or "
     "AWS_ACCESS_KEY_ID/AWS_SECRET_ACCESS_KEY, GOOGLE_APPLICATION_CREDENTIALS, ...) or the instance role, "
@@ -107,20 +108,45 @@ class RunFolder:
                 fix=CREDENTIALS_FIX,
             ) from None
 
+    def check_writable(self) -> None:
+        """``ConfigError`` now if a local run folder could not be created or written (a file in the way, no
+        permission), before data preparation and Ray; object stores report their errors on first use."""
+        if not self.is_local:
+            return
+        existing = self.root
+        while not existing.exists() and existing != existing.parent:
+            existing = existing.parent
+        problem = None
+        if not existing.is_dir():
+            problem = f"{existing} is a file, not a folder"
+        elif not os.access(existing, os.W_OK | os.X_OK):
+            problem = f"no permission to write in {existing}"
+        if problem:
+            raise ConfigError(f"cannot write the run folder {self.root}: {problem}", field="storage", fix=WRITE_FIX)
+
     def write_bytes(self, relpath: str, data: bytes) -> Path | str:
         """Write ``data`` so that readers see the old file or the whole new one, never a part."""
         if self.is_local:
             path = self.root / relpath
-            path.parent.mkdir(parents=True, exist_ok=True)
-            fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
+            try:
+                path.parent.mkdir(parents=True, exist_ok=True)
+                fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
+            except OSError as exc:  # a file in the way, a read-only mount, no permission, a full disk
+                raise ConfigError(
+                    f"cannot write {path}: {exc.strerror or exc}", field="storage", fix=WRITE_FIX
+                ) from None
             try:
                 with os.fdopen(fd, "wb") as f:
                     f.write(data)
                     f.flush()
                     os.fsync(f.fileno())
                 os.replace(tmp, path)
-            except BaseException:
+            except BaseException as exc:
                 Path(tmp).unlink(missing_ok=True)
+                if isinstance(exc, OSError):
+                    raise ConfigError(
+                        f"cannot write {path}: {exc.strerror or exc}", field="storage", fix=WRITE_FIX
+                    ) from None
                 raise
         else:
             with self._remote(relpath) as (fs, path):

@@ -82,7 +82,14 @@ def connect(address: str | None, *, logical_gpus: int | None = None, num_cpus: i
         return ""
     kwargs = {"log_to_driver": True}
     if address:
-        ctx = ray.init(address=address, **kwargs)
+        try:
+            ctx = ray.init(address=address, **kwargs)
+        except ConnectionError as exc:
+            raise ConfigError(
+                f"no Ray cluster at {address!r}: {str(exc).splitlines()[0][:200]}",
+                field="--address",
+                fix="start the cluster first (ray up cluster.yaml), or leave out --address for an embedded Ray",
+            ) from None
     else:
         # Ray turns on token auth for local clusters; we keep it, and keep the dashboard off the network.
         ctx = ray.init(

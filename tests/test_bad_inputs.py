@@ -128,6 +128,49 @@ def test_missing_sweep_file(capsys, tmp_path):
     assert_nothing_written(tmp_path)
 
 
+@pytest.mark.timeout(60)
+def test_sweep_file_that_is_not_utf8(capsys, tmp_path):
+    path = tmp_path / "sweep.yaml"
+    path.write_bytes(b"\xff\xfe name: smoke\n")  # e.g. saved as UTF-16 by an editor
+    code, out, err = run_cli(capsys, tmp_path, "sweep", str(path))
+    assert_clear_error(code, err, "sweep.yaml", "not UTF-8 text", "save the file as UTF-8")
+    assert_nothing_written(tmp_path)
+
+
+def _ray_must_not_start(monkeypatch):
+    import ray
+
+    def init(*args, **kwargs):
+        raise AssertionError("Ray was started")
+
+    monkeypatch.setattr(ray, "is_initialized", lambda: False)
+    monkeypatch.setattr(ray, "init", init)
+
+
+@pytest.mark.timeout(60)
+def test_storage_that_cannot_be_written_is_refused_before_ray(capsys, tmp_path, monkeypatch):
+    _ray_must_not_start(monkeypatch)
+    blocker = tmp_path / "results.yaml"
+    blocker.write_text("a file where the results folder would go\n")
+    code = main(["sweep", str(sweep_file(tmp_path)), "--storage", str(blocker)])
+    err = capsys.readouterr().err
+    assert_clear_error(code, err, str(blocker), "is a file, not a folder", "--storage")
+
+
+@pytest.mark.timeout(60)
+def test_no_cluster_at_the_address(capsys, tmp_path, monkeypatch):
+    import ray
+
+    def init(*args, address=None, **kwargs):
+        raise ConnectionError("Could not find any running Ray instance. Please specify the one to connect to.")
+
+    monkeypatch.setattr(ray, "is_initialized", lambda: False)
+    monkeypatch.setattr(ray, "init", init)
+    code, out, err = run_cli(capsys, tmp_path, "sweep", str(sweep_file(tmp_path)), "--address", "auto")
+    assert_clear_error(code, err, "--address", "no Ray cluster at 'auto'", "ray up cluster.yaml")
+    assert_nothing_written(tmp_path)
+
+
 # ------------------------------------------------------------------------------ the data
 
 

@@ -6,6 +6,7 @@ import pandas as pd
 import pytest
 
 from sweeps.config import TrialConfig, build
+from sweeps.errors import ConfigError
 from sweeps.results import (
     Cell,
     make_record,
@@ -106,7 +107,8 @@ def test_record_write_is_atomic(tmp_path, monkeypatch):
         raise OSError("disk full")
 
     monkeypatch.setattr("os.replace", boom)
-    with pytest.raises(OSError):
+    with pytest.raises(ConfigError, match="cannot write .*disk full") as info:
         write_record(tmp_path, _record(Cell(100, 1, 0), [0.9]))
+    assert info.value.field == "storage"
     assert path.read_text() == before  # the old record is intact, and no temporary file is left
     assert [p.name for p in path.parent.iterdir()] == [path.name]

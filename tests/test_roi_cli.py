@@ -43,6 +43,13 @@ def test_report_prints_the_summary_and_writes_the_report(tmp_path, capsys):
     assert len(clinc) == 1 and "929 [" in clinc[0] and "0.002 at 200" in clinc[0]
     banking = [ln for ln in out.splitlines() if "banking77" in ln and "labeled items" in ln and "mrr@20" in ln]
     assert "not reached within the grid" in banking[0]
+    # metrics in the table's order (mrr, map, recall), not alphabetical
+    rows = [ln for ln in out.splitlines() if "clinc150" in ln and "labeled items" in ln]
+    assert [next(m for m in ("mrr@20", "map@20", "recall@20") if m in ln) for ln in rows] == [
+        "mrr@20",
+        "map@20",
+        "recall@20",
+    ]
     assert "PNG files skipped" in out
     report = run / "report"
     assert (report / "report.html").is_file() and (report / "summary.md").is_file()
@@ -115,6 +122,7 @@ def test_input_errors_exit_2_with_a_message_and_write_nothing(tmp_path, capsys, 
     [
         (["--drop", "1.5"], "--drop must be in (0, 1]"),
         (["--metric", "ndcg@20"], "no metric column 'ndcg@20'; available: mrr@20, map@20, recall@20"),
+        (["--boot-seed", "-1"], "--boot-seed must be >= 0; got -1"),
     ],
 )
 def test_bad_options_exit_2(tmp_path, capsys, args, expected):
@@ -189,3 +197,22 @@ def test_report_reads_a_run_folder_or_table_by_uri_and_writes_locally(tmp_path, 
     assert main(["report", "nosuchscheme://bucket/runs/demo"]) == 2
     err = capsys.readouterr().err
     assert "nosuchscheme://bucket/runs/demo: cannot read" in err and "credentials" in err
+
+
+def test_an_unwritable_report_folder_exits_2(tmp_path, capsys):
+    # e.g. a run folder on a read-only shared mount (the default report folder is RUN_DIR/report)
+    run = write_run(tmp_path / "run", full_table())
+    blocker = tmp_path / "a-file"
+    blocker.write_text("")
+    assert main(["report", str(run), "--out", str(blocker / "report"), "--n-boot", "5", "--no-png"]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("error: ") and "Traceback" not in err
+    assert f"{blocker / 'report'}: cannot write there" in err and "--out" in err
+
+
+def test_default_report_folder_of_a_uri_keeps_dots_in_a_sweep_name(tmp_path, monkeypatch):
+    from roi.report import default_out_dir
+
+    monkeypatch.chdir(tmp_path)
+    assert default_out_dir("s3://bucket/runs/clinc150.v2") == tmp_path / "clinc150.v2-report"
+    assert default_out_dir("s3://bucket/runs/clinc150.v2/results.parquet") == tmp_path / "results-report"

@@ -272,3 +272,5 @@ def test_a_single_point_curve_beside_full_curves_gets_no_drop_point(no_chromium)
     assert summary.loc[("e", "size"), "peak_roi"] == pytest.approx(0.002)
     assert summary.loc[("d", "size"), "drop_cost"] == pytest.approx(PEAK_MID_DROP)
     assert any("single grid point" in n for n in analysis.notes)
+    # "depends on where the grid starts" means nothing for a one-point curve
+    assert "grid starts" not in summary.loc[("e", "size"), "note"]
