@@ -34,11 +34,11 @@ lint: install ## ruff
 	$(BIN)/ruff check sweeps roi tests benchmarks && $(BIN)/ruff format --check sweeps roi tests benchmarks
 
 run: install ## install, then the main job: a small real sweep on the embedded Ray, and its ROI report
-	$(BIN)/roi sweep $(CONFIG)
+	$(BIN)/roi sweep $(CONFIG) --resume  # --resume: a second `make run` reports what is there, runs what is not
 	$(BIN)/roi report runs/$$(basename $(CONFIG) .yaml)
 
 smoke: install ## the whole pipeline on tiny models in seconds
-	$(BIN)/roi sweep sweeps/configs/smoke.yaml
+	$(BIN)/roi sweep sweeps/configs/smoke.yaml --resume
 	$(BIN)/roi report runs/smoke
 
 gpu-bundle: install ## gather what the GPU benchmark call carries (benchmarks/gpu_session.sh) into .gpu-bundle/

@@ -11,7 +11,7 @@ import argparse
 import sys
 from pathlib import Path
 
-from sweeps.errors import EXIT_USER_ERROR, UserError
+from sweeps.errors import EXIT_USER_ERROR, SweepInterrupted, UserError
 
 
 def _cmd_trial(args: argparse.Namespace) -> int:
@@ -26,7 +26,8 @@ def _cmd_trial(args: argparse.Namespace) -> int:
 
         cfg = dataclasses.replace(cfg, storage=args.storage)
     cells = [] if args.no_baseline else [Cell(size=0, epochs=0, seed=args.seed)]
-    cells.append(Cell(size=args.size, epochs=args.epochs, seed=args.seed))
+    if args.size > 0 or args.no_baseline:  # --size 0 is the baseline: evaluated once
+        cells.append(Cell(size=args.size, epochs=args.epochs if args.size else 0, seed=args.seed))
 
     def show(cell: Cell, rep) -> None:
         metrics = "  ".join(f"{k} {v:.4f}" for k, v in rep.metrics.items())
@@ -194,6 +195,13 @@ def main(argv: list[str] | None = None) -> int:
             file=sys.stderr,
         )
         return EXIT_USER_ERROR
-    except KeyboardInterrupt:
-        print("interrupted: finished trials are kept in the run folder's records/", file=sys.stderr)
+    except KeyboardInterrupt as exc:
+        if isinstance(exc, SweepInterrupted):
+            print(
+                f"interrupted: {exc} ({exc.total - exc.unfinished} done); finished trials are kept in "
+                f"{exc.run_dir} (records/, results.csv)\n  next: the same command with --resume runs the rest",
+                file=sys.stderr,
+            )
+        else:
+            print("interrupted: finished trials are kept in the run folder's records/", file=sys.stderr)
         return 130

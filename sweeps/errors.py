@@ -49,3 +49,11 @@ class DataError(UserError):
 
 class ModelError(UserError):
     """A model cannot be loaded (unknown id without network, missing files, wrong architecture)."""
+
+
+class SweepInterrupted(KeyboardInterrupt):
+    """A sweep stopped (Ctrl-C, or Tune stopped it) before every pending cell had a record; the CLI exits 130."""
+
+    def __init__(self, run_dir, *, unfinished: int, total: int):
+        super().__init__(f"{unfinished} of {total} cells have no result")
+        self.run_dir, self.unfinished, self.total = run_dir, unfinished, total

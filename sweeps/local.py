@@ -18,6 +18,7 @@ from sweeps.results import (
     Cell,
     RunDir,
     check_run_dir,
+    check_same_data,
     make_record,
     read_records,
     records_to_table,
@@ -67,10 +68,11 @@ def run_cells(
     scan = read_records(folder)
     prepared = prepared or prepare_data(cfg.trial)
     check_sizes(cells, prepared, field="--size")
+    check_same_data(scan.records, data_id=prepared.data_id, cfg=cfg)
     write_run_metadata(folder, to_dict(cfg))
     done = {r["trial_id"] for r in scan.records if r["status"] == "ok"}
     for cell in cells:
-        tid = trial_id(cfg.trial, cell, eval_id=prepared.eval_id)
+        tid = trial_id(cfg.trial, cell, data_id=prepared.data_id)
         if tid in done:
             continue
         reports = run_trial(
@@ -89,6 +91,7 @@ def run_cells(
             cell=cell,
             dataset=prepared.dataset,
             eval_set=prepared.eval_id,
+            data_id=prepared.data_id,
             num_gpus=0.0 if reports[-1].device == "cpu" else 1.0,
             rows=[r.as_row() for r in reports],
         )

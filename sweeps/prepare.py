@@ -36,6 +36,7 @@ class PreparedData:
     eval: Encoded  # the held-out evaluation set, identical for the baseline and every trial
     queries: np.ndarray  # positions of the evaluated queries in the eval set (seeded sample)
     eval_id: str  # identifies (dataset, split, query sample): the baseline key in the results
+    data_id: str  # identifies the training pool's content and the evaluation: part of every trial id
 
     @property
     def structure(self) -> str:
@@ -97,4 +98,5 @@ def prepare_data(cfg: TrialConfig, *, model: RetrievalModel | None = None) -> Pr
         eval=_encode(model, split.eval),
         queries=queries,
         eval_id=eval_id,
+        data_id=config_hash({"eval": eval_id, "pool": split.pool_id}, length=12),
     )

@@ -15,15 +15,16 @@ from pathlib import Path, PurePosixPath
 
 import pandas as pd
 
-from sweeps.config import SweepConfig, TrialConfig, config_hash, to_dict
+from sweeps.config import SweepConfig, SweepSpec, TrialConfig, config_hash, to_dict
 from sweeps.errors import ConfigError
 from sweeps.metrics import metric_keys
 from sweeps.storage import RunFolder
 
 RunDir = RunFolder | Path | str  # a run folder, or where one is (a local path or a URI)
 
-RECORD_VERSION = 1
+RECORD_VERSION = 2  # 2: trial ids from the data's content, not its path; records carry data_id
 RECORDS_DIR = "records"
+DRIVER_STATE = "driver_state.json"  # the cells a running (or interrupted) driver was given
 
 ID_COLUMNS = (
     "sweep",
@@ -59,9 +60,39 @@ class Cell:
         return f"n{self.size}-e{self.epochs}-s{self.seed}"
 
 
-def trial_id(cfg: TrialConfig, cell: Cell, *, eval_id: str) -> str:
-    """Stable id of a trial: its resolved config, its cell and its evaluation set."""
-    return f"{cell.label}-{config_hash({'trial': to_dict(cfg), 'cell': to_dict(cell), 'eval': eval_id}, length=10)}"
+def cells_for(spec: SweepSpec) -> list[Cell]:
+    """The grid of a sweep, baseline first. The baseline is evaluated once: it does not depend on the seed."""
+    cells = [Cell(size=0, epochs=0, seed=spec.seeds[0])]
+    if spec.experiment == "data_size":
+        cells += [
+            Cell(size=s, epochs=spec.epochs, seed=seed) for seed in spec.seeds for s in sorted(spec.sizes) if s > 0
+        ]
+    elif spec.epoch_runs == "single":
+        cells += [Cell(size=spec.size, epochs=spec.max_epochs, seed=seed) for seed in spec.seeds]
+    else:
+        cells += [
+            Cell(size=spec.size, epochs=e, seed=seed) for seed in spec.seeds for e in range(1, spec.max_epochs + 1)
+        ]
+    return cells
+
+
+# Where the data lives is not part of what a trial is: the same files under another checkout, mount point or
+# `ray job submit --working-dir` give the same trials. What the files hold is (``data_id``).
+LOCATION_FIELDS = ("path", "image_root")
+
+
+def portable_config(cfg: TrialConfig) -> dict:
+    """The trial settings without the data's location (``LOCATION_FIELDS``)."""
+    out = to_dict(cfg)
+    out["data"] = {k: v for k, v in out["data"].items() if k not in LOCATION_FIELDS}
+    return out
+
+
+def trial_id(cfg: TrialConfig, cell: Cell, *, data_id: str) -> str:
+    """Stable id of a trial: its settings, its cell, and the content of its data (training pool and evaluation,
+    ``PreparedData.data_id``): an edited data file gives new trials, a moved one the same."""
+    blob = {"trial": portable_config(cfg), "cell": to_dict(cell), "data": data_id}
+    return f"{cell.label}-{config_hash(blob, length=10)}"
 
 
 def record_relpath(tid: str) -> str:
@@ -81,6 +112,7 @@ def make_record(
     cell: Cell,
     dataset: str,
     eval_set: str,
+    data_id: str,
     num_gpus: float,
     rows: list[dict],
     status: str = "ok",
@@ -99,6 +131,7 @@ def make_record(
         "model": cfg.model.name or f"{cfg.model.text_tower.name}+{cfg.model.image_tower.name}",
         "dataset": dataset,
         "eval_set": eval_set,
+        "data_id": data_id,
         "cell": to_dict(cell),
         "num_gpus": num_gpus,
         "k": cfg.eval.k,
@@ -259,7 +292,10 @@ def check_run_dir(run_dir: RunDir, cfg: SweepConfig, *, resume: bool) -> None:
             where=saved_path,
             fix="give the sweep a new name (name: in the file)",
         ) from None
-    diffs = _diff(saved.get("trial", {}), to_dict(cfg.trial), "")
+    saved_trial = saved.get("trial", {})
+    if isinstance(saved_trial.get("data"), dict):
+        saved_trial["data"] = {k: v for k, v in saved_trial["data"].items() if k not in LOCATION_FIELDS}
+    diffs = _diff(saved_trial, portable_config(cfg.trial), "")
     if diffs:
         raise ConfigError(
             f"the run folder {folder} holds results of different trial settings: {'; '.join(diffs[:6])}",
@@ -271,6 +307,19 @@ def check_run_dir(run_dir: RunDir, cfg: SweepConfig, *, resume: bool) -> None:
             f"the run folder {folder} already holds finished trials",
             field="name",
             fix="add --resume to continue or extend it (only cells without a result run), or use a new name",
+        )
+
+
+def check_same_data(records: Iterable[dict], *, data_id: str, cfg: SweepConfig) -> None:
+    """Refuse to add trials on other data to a run folder: its records were made from data whose content
+    (training pool or evaluation set) differs from what the data files hold now."""
+    other = sorted({r["data_id"] for r in records if r.get("data_id") != data_id})
+    if other:
+        raise ConfigError(
+            "the data changed since this run folder's trials ran (its content differs, not only its location)",
+            where=cfg.trial.data.path or cfg.trial.data.hub_id,
+            field="data",
+            fix="restore the data the run used, or give the sweep a new name (name: in the file)",
         )
 
 

@@ -10,7 +10,7 @@ import yaml
 
 from sweeps.config import SweepConfig, build
 from sweeps.errors import ConfigError
-from sweeps.results import Cell, RunDir, read_records, require_compatible
+from sweeps.results import DRIVER_STATE, Cell, RunDir, cells_for, read_records, require_compatible
 from sweeps.storage import RunFolder
 
 
@@ -26,8 +26,6 @@ class RunStatus:
 
 
 def run_status(run_dir: RunDir) -> RunStatus:
-    from sweeps.tuner import DRIVER_STATE, cells_for
-
     folder = RunFolder.coerce(run_dir)
     config_path = folder.location("config.yaml")
     if not folder.exists("config.yaml"):
@@ -47,12 +45,13 @@ def run_status(run_dir: RunDir) -> RunStatus:
         ) from None
     by_cell = {Cell(**r["cell"]): r for r in scan.records}
     cells = cells_for(cfg.sweep)
-    state = json.loads(folder.read_text(DRIVER_STATE)) if folder.exists(DRIVER_STATE) else {"cells": []}
-    active = {Cell(**c) for c in state["cells"]}
-    done = [c for c in cells if c in by_cell and by_cell[c]["status"] == "ok"]
-    failed = [(c, by_cell[c]["error"]) for c in cells if c in by_cell and by_cell[c]["status"] != "ok"]
-    in_progress = [c for c in cells if c not in by_cell and c in active]
-    left = [c for c in cells if c not in by_cell and c not in active]
+    active = _driver_cells(folder)
+    # A cell the driver was given is in progress even if an earlier attempt left a failed record (a resume).
+    finished = {c: r for c, r in by_cell.items() if r["status"] == "ok" or c not in active}
+    done = [c for c in cells if c in finished and finished[c]["status"] == "ok"]
+    failed = [(c, finished[c]["error"]) for c in cells if c in finished and finished[c]["status"] != "ok"]
+    in_progress = [c for c in cells if c not in finished and c in active]
+    left = [c for c in cells if c not in finished and c not in active]
     return RunStatus(
         name=cfg.name,
         total=len(cells),
@@ -62,6 +61,14 @@ def run_status(run_dir: RunDir) -> RunStatus:
         left=left,
         corrupt=scan.corrupt,
     )
+
+
+def _driver_cells(folder: RunFolder) -> set[Cell]:
+    try:
+        state = json.loads(folder.read_text(DRIVER_STATE))
+    except FileNotFoundError:  # no driver, or it finished (and removed the file) just now
+        return set()
+    return {Cell(**c) for c in state["cells"]}
 
 
 def format_status(status: RunStatus) -> str:

@@ -24,6 +24,8 @@ from sweeps.errors import ConfigError
 # Schemes pyarrow.fs.FileSystem.from_uri opens. Checked by name only: building an S3 filesystem already
 # contacts the network (it resolves the bucket's region), so connection problems surface at run time.
 URI_SCHEMES = ("s3", "gs", "gcs", "hdfs", "viewfs", "abfs", "abfss", "file")
+_UMASK = os.umask(0)  # read once at import (umask can only be read by setting it)
+os.umask(_UMASK)
 WRITE_FIX = "choose a writable results folder with --storage (or storage: in the sweep file)"
 CREDENTIALS_FIX = (
     "check the URI and that the bucket exists; credentials come from the environment (AWS_PROFILE or "
@@ -140,6 +142,8 @@ class RunFolder:
                     f.write(data)
                     f.flush()
                     os.fsync(f.fileno())
+                # mkstemp creates 0600; results on a shared mount must be readable as any new file would be.
+                os.chmod(tmp, 0o666 & ~_UMASK)
                 os.replace(tmp, path)
             except BaseException as exc:
                 Path(tmp).unlink(missing_ok=True)

@@ -74,7 +74,7 @@ def fit_cell(config: dict, *, sweep: SweepConfig, prepared: PreparedData, num_gp
     _log_to_console()
     started_at = time.time()
     cell = Cell(**config["cell"])
-    tid = trial_id(sweep.trial, cell, eval_id=prepared.eval_id)
+    tid = trial_id(sweep.trial, cell, data_id=prepared.data_id)
     tags = {"sweep": sweep.name, "cell": f"{prepared.dataset}-{cell.label}"}
     prefix = f"[{sweep.name} {prepared.dataset} size={cell.size} epochs={cell.epochs} seed={cell.seed}]"
     reports: list[EpochReport] = []
@@ -140,6 +140,7 @@ def fit_cell(config: dict, *, sweep: SweepConfig, prepared: PreparedData, num_gp
         cell=cell,
         dataset=prepared.dataset,
         eval_set=prepared.eval_id,
+        data_id=prepared.data_id,
         num_gpus=num_gpus if torch.cuda.is_available() else 0.0,
         rows=[r.as_row() for r in reports] if status == "ok" else [],
         status=status,

@@ -15,6 +15,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import logging
+import re
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -26,17 +27,19 @@ from ray import tune
 from ray.tune.experiment import Trial
 from ray.tune.schedulers import FIFOScheduler
 
-from sweeps.config import SweepConfig, SweepSpec, config_hash, to_dict
-from sweeps.errors import ConfigError
+from sweeps.config import SweepConfig, config_hash, to_dict
+from sweeps.errors import ConfigError, SweepInterrupted
 from sweeps.local import check_sizes
 from sweeps.prepare import PreparedData, prepare_data
 from sweeps.results import (
+    DRIVER_STATE,
     Cell,
+    cells_for,
     check_run_dir,
+    check_same_data,
     corrupt_relpath,
     make_record,
     read_records,
-    record_relpath,
     records_to_table,
     trial_id,
     write_record,
@@ -47,24 +50,6 @@ from sweeps.storage import RunFolder
 from sweeps.trainable import fit_cell
 
 log = logging.getLogger("sweeps.tuner")
-
-DRIVER_STATE = "driver_state.json"
-
-
-def cells_for(spec: SweepSpec) -> list[Cell]:
-    """The grid of a sweep, baseline first. The baseline is evaluated once: it does not depend on the seed."""
-    cells = [Cell(size=0, epochs=0, seed=spec.seeds[0])]
-    if spec.experiment == "data_size":
-        cells += [
-            Cell(size=s, epochs=spec.epochs, seed=seed) for seed in spec.seeds for s in sorted(spec.sizes) if s > 0
-        ]
-    elif spec.epoch_runs == "single":
-        cells += [Cell(size=spec.size, epochs=spec.max_epochs, seed=seed) for seed in spec.seeds]
-    else:
-        cells += [
-            Cell(size=spec.size, epochs=e, seed=seed) for seed in spec.seeds for e in range(1, spec.max_epochs + 1)
-        ]
-    return cells
 
 
 @dataclass(frozen=True)
@@ -156,11 +141,12 @@ def run_sweep(
     write_run_metadata(folder, to_dict(cfg))
 
     scan = read_records(folder)
+    check_same_data(scan.records, data_id=prepared.data_id, cfg=cfg)
     for path in scan.corrupt:
         print(f"[{cfg.name}] warning: unreadable result record {path}: its cell will run again", flush=True)
         folder.delete(corrupt_relpath(path))
     done = {r["trial_id"] for r in scan.records if r["status"] == "ok"}
-    pending = [c for c in cells if trial_id(cfg.trial, c, eval_id=prepared.eval_id) not in done]
+    pending = [c for c in cells if trial_id(cfg.trial, c, data_id=prepared.data_id) not in done]
     print(
         f"[{cfg.name}] {len(cells)} cells: {len(cells) - len(pending)} already done, {len(pending)} to run ({gpus:g} GPU/trial)",
         flush=True,
@@ -171,7 +157,15 @@ def run_sweep(
 
     records = read_records(folder).records
     table = records_to_table(records, k=cfg.trial.eval.k)
-    write_table(folder, table)
+    write_table(folder, table)  # what finished, also after an interruption: nothing computed is lost
+    recorded = {r["trial_id"] for r in records}
+    ids = {c: trial_id(cfg.trial, c, data_id=prepared.data_id) for c in pending}
+    unfinished = [c for c in pending if ids[c] not in recorded]
+    if unfinished:
+        # Tune catches the first Ctrl-C itself and returns from fit() as if the grid were done; so the records
+        # are the judge. The driver state stays: `roi status` shows the run as interrupted.
+        raise SweepInterrupted(folder.location(), unfinished=len(unfinished), total=len(cells))
+    folder.delete(DRIVER_STATE)
     failed = sum(1 for r in records if r["status"] != "ok")
     return SweepOutcome(
         run_dir=folder.location(), table=table, ran=len(pending), skipped=len(cells) - len(pending), failed=failed
@@ -195,19 +189,24 @@ def _fit(
         {"cpu": cfg.resources.cpus, "gpu": gpus},
     )
 
-    dataset, eval_id = prepared.dataset, prepared.eval_id  # not `prepared`: Tune pickles the scheduler holding this
+    # not `prepared`: Tune pickles the scheduler holding this
+    dataset, eval_id, data_id = prepared.dataset, prepared.eval_id, prepared.data_id
+
+    written: set[str] = set()  # trial ids recorded during this fit (by the trials, or as failed here)
 
     def record_failure(cell: Cell, error: str) -> None:
+        written.add(trial_id(cfg.trial, cell, data_id=data_id))
         write_record(
             folder,
             make_record(
                 sweep=cfg.name,
                 experiment=cfg.sweep.experiment,
-                tid=trial_id(cfg.trial, cell, eval_id=eval_id),
+                tid=trial_id(cfg.trial, cell, data_id=data_id),
                 cfg=cfg.trial,
                 cell=cell,
                 dataset=dataset,
                 eval_set=eval_id,
+                data_id=data_id,
                 num_gpus=gpus,
                 rows=[],
                 status="failed",
@@ -231,20 +230,19 @@ def _fit(
             name=experiment,
             storage_path=folder.tune_storage_path,
             failure_config=tune.FailureConfig(max_failures=cfg.max_failures),
-            callbacks=[RecordCallback(folder), ProgressCallback(cfg.name, total=len(pending))],
+            callbacks=[RecordCallback(folder, written), ProgressCallback(cfg.name, total=len(pending))],
             verbose=verbose,
         ),
     )
     results = tuner.fit()
-    # Trials that crashed past their retries wrote no record: record them as failed, with Tune's error.
+    # Trials that crashed past their retries wrote no record this time: record them as failed, with the error
+    # that ended them (replacing a failed record of an earlier attempt, whose error may be another one).
     for result in results:
         if result.error is None or not result.config:
             continue
         cell = Cell(**result.config["cell"])
-        if not folder.exists(record_relpath(trial_id(cfg.trial, cell, eval_id=eval_id))):
-            lines = [line for line in str(result.error).splitlines() if line.strip()] or [""]
-            record_failure(cell, f"{type(result.error).__name__}: {lines[0][:500]}")
-    folder.delete(DRIVER_STATE)
+        if trial_id(cfg.trial, cell, data_id=data_id) not in written:
+            record_failure(cell, describe_error(result.error))
 
 
 class TrialTimeout(FIFOScheduler):
@@ -314,15 +312,34 @@ def _driver_gauge(key: str):
     return _DRIVER_GAUGES[key]
 
 
-class RecordCallback(tune.Callback):
-    """Writes each trial's record (its last report) to the run folder as soon as the driver receives it."""
+_ANSI = re.compile(r"\x1b\[[0-9;]*m")
 
-    def __init__(self, folder: RunFolder):
+
+def describe_error(error: BaseException) -> str:
+    """One readable line for a trial's error: the cause inside Ray's wrapper (``RayTaskError(RuntimeError)``
+    prints its own header first, with colour codes), as ``Type: message``."""
+    cause = getattr(error, "cause", None)
+    if isinstance(cause, BaseException):
+        error = cause
+    lines = [line for line in _ANSI.sub("", str(error)).splitlines() if line.strip()] or [""]
+    return f"{type(error).__name__}: {lines[0].strip()[:500]}"
+
+
+class RecordCallback(tune.Callback):
+    """Writes each trial's record (its last report) to the run folder as soon as the driver receives it.
+
+    ``written`` collects the trial ids recorded during this fit (shared with the driver's failure handling).
+    """
+
+    def __init__(self, folder: RunFolder, written: set[str] | None = None):
         self.folder = folder
+        self.written = written if written is not None else set()
 
     def on_trial_result(self, iteration, trials, trial, result, **info) -> None:
         if "record_json" in result:
-            write_record(self.folder, json.loads(result["record_json"]))
+            record = json.loads(result["record_json"])
+            write_record(self.folder, record)
+            self.written.add(record["trial_id"])
 
 
 class ProgressCallback(tune.Callback):

@@ -4,7 +4,8 @@ It stands in for ``sweeps.trainable.fit_cell`` (same signature, same final ``rec
 driver, the records and the results table are tested against exact expected values. It leaves one marker
 file per execution under ``<storage>/markers`` so tests can count how often each cell ran, and it can
 kill its own worker process once per cell (``<storage>/kill_once/<cell label>``) to test retries, or hang
-once (``<storage>/hang/<cell label>``: no report for ten minutes) to test ``trial_timeout_s``.
+once (``<storage>/hang/<cell label>``: no report for ten minutes) to test ``trial_timeout_s``, or raise
+``RuntimeError(<the marker's text>)`` on every attempt (``<storage>/raise/<cell label>``).
 
 ``fit_cell_with_faults`` runs the REAL ``sweeps.trainable.fit_cell`` and injects a
 ``torch.cuda.OutOfMemoryError`` from inside the trial (``<storage>/oom/<cell label>``); it counts
@@ -63,10 +64,11 @@ class _Pool:
 
 @dataclass(frozen=True)
 class DesignedPrepared:
-    """What the driver reads of ``PreparedData`` (dataset, eval_id, the pool's size) and nothing more."""
+    """What the driver reads of ``PreparedData`` (dataset, eval_id, data_id, the pool's size) and nothing more."""
 
     dataset: str = "designed"
     eval_id: str = "designed-eval"
+    data_id: str = "designed-data"
     pool_size: int = 10_000
 
     @property
@@ -92,6 +94,9 @@ def designed_cell(config: dict, *, sweep, prepared, num_gpus: float) -> None:
     delay = float((storage / "delay").read_text()) if (storage / "delay").exists() else 0.0
     kill = storage / "kill_once" / cell.label
     hang = storage / "hang" / cell.label
+    boom = storage / "raise" / cell.label
+    if boom.exists():
+        raise RuntimeError(boom.read_text())  # a trial that crashes (every attempt, while the marker exists)
     if hang.exists():
         hang.unlink()
         time.sleep(600)  # reports nothing: the driver's trial_timeout_s must stop it
@@ -117,7 +122,7 @@ def designed_cell(config: dict, *, sweep, prepared, num_gpus: float) -> None:
         }
         rows.append(row)
         tune.report({**row, "cell": cell.label})
-    tid = trial_id(sweep.trial, cell, eval_id=prepared.eval_id)
+    tid = trial_id(sweep.trial, cell, data_id=prepared.data_id)
     record = make_record(
         sweep=sweep.name,
         experiment=sweep.sweep.experiment,
@@ -126,6 +131,7 @@ def designed_cell(config: dict, *, sweep, prepared, num_gpus: float) -> None:
         cell=cell,
         dataset=prepared.dataset,
         eval_set=prepared.eval_id,
+        data_id=prepared.data_id,
         num_gpus=num_gpus,
         rows=rows,
         extra={"gpu_ids": [str(g) for g in ray.get_gpu_ids()], "started_at": started, "finished_at": time.time()},

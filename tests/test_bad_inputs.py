@@ -356,7 +356,7 @@ def test_bad_trial_arguments(capsys, tmp_path, argv, named):
 # ------------------------------------------------------------------------------ a results folder of another version
 
 
-def _old_run_folder(tmp_path: Path, *, record_version=2, config_extra: dict | None = None) -> tuple[Path, Path]:
+def _old_run_folder(tmp_path: Path, *, record_version=1, config_extra: dict | None = None) -> tuple[Path, Path]:
     from sweeps.config import load_sweep_config, to_dict
 
     path = sweep_file(tmp_path)
@@ -382,17 +382,19 @@ def test_results_folder_of_an_incompatible_version_is_refused(capsys, tmp_path):
     record = run_dir / "records" / "n32-e1-s0-0123456789.json"
     for argv in (["sweep", str(path), "--resume"], ["sweep", str(path)]):
         code, out, err = run_cli(capsys, tmp_path, *argv)
-        assert_clear_error(code, err, str(record), "format version 2", "reads version 1", "new name")
+        assert_clear_error(code, err, str(record), "format version 1", "reads version 2", "new name")
         assert out == ""
     code, out, err = run_cli(capsys, tmp_path, "status", str(run_dir))
-    assert_clear_error(code, err, str(record), "format version 2", "reads version 1")
+    assert_clear_error(code, err, str(record), "format version 1", "reads version 2")
     assert out == ""
     assert _listing(tmp_path / "runs") == before  # nothing deleted, re-run or added
 
 
 @pytest.mark.timeout(60)
 def test_results_folder_whose_config_another_version_wrote_is_refused_by_status(capsys, tmp_path):
-    _, run_dir = _old_run_folder(tmp_path, record_version=1, config_extra={"budget_hours": 3})
+    from sweeps.results import RECORD_VERSION
+
+    _, run_dir = _old_run_folder(tmp_path, record_version=RECORD_VERSION, config_extra={"budget_hours": 3})
     (run_dir / "records" / "n32-e1-s0-0123456789.json").unlink()
     code, out, err = run_cli(capsys, tmp_path, "status", str(run_dir))
     assert_clear_error(code, err, str(run_dir / "config.yaml"), "does not fit this version", "budget_hours")
@@ -430,3 +432,41 @@ def test_trial_into_a_run_folder_of_other_settings_is_refused(capsys, tmp_path):
     code, out, err = run_cli(capsys, tmp_path, "trial", str(changed), "--size", "16", "--no-baseline")
     assert_clear_error(code, err, "config.yaml", "train.lr: 0.001 -> 0.5")
     assert sorted((tmp_path / "runs" / "smoke" / "records").glob("*.json")) == records  # nothing added
+
+
+@pytest.mark.timeout(120)
+def test_moved_data_keeps_its_trials_and_edited_data_is_refused(capsys, tmp_path):
+    # The same CSV under two checkouts (a/ and b/, relative data paths): the same trials, so the second
+    # `roi trial` finds its record. Then b's file is edited: its trials would be other ones, refused in this folder.
+    for side in ("a", "b"):
+        (tmp_path / side).mkdir()
+        labeled_csv(tmp_path / side / "items.csv")
+        (tmp_path / side / "sweep.yaml").write_text(
+            sweep_file(
+                tmp_path / side, data={"format": "labeled-csv", "path": "items.csv", "name": "items"}
+            ).read_text()
+        )
+    argv = ("--size", "16", "--no-baseline")
+    code, out, err = run_cli(capsys, tmp_path, "trial", str(tmp_path / "a" / "sweep.yaml"), *argv)
+    assert code == 0, err
+    records = sorted((tmp_path / "runs" / "smoke" / "records").glob("*.json"))
+    before = [p.read_bytes() for p in records]
+    code, out, err = run_cli(capsys, tmp_path, "trial", str(tmp_path / "b" / "sweep.yaml"), *argv)
+    assert code == 0, err
+    after = sorted((tmp_path / "runs" / "smoke" / "records").glob("*.json"))
+    assert after == records and [p.read_bytes() for p in after] == before  # found, not re-run
+
+    edited = tmp_path / "b" / "items.csv"
+    edited.write_text(edited.read_text().replace("request number 0 about topic 0", "a new request about topic 0"))
+    code, out, err = run_cli(capsys, tmp_path, "trial", str(tmp_path / "b" / "sweep.yaml"), *argv)
+    assert_clear_error(code, err, str(edited), "the data changed", "new name")
+    assert sorted((tmp_path / "runs" / "smoke" / "records").glob("*.json")) == records
+
+
+@pytest.mark.timeout(120)
+def test_trial_of_size_0_evaluates_the_baseline_once(capsys, tmp_path):
+    code, out, err = run_cli(capsys, tmp_path, "trial", str(sweep_file(tmp_path)), "--size", "0")
+    assert code == 0, err
+    assert out.count("baseline:") == 1
+    records = list((tmp_path / "runs" / "smoke" / "records").glob("*.json"))
+    assert [p.name.split("-")[:2] for p in records] == [["n0", "e0"]]

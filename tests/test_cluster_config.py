@@ -112,6 +112,18 @@ def test_aws_node_types_survive_preparation():
     assert prepared["available_node_types"][prepared["head_node_type"]]["max_workers"] == 0
 
 
+def test_every_aws_node_type_sets_an_image():
+    # Without an ImageId Ray 2.60 fills in its default, "AWS Deep Learning AMI (Ubuntu 18.04) V71.0": its
+    # python3 cannot install the project (requires-python >= 3.10).
+    import importlib.util
+
+    # Read, not imported: the AWS module needs boto3, which only the head installs.
+    aws = Path(importlib.util.find_spec("ray").origin).parent / "autoscaler" / "_private" / "aws" / "config.py"
+    assert 'DEFAULT_AMI_NAME = "AWS Deep Learning AMI (Ubuntu 18.04)' in aws.read_text()  # the reason, still true
+    for name, node_type in load(AWS)["available_node_types"].items():
+        assert node_type["node_config"].get("ImageId") == "REPLACE_WITH_AMI_ID", name  # one anchor for all
+
+
 def test_onprem_becomes_one_node_type_with_every_worker_ip():
     config = load(ONPREM)
     prepared = ray_up_check(config)

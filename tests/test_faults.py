@@ -195,6 +195,68 @@ def test_driver_killed_at_three_moments_resumes_to_the_undisturbed_table(embedde
     assert [k for k, _, _ in kills] == [1, 3, 5]
 
 
+INTERRUPTED_DRIVER = DRIVER.replace(
+    "out = run_sweep(",
+    "from sweeps.errors import SweepInterrupted\ntry:\n    out = run_sweep(",
+).replace(
+    'print("finished", out.ran, out.skipped, out.failed, flush=True)',
+    'except SweepInterrupted as exc:\n    print("interrupted:", exc, flush=True)\n    sys.exit(130)\n'
+    'print("finished", out.ran, out.skipped, out.failed, flush=True)',
+)
+
+
+@pytest.mark.timeout(240)
+def test_ctrl_c_is_an_interruption_not_a_finished_sweep(embedded_ray, tmp_path):
+    # Tune catches the first SIGINT and returns from fit() as if the grid were done: the driver must notice the
+    # cells without a record, say so (exit 130 in the CLI) and keep the driver state for `roi status`.
+    from sweeps.results import DRIVER_STATE
+    from sweeps.status import run_status
+
+    storage = tmp_path / "killed"
+    storage.mkdir()
+    (storage / "delay").write_text("0.4")
+    run_dir = storage / "killed"
+    script = tmp_path / "driver.py"
+    script.write_text(INTERRUPTED_DRIVER.format(tests=str(TESTS), grid=KILL_GRID))
+    env = {k: v for k, v in os.environ.items() if k != "RAY_ADDRESS"}
+    temp_dir = tempfile.mkdtemp(prefix="rayi", dir="/tmp")
+    log_path = tmp_path / "driver.log"
+    try:
+        with open(log_path, "w") as log:
+            proc = subprocess.Popen(
+                [sys.executable, str(script), str(storage), temp_dir],
+                cwd=ROOT,
+                env=env,
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                start_new_session=True,
+            )
+        deadline = time.time() + 90
+        while len(_finished_labels(run_dir)) < 2 and time.time() < deadline:
+            assert proc.poll() is None, log_path.read_text()[-3000:]
+            time.sleep(0.05)
+        os.killpg(proc.pid, signal.SIGINT)  # what Ctrl-C in a terminal does: the whole foreground group
+        try:
+            code = proc.wait(timeout=90)
+        except subprocess.TimeoutExpired:
+            os.killpg(proc.pid, signal.SIGKILL)
+            raise AssertionError("the interrupted driver did not stop: " + log_path.read_text()[-3000:]) from None
+    finally:
+        _kill_leftovers([temp_dir])
+        shutil.rmtree(temp_dir, ignore_errors=True)
+    log_text = log_path.read_text()
+    assert code == 130 and "interrupted:" in log_text and "finished" not in log_text, log_text[-3000:]
+    assert (run_dir / DRIVER_STATE).exists()
+    status = run_status(run_dir)
+    assert len(status.done) < status.total and not status.failed  # the interrupted cells are not failures
+    assert len(status.in_progress) == status.total - len(status.done)
+
+    cfg = designed_config(storage, **KILL_GRID)
+    resumed = run_sweep(cfg, resume=True, prepared=DesignedPrepared(), trainable=designed_cell)
+    assert resumed.failed == 0 and resumed.skipped == len(status.done) and not (run_dir / DRIVER_STATE).exists()
+    pd.testing.assert_frame_equal(_values(resumed.table), designed_table(cfg), check_dtype=False)
+
+
 # ------------------------------------------------------------------------------ 3: a corrupt record
 
 

@@ -47,7 +47,7 @@ def _rows(cell: Cell, mrr: list[float]) -> list[dict]:
 
 
 def _record(cell: Cell, mrr: list[float], **kw) -> dict:
-    tid = trial_id(CFG, cell, eval_id="ev1")
+    tid = trial_id(CFG, cell, data_id="ev1")
     return make_record(
         sweep="s",
         experiment="data_size",
@@ -56,6 +56,7 @@ def _record(cell: Cell, mrr: list[float], **kw) -> dict:
         cell=cell,
         dataset="d",
         eval_set="ev1",
+        data_id="ev1",
         num_gpus=0.5,
         rows=_rows(cell, mrr),
         **kw,
@@ -63,10 +64,10 @@ def _record(cell: Cell, mrr: list[float], **kw) -> dict:
 
 
 def test_trial_id_is_stable_and_depends_on_cell_config_and_eval_set():
-    a = trial_id(CFG, Cell(100, 1, 0), eval_id="ev1")
-    assert a == trial_id(CFG, Cell(100, 1, 0), eval_id="ev1") and a.startswith("n100-e1-s0-")
-    assert a != trial_id(CFG, Cell(100, 1, 1), eval_id="ev1")
-    assert a != trial_id(CFG, Cell(100, 1, 0), eval_id="ev2")
+    a = trial_id(CFG, Cell(100, 1, 0), data_id="ev1")
+    assert a == trial_id(CFG, Cell(100, 1, 0), data_id="ev1") and a.startswith("n100-e1-s0-")
+    assert a != trial_id(CFG, Cell(100, 1, 1), data_id="ev1")
+    assert a != trial_id(CFG, Cell(100, 1, 0), data_id="ev2")
 
 
 def test_table_has_one_row_per_trial_per_epoch_in_schema(tmp_path):
@@ -112,3 +113,15 @@ def test_record_write_is_atomic(tmp_path, monkeypatch):
     assert info.value.field == "storage"
     assert path.read_text() == before  # the old record is intact, and no temporary file is left
     assert [p.name for p in path.parent.iterdir()] == [path.name]
+
+
+def test_status_needs_neither_ray_nor_torch():
+    # `roi status` runs where only the analysis half is installed (a laptop reading a shared run folder).
+    import subprocess
+    import sys
+
+    code = (
+        "import sys, sweeps.status; assert not {'ray', 'torch'} & set(sys.modules), {'ray', 'torch'} & set(sys.modules)"
+    )
+    res = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert res.returncode == 0, res.stderr

@@ -42,11 +42,12 @@ def _record(cell: Cell, mrr: list[float], seed_offset: float = 0.0) -> dict:
     return make_record(
         sweep="s",
         experiment="data_size",
-        tid=trial_id(CFG, cell, eval_id="ev"),
+        tid=trial_id(CFG, cell, data_id="ev"),
         cfg=CFG,
         cell=cell,
         dataset="d",
         eval_set="ev",
+        data_id="ev",
         num_gpus=0.0,
         rows=rows,
     )

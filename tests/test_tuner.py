@@ -183,3 +183,32 @@ def test_real_smoke_sweep_end_to_end_with_live_metrics(ray_local, smoke, tmp_pat
     )
     speed = exported("items_per_second")
     assert speed["ha-intents-n0-e0-s0"] == 0.0 and speed["ha-intents-n64-e1-s0"] > 0
+
+
+def test_a_failure_record_tells_the_latest_error_readably(ray_local, smoke, tmp_path):
+    # A crashing trial is recorded with its own error (not Ray's wrapper header with colour codes); when it
+    # crashes again on --resume with another error, the record says the new one.
+    from sweeps.results import DRIVER_STATE
+    from sweeps.status import run_status
+
+    (tmp_path / "raise").mkdir()
+    marker = tmp_path / "raise" / "n100-e2-s0"
+    marker.write_text("boom one")
+    cfg = _cfg(smoke, tmp_path, sizes=(50, 100), seeds=(0,), gpus=0.0, max_failures=0)
+    out = run_sweep(cfg, prepared=smoke[1], trainable=designed_cell)
+    assert out.failed == 1
+    status = run_status(out.run_dir)
+    assert [(c.label, e) for c, e in status.failed] == [("n100-e2-s0", "RuntimeError: boom one")]
+    # While a resume runs it (the driver lists it), `roi status` shows it running, not failed.
+    state = Path(out.run_dir) / DRIVER_STATE
+    state.write_text(json.dumps({"experiment": "resume", "cells": [{"size": 100, "epochs": 2, "seed": 0}]}))
+    during = run_status(out.run_dir)
+    assert [c.label for c in during.in_progress] == ["n100-e2-s0"] and during.failed == []
+    state.unlink()
+    marker.write_text("boom two")
+    out = run_sweep(cfg, resume=True, prepared=smoke[1], trainable=designed_cell)
+    assert out.ran == 1 and out.failed == 1
+    assert [e for _, e in run_status(out.run_dir).failed] == ["RuntimeError: boom two"]
+    marker.unlink()
+    out = run_sweep(cfg, resume=True, prepared=smoke[1], trainable=designed_cell)
+    assert out.ran == 1 and out.failed == 0 and set(out.table["status"]) == {"ok"}

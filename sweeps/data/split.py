@@ -44,6 +44,7 @@ class Split:
     train: RetrievalData
     eval: RetrievalData
     eval_id: str
+    pool_id: str  # identifies the training pool's content (as eval_id the evaluation set's)
 
 
 # ---------------------------------------------------------------------------------------------- the split
@@ -70,7 +71,7 @@ def split_data(data: RetrievalData, cfg: SplitConfig, *, max_eval: int | None = 
             field="split",
             fix="use more data or change split.eval_fraction",
         )
-    return Split(train=train, eval=eval_set, eval_id=_eval_id(eval_set, cfg, max_eval))
+    return Split(train=train, eval=eval_set, eval_id=_eval_id(eval_set, cfg, max_eval), pool_id=_pool_id(train))
 
 
 def _official(data: RetrievalData, cfg: SplitConfig) -> tuple[np.ndarray, np.ndarray]:
@@ -183,16 +184,25 @@ def _cap(data: RetrievalData, eval_idx: np.ndarray, max_eval: int, *, seed: int)
     return np.sort(eval_idx[np.asarray(keep, dtype=np.int64)]) if keep else np.array([], dtype=np.int64)
 
 
+def _content(data: RetrievalData) -> dict:
+    """What a collection holds, independent of where it is mounted (image paths relative to their folder)."""
+    if isinstance(data, LabeledItems):
+        return {"items": _portable(data.items, data.modality), "labels": list(data.labels)}
+    return {
+        "queries": _portable(data.queries, data.query_modality),
+        "docs": _portable(data.docs, data.doc_modality),
+        "doc_of": list(data.doc_of),
+    }
+
+
+def _pool_id(pool: RetrievalData) -> str:
+    """A stable short hash of the training pool's items and labels (image files by path, not by pixels)."""
+    return hashlib.sha256(json.dumps(_content(pool), sort_keys=True).encode()).hexdigest()[:12]
+
+
 def _eval_id(eval_set: RetrievalData, cfg: SplitConfig, max_eval: int | None) -> str:
     """A stable short hash of (source, split settings, eval items), independent of where the data is mounted."""
-    if isinstance(eval_set, LabeledItems):
-        content = {"items": _portable(eval_set.items, eval_set.modality), "labels": list(eval_set.labels)}
-    else:
-        content = {
-            "queries": _portable(eval_set.queries, eval_set.query_modality),
-            "docs": _portable(eval_set.docs, eval_set.doc_modality),
-            "doc_of": list(eval_set.doc_of),
-        }
+    content = _content(eval_set)
     source = os.path.basename(eval_set.source.rstrip("/\\")) if os.path.isabs(eval_set.source) else eval_set.source
     # Only the settings that shape this method's split: a changed eval_fraction must not rename an official split.
     keys = (
