@@ -45,6 +45,9 @@ step packing 100 "$PY" benchmarks/gpu_packing.py sweeps/configs/clinc150-data.ya
 step levers-minilm 200 "$PY" benchmarks/levers.py sweeps/configs/clinc150-epochs.yaml \
   --data "$B/clinc150/data_full.json" --model "$B/minilm-fp16" --size 1000 --epochs 3 --seeds 0 1 \
   --variants bf16 fp32 bf16+cudagraphs bf16+compile --deadline-s 140 --out "$OUT/levers_minilm.json"
+# Pinned vs pageable host->GPU copies on the image loops (Runtime.to_device): compare with throughput-eager's rows.
+step pageable-images 60 "$PY" benchmarks/gpu_throughput.py --archs resnet clip --compile off --pageable \
+  --out "$OUT/throughput_pageable.json"
 step throughput-compiled 200 "$PY" benchmarks/gpu_throughput.py --compile reduce-overhead default \
   --deadline-s 120 --out "$OUT/throughput_compiled.json"
 if [ "$(left)" -ge 45 ] && "$PY" benchmarks/gpu_bundle.py random-bert --to /tmp/bert-base-random >/dev/null 2>&1; then

@@ -9,6 +9,7 @@ a torchvision name with ``weights: none``), since no weights can be downloaded o
 Run it on the GPU machine in the SAME call as the reference loops and report ratios: ``benchmarks/gpu_session.sh``
 does both (and the packing and levers benchmarks). Alone:
     python benchmarks/gpu_throughput.py --compile off reduce-overhead --out $OUT/throughput.json
+``--pageable`` times the same rows with batches copied from pageable memory (the baseline of the pinned copies).
 Each (architecture, compile mode) row builds a fresh model; ``warm-up s`` is the first four steps (for a compiled
 row: the compilation and CUDA-graph recording a trial pays in its first epoch). On a GPU, two training steps also
 run under CUDA's sync debug mode and every place that made the host wait is printed.
@@ -33,7 +34,7 @@ from torch.utils.flop_counter import FlopCounterMode
 
 from sweeps.config import ModelConfig, TrainConfig
 from sweeps.data.items import LabeledItems
-from sweeps.device import resolve_runtime
+from sweeps.device import Runtime, resolve_runtime
 from sweeps.evaluate import embed, evaluate
 from sweeps.models import build_model
 from sweeps.models.text import TokenFeatures
@@ -205,7 +206,7 @@ def _arch_rows(args, runtime, scale: int) -> dict[str, dict]:
     for key in args.archs:
         label, make = archs[key]
         for mode in args.compile:
-            name = f"{label} [{'eager' if mode == 'off' else mode}]"
+            name = f"{label} [{'eager' if mode == 'off' else mode}{', pageable' if args.pageable else ''}]"
             if args.deadline_s is not None and time.perf_counter() - start > args.deadline_s:
                 print(f"{name}: skipped (past --deadline-s {args.deadline_s:g})", flush=True)
                 continue
@@ -251,9 +252,16 @@ def main() -> None:
     )
     parser.add_argument("--peak-tflops", type=float, default=989.0, help="the card's dense bf16 peak (H100 SXM: 989)")
     parser.add_argument("--deadline-s", type=float, default=None, help="skip the rows that would start after this")
+    parser.add_argument(
+        "--pageable",
+        action="store_true",
+        help="copy batches to the GPU from pageable memory: the baseline of Runtime.to_device's pinned copies",
+    )
     parser.add_argument("--out", type=Path, default=None)
     args = parser.parse_args()
     runtime = resolve_runtime("auto", "auto")
+    if args.pageable:  # the copy as it was before the pinned staging: same values, only the host's waiting differs
+        Runtime.to_device = lambda self, tensor: tensor.to(self.device, non_blocking=True)
     scale = 8 if args.tiny else 1
     rows = _arch_rows(args, runtime, scale)
 

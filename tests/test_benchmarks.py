@@ -74,3 +74,8 @@ def test_gpu_throughput_tiny_code_path_with_only_the_gpu_machines_packages(tmp_p
     )
     assert "bert-base pairs B128 L32 [eager]" in out and "CLIP ViT-B/32 pairs B256 [eager]" in out
     assert "of encode-only (target >= 80%)" in out
+    # The pinned-copy baseline row of the GPU session (gpu_session.sh: pageable-images)
+    out = _run(
+        "benchmarks/gpu_throughput.py", "--tiny", "--steps", "1", "--archs", "resnet", "--compile", "off", "--pageable"
+    )
+    assert "resnet50 pairs B128 224px [eager, pageable]" in out
