@@ -123,6 +123,28 @@ def _finished_labels(run_dir: Path) -> set[str]:
     return {label for label, rec in _by_label(run_dir).items() if rec["status"] == "ok"}
 
 
+def _start_driver(script: Path, storage: Path, temp_dir: str, log_path: Path) -> subprocess.Popen:
+    """``script`` (a DRIVER) in its own process group, with its own embedded Ray under ``temp_dir``."""
+    env = {k: v for k, v in os.environ.items() if k != "RAY_ADDRESS"}
+    with open(log_path, "w") as log:
+        return subprocess.Popen(
+            [sys.executable, str(script), str(storage), temp_dir],
+            cwd=ROOT,
+            env=env,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
+
+
+def _wait_for_records(proc: subprocess.Popen, run_dir: Path, n: int, log_path: Path) -> None:
+    """Until ``n`` cells have finished records (90 s at most); the driver must be alive meanwhile."""
+    deadline = time.time() + 90
+    while len(_finished_labels(run_dir)) < n and time.time() < deadline:
+        assert proc.poll() is None, log_path.read_text()[-3000:]
+        time.sleep(0.05)
+
+
 @pytest.mark.timeout(240)
 def test_driver_killed_at_three_moments_resumes_to_the_undisturbed_table(embedded_ray, tmp_path):
     storage = tmp_path / "killed"
@@ -131,7 +153,6 @@ def test_driver_killed_at_three_moments_resumes_to_the_undisturbed_table(embedde
     run_dir = storage / "killed"
     script = tmp_path / "driver.py"
     script.write_text(DRIVER.format(tests=str(TESTS), grid=KILL_GRID))
-    env = {k: v for k, v in os.environ.items() if k != "RAY_ADDRESS"}
     temp_dirs: list[str] = []
     kills = []  # (records when killed, finished labels, execution counts at the kill)
     try:
@@ -141,19 +162,8 @@ def test_driver_killed_at_three_moments_resumes_to_the_undisturbed_table(embedde
             temp_dir = tempfile.mkdtemp(prefix="rayk", dir="/tmp")
             temp_dirs.append(temp_dir)
             log_path = tmp_path / f"driver-{kill_at}.log"
-            with open(log_path, "w") as log:
-                proc = subprocess.Popen(
-                    [sys.executable, str(script), str(storage), temp_dir],
-                    cwd=ROOT,
-                    env=env,
-                    stdout=log,
-                    stderr=subprocess.STDOUT,
-                    start_new_session=True,
-                )
-            deadline = time.time() + 90
-            while len(_finished_labels(run_dir)) < kill_at and time.time() < deadline:
-                assert proc.poll() is None, log_path.read_text()[-3000:]
-                time.sleep(0.05)
+            proc = _start_driver(script, storage, temp_dir, log_path)
+            _wait_for_records(proc, run_dir, kill_at, log_path)
             finished = _finished_labels(run_dir)
             counts = executions(storage)
             os.killpg(proc.pid, signal.SIGKILL)  # the driver and everything in its process group, at once
@@ -218,23 +228,11 @@ def test_ctrl_c_is_an_interruption_not_a_finished_sweep(embedded_ray, tmp_path):
     run_dir = storage / "killed"
     script = tmp_path / "driver.py"
     script.write_text(INTERRUPTED_DRIVER.format(tests=str(TESTS), grid=KILL_GRID))
-    env = {k: v for k, v in os.environ.items() if k != "RAY_ADDRESS"}
     temp_dir = tempfile.mkdtemp(prefix="rayi", dir="/tmp")
     log_path = tmp_path / "driver.log"
     try:
-        with open(log_path, "w") as log:
-            proc = subprocess.Popen(
-                [sys.executable, str(script), str(storage), temp_dir],
-                cwd=ROOT,
-                env=env,
-                stdout=log,
-                stderr=subprocess.STDOUT,
-                start_new_session=True,
-            )
-        deadline = time.time() + 90
-        while len(_finished_labels(run_dir)) < 2 and time.time() < deadline:
-            assert proc.poll() is None, log_path.read_text()[-3000:]
-            time.sleep(0.05)
+        proc = _start_driver(script, storage, temp_dir, log_path)
+        _wait_for_records(proc, run_dir, 2, log_path)
         os.killpg(proc.pid, signal.SIGINT)  # what Ctrl-C in a terminal does: the whole foreground group
         try:
             code = proc.wait(timeout=90)
