@@ -1,10 +1,10 @@
 """Labeled data that a pip package ships, for the default run on a fresh machine with no data folder.
 
 ``home-assistant-intents`` holds Home Assistant's English voice-command templates for 42 intents
-("turn off the {name} in the {area}"), written and reviewed by people. ``hassil`` expands a template's
-alternatives and optional words into sentences; the slots a real home would fill ({area}, {name},
-{floor}) come from the short fixed lists below, so the sentences are real templates with made-up rooms
-and device names. Relevance = same intent, as for CLINC150.
+("turn off the {name} in the {area}"), written and reviewed by people; 32 remain after the filters below.
+``hassil`` expands a template's alternatives and optional words into sentences; the slots a real home would
+fill ({area}, {name}, {floor}) come from the short fixed lists below, so the sentences are real templates with
+made-up rooms and device names. Relevance = same intent, as for CLINC150.
 """
 
 from __future__ import annotations
