@@ -139,6 +139,10 @@ def analyse(
     )
 
 
+def _unwritable(out_dir: Path, exc: OSError) -> RoiInputError:
+    return RoiInputError(f"{out_dir}: cannot write there ({exc.strerror or exc}); choose another folder with --out")
+
+
 def default_out_dir(path: str | Path) -> Path:
     """``RUN_DIR/report`` for a run folder, ``<table>-report`` beside a table file; for a URI (the report is
     written locally, never to the bucket) ``./<sweep>-report`` or ``./<table>-report`` here."""
@@ -190,9 +194,7 @@ def write_report(
         out_dir.parent.mkdir(parents=True, exist_ok=True)
         tmp = Path(tempfile.mkdtemp(prefix=f".{out_dir.name}.tmp-", dir=out_dir.parent))
     except OSError as exc:  # a file in the way, a read-only mount (a shared results folder), no permission
-        raise RoiInputError(
-            f"{out_dir}: cannot write there ({exc.strerror or exc}); choose another folder with --out"
-        ) from None
+        raise _unwritable(out_dir, exc) from None
     try:
         tables = _write_tables(tmp, analysis)
         fig_files = {}
@@ -211,9 +213,7 @@ def write_report(
     except BaseException as exc:
         shutil.rmtree(tmp, ignore_errors=True)
         if isinstance(exc, OSError):  # e.g. the disk filled up
-            raise RoiInputError(
-                f"{out_dir}: cannot write there ({exc.strerror or exc}); choose another folder with --out"
-            ) from None
+            raise _unwritable(out_dir, exc) from None
         raise
     return ReportPaths(
         out_dir=out_dir,

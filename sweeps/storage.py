@@ -27,6 +27,12 @@ URI_SCHEMES = ("s3", "gs", "gcs", "hdfs", "viewfs", "abfs", "abfss", "file")
 _UMASK = os.umask(0)  # read once at import (umask can only be read by setting it)
 os.umask(_UMASK)
 WRITE_FIX = "choose a writable results folder with --storage (or storage: in the sweep file)"
+
+
+def _unwritable(path: Path, exc: OSError) -> ConfigError:
+    return ConfigError(f"cannot write {path}: {exc.strerror or exc}", field="storage", fix=WRITE_FIX)
+
+
 CREDENTIALS_FIX = (
     "check the URI and that the bucket exists; credentials come from the environment (AWS_PROFILE or "
     "AWS_ACCESS_KEY_ID/AWS_SECRET_ACCESS_KEY, GOOGLE_APPLICATION_CREDENTIALS, ...) or the instance role, "
@@ -134,9 +140,7 @@ class RunFolder:
                 path.parent.mkdir(parents=True, exist_ok=True)
                 fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
             except OSError as exc:  # a file in the way, a read-only mount, no permission, a full disk
-                raise ConfigError(
-                    f"cannot write {path}: {exc.strerror or exc}", field="storage", fix=WRITE_FIX
-                ) from None
+                raise _unwritable(path, exc) from None
             try:
                 with os.fdopen(fd, "wb") as f:
                     f.write(data)
@@ -148,9 +152,7 @@ class RunFolder:
             except BaseException as exc:
                 Path(tmp).unlink(missing_ok=True)
                 if isinstance(exc, OSError):
-                    raise ConfigError(
-                        f"cannot write {path}: {exc.strerror or exc}", field="storage", fix=WRITE_FIX
-                    ) from None
+                    raise _unwritable(path, exc) from None
                 raise
         else:
             with self._remote(relpath) as (fs, path):
