@@ -82,7 +82,7 @@ def _pixels(n: int, size: int, seed: int):
 
     g = torch.Generator().manual_seed(seed)
     pixels = torch.randint(0, 256, (n, 3, size, size), dtype=torch.uint8, generator=g)
-    return ImageFeatures(pixels=pixels.contiguous(memory_format=torch.channels_last))
+    return ImageFeatures.from_tensor(pixels)
 
 
 def _time_training(

@@ -47,7 +47,7 @@ def main() -> None:
 
     g = torch.Generator().manual_seed(0)
     pixels = torch.randint(0, 256, (args.n, 3, args.size, args.size), dtype=torch.uint8, generator=g)
-    features = ImageFeatures(pixels=pixels.contiguous(memory_format=torch.channels_last))
+    features = ImageFeatures.from_tensor(pixels)
     rows = np.random.default_rng(0).permutation(args.n)[: args.batch]
 
     new, old = features.batch(rows), _torch_indexing(features.pixels, rows)

@@ -241,7 +241,7 @@ def _image_pair_epoch(*, joint: bool) -> tuple[float, dict]:
     size = model.query_tower.image_size
     g = torch.Generator().manual_seed(0)
     left, right = (
-        ImageFeatures(pixels=torch.randint(0, 256, (8, 3, size, size), dtype=torch.uint8, generator=g))
+        ImageFeatures.from_tensor(torch.randint(0, 256, (8, 3, size, size), dtype=torch.uint8, generator=g))
         for _ in range(2)
     )
     return _two_pair_batches(model, left, right, doc_of=np.arange(8), joint=joint)

@@ -7,6 +7,7 @@ The pipeline matches torchvision's eval transforms on PIL images (``Resize(resiz
 from __future__ import annotations
 
 import os
+import warnings
 from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
@@ -42,25 +43,46 @@ class ImageSpec:
 
 @dataclass(frozen=True)
 class ImageFeatures:
-    """N decoded images, (N, 3, S, S) uint8, stored channels-last (N, S, S, 3 in memory).
+    """N decoded images as one (N, S, S, 3) uint8 NumPy array (channels-last, as PIL decodes them).
 
-    uint8 keeps the cache and the host->device copy 4x smaller than float; channels-last is how PIL
-    decodes, and convolutions on tensor cores want it anyway.
+    NumPy, not a torch tensor, because of how Ray ships data to trials: a NumPy array inside an object in
+    Ray's object store is deserialised zero-copy, as a read-only view of the node's one shared copy, while a
+    torch tensor is unpickled into a private copy in every worker (tens of GB per trial at CelebA's size;
+    benchmarks/RESULTS.md, "Decoded images at scale"). So the array here may be read-only: batches are
+    gathered copies and nothing writes into it. uint8 keeps the cache and the host->device copy 4x smaller
+    than float; channels-last is how PIL decodes, and convolutions on tensor cores want it anyway.
     """
 
-    pixels: torch.Tensor  # (N, 3, S, S) uint8, channels_last
+    nhwc: np.ndarray  # (N, S, S, 3) uint8, C-contiguous; read-only when it came through Ray
+
+    def __post_init__(self) -> None:
+        if self.nhwc.dtype != np.uint8 or self.nhwc.ndim != 4 or self.nhwc.shape[3] != 3:
+            raise ValueError(f"ImageFeatures wants (N, S, S, 3) uint8 pixels, got {self.nhwc.shape} {self.nhwc.dtype}")
+
+    @classmethod
+    def from_tensor(cls, pixels: torch.Tensor) -> ImageFeatures:
+        """From a (N, 3, S, S) uint8 tensor (any memory format); the pixels are copied to NHWC once."""
+        return cls(nhwc=np.ascontiguousarray(pixels.permute(0, 2, 3, 1).numpy()))
 
     def __len__(self) -> int:
-        return int(self.pixels.shape[0])
+        return int(self.nhwc.shape[0])
+
+    @property
+    def pixels(self) -> torch.Tensor:
+        """(N, 3, S, S) uint8 channels-last view of all images, no copy; for reading only."""
+        with warnings.catch_warnings():
+            # torch warns that a read-only NumPy array becomes a writable tensor; nothing writes into it.
+            warnings.filterwarnings("ignore", message="The given NumPy array is not writable")
+            return torch.from_numpy(self.nhwc).permute(0, 3, 1, 2)
 
     def batch(self, index: np.ndarray) -> torch.Tensor:
         """(B, 3, S, S) uint8 channels-last copy of the rows at ``index``."""
         rows = np.asarray(index, dtype=np.int64).reshape(-1)
-        nhwc = self.pixels.permute(0, 2, 3, 1).numpy()  # (N, S, S, 3), a contiguous view
         # Gathered by NumPy: 128 rows at 224 px (18 MiB) take ~0.6 ms against ~6 ms for torch's advanced
         # indexing (benchmarks/image_gather.py, RESULTS.md); it is host work every image training step pays.
-        # The gather happens in NHWC so the copy stays channels-last.
-        return torch.from_numpy(nhwc[rows]).permute(0, 3, 1, 2)
+        # The gather happens in NHWC so the copy stays channels-last; the copy is private and writable,
+        # the (possibly shared, read-only) cache is only read.
+        return torch.from_numpy(self.nhwc[rows]).permute(0, 3, 1, 2)
 
 
 def load_image(path: str, spec: ImageSpec) -> np.ndarray:
@@ -111,4 +133,4 @@ def decode_images(paths: Sequence[str], spec: ImageSpec, *, workers: int | None 
         with ThreadPoolExecutor(max_workers=workers) as pool:
             for _ in pool.map(fill, range(len(paths))):  # re-raises the first DataError
                 pass
-    return ImageFeatures(pixels=torch.from_numpy(out).permute(0, 3, 1, 2))  # (N, 3, S, S) view, channels_last
+    return ImageFeatures(nhwc=out)
