@@ -192,6 +192,44 @@ def test_many_real_photos_decode_in_parallel_like_one_by_one(tiny):
     )
 
 
+def _numbered_images(folder: Path, n: int) -> list[str]:
+    """``n`` small PNGs of different sizes whose pixels encode their number (so a row in the wrong place shows)."""
+    paths = []
+    for i in range(n):
+        rng = np.random.default_rng(i)
+        pixels = rng.integers(0, 256, size=(20 + i % 7, 24 + i % 5, 3), dtype=np.uint8)
+        pixels[0, 0] = (i, 255 - i, i // 2)
+        paths.append(str(folder / f"{i}.png"))
+        Image.fromarray(pixels).save(paths[-1])
+    return paths
+
+
+def test_worker_processes_decode_exactly_what_one_process_does_with_progress(tmp_path):
+    from sweeps.models._images import ImageSpec, decode_images
+
+    paths = _numbered_images(tmp_path, 45)
+    spec = ImageSpec(size=16, resize=18)
+    seen: list[tuple[int, int]] = []
+    parallel = decode_images(paths, spec, workers=3, progress=lambda done, total: seen.append((done, total)))
+    serial = decode_images(paths, spec, workers=1, progress=None)
+    assert parallel.nhwc.shape == (45, 16, 16, 3) and np.array_equal(parallel.nhwc, serial.nhwc)
+    # every image differs from every other: no row was written twice or left empty
+    assert len({row.tobytes() for row in parallel.nhwc}) == 45
+    dones = [d for d, _ in seen]
+    assert dones == sorted(dones) and dones[-1] == 45 and len(dones) > 1 and {t for _, t in seen} == {45}
+
+
+def test_a_bad_file_among_worker_processes_is_a_data_error_naming_it(tmp_path):
+    from sweeps.models._images import ImageSpec, decode_images
+
+    paths = _numbered_images(tmp_path, 30)
+    bad = tmp_path / "broken.png"
+    bad.write_bytes(b"not a png" * 10)
+    with pytest.raises(DataError) as info:
+        decode_images([*paths[:20], str(bad), *paths[20:]], ImageSpec(size=8, resize=8), workers=2, progress=None)
+    assert info.value.where == str(bad) and "cannot decode" in info.value.problem
+
+
 # --- torchvision: the real weights path, offline -------------------------------------------------------
 
 
