@@ -54,12 +54,14 @@ MEASURED = {
     # decoding one image (224 px crop) on one core: benchmarks/image_scale.py, serial decode (RESULTS.md)
     "decode_ms_per_image": 3.5,
     "decoded_bytes_per_image": 224 * 224 * 3,
-    "worker_host_rss_gb": 1.0,  # a trial's worker process without data (image_scale.py, peak RSS less the store)
 }
 
 ASSUMED = {
     "gpus": 8,
     "gpu_memory_gb": 141.0,
+    # A GPU trial's worker process on the host, without the data: torch, CUDA context and libraries (the CPU
+    # worker of image_scale.py holds ~0.5 GB of its own; the CUDA context adds a few GB).
+    "worker_host_rss_gb": 3.0,
     "node_cores": 96,  # an 8-GPU H200/H100 node has 2 x 48 or more cores; decoding uses all of them
     # Labeled data sends one item per batch row through the tower, pairs two (query and document): the same
     # tower work per row, so labeled items train at twice the pairs rate.
@@ -219,8 +221,16 @@ def schedule(sweeps: list[tuple[list[Trial], dict]], v: dict, *, mode: str, per_
     held = sum(end - start for *_, start, end in timeline) / per_gpu
     startup = sum(v["ray_init_s"] + info["prep_s"] for _, info in sweeps) if mode == "sequential" else 0.0
     peaks = [v[f"gpu_peak_gb.{trials[0].arch}"] for trials, _ in sweeps]
+    finish: dict[str, float] = {}
+    for sweep, _, _, end in timeline:
+        finish[sweep] = max(finish.get(sweep, 0.0), end)
     return {
         "wall_s": makespan,
+        "last_to_finish": max(finish, key=finish.get),
+        "ready_s_of_last": v["ray_init_s"]
+        + next(i["prep_s"] for _, i in sweeps if i["sweep"] == max(finish, key=finish.get))
+        if mode == "concurrent"
+        else None,
         "gpu_hours_held": held / 3600,
         # sequential: Ray start and data preparation of every file, GPUs idle meanwhile
         "startup_on_critical_path_s": startup,
@@ -294,11 +304,15 @@ def main() -> None:
     print(
         f"GPU busy (train + eval) {busy:.0f} s = {busy / 3600:.3f} GPU-h; held by trials (with model loads) {held:.0f} s"
     )
-    print(f"{'schedule':<75}{'wall':>9}{'GPU-h held':>11}{'startup s':>10}{'GPU GB':>8}{'host GB':>9}{'before':>8}")
+    print(
+        f"{'schedule':<75}{'wall':>9}{'GPU-h held':>11}{'startup s':>10}{'GPU GB':>8}{'host GB':>9}{'before':>8}  last to finish"
+    )
     for key, plan in plans.items():
         print(
             f"{key:<75}{plan['wall_s'] / 60:>7.1f}m{plan['gpu_hours_held']:>11.2f}{plan['startup_on_critical_path_s']:>10.0f}"
             f"{plan['gpu_memory_per_gpu_gb']:>8.0f}{plan['host_memory_gb']:>9.0f}{plan['host_memory_gb_torch_before']:>8.0f}"
+            f"  {plan['last_to_finish']}"
+            + (f" (ready at {plan['ready_s_of_last']:.0f}s)" if plan["ready_s_of_last"] else "")
         )
     if args.out:
         result = {
