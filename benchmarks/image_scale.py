@@ -210,8 +210,16 @@ def run_variant(name: str, cfg: TrialConfig, *, trials: int, work: Path) -> dict
         / MB
     )
 
-    # address="local": a fresh Ray of our own, even where other Ray instances run on the machine
-    ray.init(address="local", num_cpus=trials, include_dashboard=False, log_to_driver=False)
+    for attempt in range(3):  # Ray gives its raylet 30 s to register; a loaded machine may need another try
+        try:
+            # address="local": a fresh Ray of our own, even where other Ray instances run on the machine
+            ray.init(address="local", num_cpus=trials, include_dashboard=False, log_to_driver=False)
+            break
+        except Exception as exc:  # Ray raises a bare Exception for the timeout
+            if attempt == 2 or "timed out" not in str(exc):
+                raise
+            ray.shutdown()
+            print(f"ray.init: {exc}; trying again", flush=True)
     try:
         start = time.perf_counter()
         # As tuner._fit does it: with_parameters puts `prepared` into the object store once.

@@ -93,6 +93,7 @@ def ray_two_cpus():
         ray.shutdown()
 
 
+@pytest.mark.ray
 def test_two_trials_share_one_read_only_copy_of_the_decoded_images(prepared_faces, ray_two_cpus):
     cfg, prepared = prepared_faces
     pool = prepared.pool.query_features

@@ -140,7 +140,7 @@ def decode_images(
     NumPy work holds it, and a GPU node's driver has tens of cores (the seed's largest set, CelebA, is
     120,000 images). The worker processes are forked after one shared anonymous memory map is made, and
     each writes its images straight into it: no pixels travel through pipes, and the map is the result.
-    Without ``fork`` (not Linux) the same work runs on threads.
+    Without ``fork`` (not Linux), or once this process has started or joined Ray, the same work runs on threads.
 
     Args:
         workers: processes (default: every core of ``default_workers()``); 1 decodes in this process.
@@ -165,7 +165,10 @@ def decode_images(
     chunks = [(i, [str(p) for p in paths[i : i + step]]) for i in range(0, n, step)]
     global _TARGET
     _TARGET = (out, spec)  # inherited by forked workers; the map is shared, so their writes land in `out`
-    if "fork" in mp.get_all_start_methods():
+    ray = sys.modules.get("ray")
+    # No fork from a process that runs Ray's threads (a Ray worker, or a driver already connected): gRPC does
+    # not survive a fork reliably. Then the same work runs on threads.
+    if "fork" in mp.get_all_start_methods() and not (ray is not None and ray.is_initialized()):
         executor = ProcessPoolExecutor(max_workers=workers, mp_context=mp.get_context("fork"))
     else:
         executor = ThreadPoolExecutor(max_workers=workers)
