@@ -51,7 +51,8 @@ MEASURED = {
     "actor_first_trial_overhead_s": 6.3,
     "ray_init_s": 9.5,  # embedded Ray start, same benchmark
     "text_prep_ms_per_text": 7.2e3 / 19500,  # loading, splitting, tokenising CLINC150 on one core, same benchmark
-    # decoding one image (224 px crop) on one core: benchmarks/image_scale.py, serial decode (RESULTS.md)
+    # decoding one image (224 px crop) on one core: the AT&T faces took 2.0 ms at load ~4 and 7.2 ms under load
+    # 19-28 (benchmarks/image_scale.py, RESULTS.md "Decoded images at scale"); larger JPEGs (Flickr) cost more
     "decode_ms_per_image": 3.5,
     "decoded_bytes_per_image": 224 * 224 * 3,
 }
