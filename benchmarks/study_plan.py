@@ -98,8 +98,10 @@ DATASETS = {
 
 
 def arch_of(cfg) -> str:
-    name = cfg.trial.model.name
-    return "clip" if cfg.trial.model.kind == "clip" else name
+    """The measured architecture a sweep file trains: ``clip``, or the model name without its hub namespace."""
+    if cfg.trial.model.kind == "clip":
+        return "clip"
+    return cfg.trial.model.name.rsplit("/", 1)[-1]  # google-bert/bert-base-cased -> bert-base-cased
 
 
 @dataclass(frozen=True)
