@@ -93,7 +93,7 @@ def run_variant(cfg: TrialConfig, prepared, *, name: str, size: int, epochs: int
 def eval_vs_encode(cfg: TrialConfig, prepared, *, repeats: int = 3) -> dict:
     """Evaluation (embed the held-out set + exact top-k + metrics) against embedding alone, same model and
     batches (target 2: search must not be the bottleneck). Best of ``repeats`` for each, after a warm-up."""
-    runtime = resolve_runtime(cfg.device, cfg.train.precision)
+    runtime = resolve_runtime(cfg.device, cfg.train.precision, task=cfg.task)
     model = build_model(cfg.model, task=cfg.task).to(runtime.device)
     ev_set, kwargs = prepared.eval, dict(batch_size=cfg.eval.batch_size, runtime=runtime)
 

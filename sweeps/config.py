@@ -146,7 +146,7 @@ class TrainConfig:
     loss: LossName = "auto"  # auto: supcon for labeled data, infonce for pairs
     temperature: float = 0.05
     group_size: int = 4  # labeled data: items per label in the nested ordering and in each batch
-    precision: Precision = "auto"  # auto: bf16 autocast on a GPU that supports it, fp32 on the CPU
+    precision: Precision = "auto"  # auto: bf16 autocast on a GPU that has it (fp32/TF32 for text-to-text), else fp32
     grad_clip: float | None = 1.0
     # torch.compile the towers (default: inductor; reduce-overhead adds CUDA graphs). Every trial compiles
     # afresh and its compile time lands in its first epoch's training seconds: GPU time a user pays. Off by

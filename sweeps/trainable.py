@@ -107,7 +107,7 @@ def fit_cell(config: dict, *, sweep: SweepConfig, prepared: PreparedData, num_gp
     status, error = "ok", ""
     start = time.perf_counter()
     try:
-        runtime = resolve_runtime(sweep.trial.device, sweep.trial.train.precision)
+        runtime = resolve_runtime(sweep.trial.device, sweep.trial.train.precision, task=sweep.trial.task)
         runtime.limit_memory(num_gpus)
         run_trial(
             sweep.trial,

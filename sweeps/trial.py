@@ -68,7 +68,7 @@ def run_trial(
     Returns:
         One report per evaluated epoch: ``[epoch 0]`` for the baseline, ``[epoch 1..epochs]`` otherwise.
     """
-    runtime = runtime or resolve_runtime(cfg.device, cfg.train.precision)
+    runtime = runtime or resolve_runtime(cfg.device, cfg.train.precision, task=cfg.task)
     seed_everything(seed)
     model = (model if model is not None else build_model(cfg.model, task=cfg.task)).to(runtime.device)
     if cfg.train.compile != "off":
