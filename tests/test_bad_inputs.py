@@ -218,7 +218,11 @@ def _empty_dataset(tmp_path: Path) -> tuple[dict, list[str]]:
 def _single_example_label(tmp_path: Path) -> tuple[dict, list[str]]:
     f = labeled_csv(tmp_path / "items.csv")
     f.write_text(f.read_text() + "a lonely request,loner\n")
-    return csv_data(f), ["items.csv", "data.label_column", "1 label(s) have a single item ('loner')"]
+    return {**csv_data(f), "singletons": "error"}, [
+        "items.csv",
+        "data.label_column",
+        "1 label(s) have a single item ('loner')",
+    ]
 
 
 def _missing_data_file(tmp_path: Path) -> tuple[dict, list[str]]:

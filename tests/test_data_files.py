@@ -280,13 +280,14 @@ def test_single_item_labels_are_an_error_listing_them(tmp_path):
     rows = "".join(f"t{i},L{i}\n" for i in range(7)) + "a,ok\nb,ok\n"
     f = write(tmp_path / "d.csv", "text,label\n" + rows)
     message = raises(
-        lambda: load_labeled_table(f, kind="csv"),
+        lambda: load_labeled_table(f, kind="csv", singletons="error"),
         "d.csv",
         "7 label(s) have a single item",
         "'L0'",
         "'L4'",
         "...",
         "exclude_labels",
+        "data.singletons",
     )
     assert "'L5'" not in message  # at most five are listed
 

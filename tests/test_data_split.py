@@ -237,7 +237,7 @@ def test_labeled_batches_must_hold_more_than_one_group(tmp_path):
     from sweeps.prepare import check_compatible
 
     labeled = LabeledItems(items=("a", "b", "c", "d"), labels=("x", "x", "y", "y"), modality="text", source="t")
-    model = {"kind": "hf-text", "name": "bert-base-cased"}
+    model = {"kind": "hf-text", "name": "google-bert/bert-base-cased"}
     data = {"format": "home-assistant-intents"}
     cfg = build(
         TrialConfig, {"task": "text-to-text", "model": model, "data": data, "train": {"batch_size": 4}}, where="t"
