@@ -113,9 +113,11 @@ class DataConfig:
                 f"{self.hub_id!r} has no namespace; the hub only resolves 'namespace/name' ids"
                 + (f" (this dataset is {known!r})" if known else ""),
                 field="data.hub_id",
-                fix=f"set data.hub_id: {known}" if known else "copy the full id from the dataset's page on huggingface.co",
+                fix=f"set data.hub_id: {known}"
+                if known
+                else "copy the full id from the dataset's page on huggingface.co",
             )
-        if self.delimiter and (len(self.delimiter) != 1 or self.delimiter in "\"\r\n"):
+        if self.delimiter and (len(self.delimiter) != 1 or self.delimiter in '"\r\n'):
             raise ConfigError(
                 f"{self.delimiter!r} is not a single-character delimiter",
                 field="data.delimiter",

@@ -392,7 +392,9 @@ def test_max_items_keeps_single_item_labels_as_distractors(tmp_path):
 
 @pytest.mark.parametrize(("delimiter", "name"), [(";", "semicolon"), ("\t", "tab"), ("|", "pipe")])
 def test_csv_delimiter_is_detected_from_the_header(tmp_path, delimiter, name):
-    rows = [f"text{delimiter}label"] + [f"request {j}, about {i}{delimiter}topic{i}" for i in range(2) for j in range(2)]
+    rows = [f"text{delimiter}label"] + [
+        f"request {j}, about {i}{delimiter}topic{i}" for i in range(2) for j in range(2)
+    ]
     f = write(tmp_path / "items.csv", "\n".join(rows) + "\n")
     data = load_labeled_table(f, kind="csv")
     assert data.items == ("request 0, about 0", "request 1, about 0", "request 0, about 1", "request 1, about 1")

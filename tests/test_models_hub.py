@@ -43,7 +43,9 @@ def test_unresolvable_hub_is_named(no_dns, monkeypatch):
 
 def test_resolvable_hub_is_reachable(monkeypatch):
     monkeypatch.delenv("HF_HUB_OFFLINE", raising=False)
-    monkeypatch.setattr(socket, "getaddrinfo", lambda *args, **kwargs: [(socket.AF_INET, socket.SOCK_STREAM, 6, "", ("10.0.0.1", 443))])
+    monkeypatch.setattr(
+        socket, "getaddrinfo", lambda *args, **kwargs: [(socket.AF_INET, socket.SOCK_STREAM, 6, "", ("10.0.0.1", 443))]
+    )
     assert unreachable_reason() is None
 
 
@@ -76,9 +78,7 @@ def test_model_loading_prints_no_progress_bars(tmp_path, capfd):
     from transformers import BertConfig, BertModel
     from transformers.utils import logging as hf_logging
 
-    config = BertConfig(
-        vocab_size=50, hidden_size=16, num_hidden_layers=1, num_attention_heads=2, intermediate_size=32
-    )
+    config = BertConfig(vocab_size=50, hidden_size=16, num_hidden_layers=1, num_attention_heads=2, intermediate_size=32)
     BertModel(config).save_pretrained(tmp_path / "bert")
     hf_logging.enable_progress_bar()  # the library's default, whatever an earlier test did
     capfd.readouterr()

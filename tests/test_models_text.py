@@ -43,7 +43,8 @@ def embed(tower, features, index) -> torch.Tensor:
 @pytest.fixture(scope="module", params=["mean", "cls"])
 def tiny(request) -> RetrievalModel:
     return build_model(
-        ModelConfig(kind="hf-text", name="google-bert/bert-base-cased", pooling=request.param, tiny=True), task="text-to-text"
+        ModelConfig(kind="hf-text", name="google-bert/bert-base-cased", pooling=request.param, tiny=True),
+        task="text-to-text",
     ).eval()
 
 

@@ -128,7 +128,11 @@ def usable_index(
         )
         log.warning(
             "%s: %d label(s) have a single item (%s): %s; data.singletons: %s (error | drop | index)",
-            source, len(singles), shown, fate, singletons,
+            source,
+            len(singles),
+            shown,
+            fate,
+            singletons,
         )
     if singletons == "drop":
         keep = [i for i in keep if counts[labels[i]] > 1]

@@ -192,7 +192,13 @@ def _load_split(cfg: DataConfig, split: str) -> Any:
     if files is not None:
         what = f"{human_bytes(size)} in {len(files)} file(s)" if size is not None else f"{len(files)} file(s)"
         level = logging.WARNING if size is not None and size >= LARGE_DOWNLOAD_BYTES else logging.INFO
-        log.log(level, "%s: split %r: %s to download (only this split; cached after the first run)", _source(cfg), split, what)
+        log.log(
+            level,
+            "%s: split %r: %s to download (only this split; cached after the first run)",
+            _source(cfg),
+            split,
+            what,
+        )
     try:
         if files is None:
             return datasets.load_dataset(cfg.hub_id, cfg.hub_config or None, split=split)
@@ -212,7 +218,13 @@ def _load_error(cfg: DataConfig, split: str, exc: Exception) -> DataError:
             field="data.hub_id",
             fix="copy the 'namespace/name' id from the dataset's page on huggingface.co",
         )
-    if names & {"ConnectionError", "OfflineModeIsEnabled", "ConnectError", "TimeoutException", "LocalEntryNotFoundError"}:
+    if names & {
+        "ConnectionError",
+        "OfflineModeIsEnabled",
+        "ConnectError",
+        "TimeoutException",
+        "LocalEntryNotFoundError",
+    }:
         return DataError(
             f"could not load {what}: the hub is unreachable and the dataset is not in the datasets cache: {detail}",
             field="data.hub_id",
