@@ -120,10 +120,14 @@ def open_run(
         lock.release()  # a refused run leaves the folder as it found it
         folder.remove_empty(created)
         raise
-    for path in scan.corrupt:
-        print(f"[{cfg.name}] warning: unreadable result record {path}: its cell will run again", flush=True)
-        folder.delete(corrupt_relpath(path))
-    write_run_metadata(folder, cfg)
+    try:
+        for path in scan.corrupt:
+            print(f"[{cfg.name}] warning: unreadable result record {path}: its cell will run again", flush=True)
+            folder.delete(corrupt_relpath(path))
+        write_run_metadata(folder, cfg)
+    except BaseException:
+        lock.release()
+        raise
     run = Run(cfg=cfg, folder=folder, prepared=prepared, cells=list(cells), pending=[], lock=lock, checked=checked)
     done = {r["trial_id"] for r in scan.records if r["status"] == "ok"}
     run.pending = [c for c in cells if run.trial_id(c) not in done]
