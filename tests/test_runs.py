@@ -141,3 +141,16 @@ def test_the_heartbeat_is_renewed_while_the_lock_is_held(folder):
     finally:
         lock.release()
     assert not folder.exists(LOCK_FILE)
+
+
+def test_the_saved_config_yaml_loads_back_to_the_same_sweep(tmp_path):
+    # Every shipped sweep file (the seed's too): its run folder's config.yaml is a sweep file giving it back.
+    configs = sorted((Path(__file__).resolve().parents[1] / "sweeps" / "configs").rglob("*.yaml"))
+    assert len(configs) > 10
+    for path in configs:
+        cfg = dataclasses.replace(load_sweep_config(path), storage="runs")
+        folder = RunFolder(tmp_path / path.stem)
+        write_run_metadata(folder, cfg)
+        assert load_sweep_config(folder.location("config.yaml")) == dataclasses.replace(
+            cfg, storage=str(Path("runs").resolve())
+        )
