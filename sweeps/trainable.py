@@ -3,16 +3,15 @@
 Runs on the workers. It reports every epoch to Tune (so the dashboard and Tune's progress see it), logs
 lines that name the cell, exports live metrics through ``ray.util.metrics``, and finally reports the
 trial's whole record (``results.RECORD_KEY``). The driver writes it to the run folder
-(``tune_ext.RecordCallback``),
-so workers need no access to the results storage, and the record, not Tune's experiment state, is what a
-resumed or extended sweep trusts.
+(``tune_ext.RecordCallback``), so workers need no access to the results storage, and the record, not Tune's
+experiment state, is what a resumed or extended sweep trusts.
 
 Failure policy: errors a user must fix (bad data, a size larger than the pool) and running out of GPU
 memory are recorded as failed trials with their reason and are NOT retried (a retry at the same settings
 would fail the same way, and a retry at a smaller batch would measure another configuration: the batch
 size shapes the in-batch-negative loss, so the cell would no longer be comparable with its neighbours);
 any other crash propagates so that Tune retries the trial (``max_failures``). Either way the accelerator's
-cached memory is released before the actor (reused across cells) runs its next trial. See
+cached memory is released (``Runtime.release``) before the actor (reused across cells) runs its next trial. See
 ``docs/reliability.md``.
 """
 
