@@ -84,8 +84,8 @@ def run_grid(cfg, prepared, *, cells: list[tuple[int, int]], workers: int) -> di
 def main() -> None:
     import torch
 
-    from sweeps.config import load_sweep_config
     from sweeps.prepare import prepare_data
+    from sweeps.sweepfile import load_sweep_config
 
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("config", type=Path)

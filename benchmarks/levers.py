@@ -26,11 +26,12 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from sweeps.config import TrialConfig, load_sweep_config
+from sweeps.config import TrialConfig
 from sweeps.device import resolve_runtime
 from sweeps.evaluate import embed, evaluate
 from sweeps.models import build_model
 from sweeps.prepare import prepare_data
+from sweeps.sweepfile import load_sweep_config
 from sweeps.trial import run_trial
 
 # name -> TrainConfig overrides; "+compile" = inductor, "+cudagraphs" = inductor with CUDA graphs.

@@ -10,14 +10,10 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import json
-import re
 import types
 import typing
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any, Literal
-
-import yaml
 
 from sweeps.errors import ConfigError
 
@@ -245,6 +241,35 @@ class SweepSpec:
 
 
 @dataclass(frozen=True)
+class Cell:
+    """One point of a sweep's grid."""
+
+    size: int
+    epochs: int
+    seed: int
+
+    @property
+    def label(self) -> str:
+        return f"n{self.size}-e{self.epochs}-s{self.seed}"
+
+
+def cells_for(spec: SweepSpec) -> list[Cell]:
+    """The grid of a sweep, baseline first. The baseline is evaluated once: it does not depend on the seed."""
+    cells = [Cell(size=0, epochs=0, seed=spec.seeds[0])]
+    if spec.experiment == "data_size":
+        cells += [
+            Cell(size=s, epochs=spec.epochs, seed=seed) for seed in spec.seeds for s in sorted(spec.sizes) if s > 0
+        ]
+    elif spec.epoch_runs == "single":
+        cells += [Cell(size=spec.size, epochs=spec.max_epochs, seed=seed) for seed in spec.seeds]
+    else:
+        cells += [
+            Cell(size=spec.size, epochs=e, seed=seed) for seed in spec.seeds for e in range(1, spec.max_epochs + 1)
+        ]
+    return cells
+
+
+@dataclass(frozen=True)
 class ResourceConfig:
     """What one trial holds on the cluster; fractions pack several small trials on one GPU."""
 
@@ -281,48 +306,6 @@ class SweepConfig:
         from sweeps.storage import check_storage
 
         check_storage(self.storage)  # the scheme only: opening an S3 filesystem already contacts the network
-
-
-_SWEEP_KEYS = ("name", "sweep", "resources", "storage", "max_failures", "trial_timeout_s")
-
-
-def load_sweep_config(path: str | Path) -> SweepConfig:
-    """Read and validate a sweep file; relative data paths resolve against the file's folder."""
-    path = Path(path)
-    raw = read_yaml(path)
-    where = str(path)
-    trial_raw = {k: v for k, v in raw.items() if k not in _SWEEP_KEYS}
-    sweep_raw = {k: v for k, v in raw.items() if k in _SWEEP_KEYS}
-    if "name" not in sweep_raw:
-        sweep_raw["name"] = path.stem
-    if "sweep" not in sweep_raw:
-        raise ConfigError(
-            "is required", where=where, field="sweep", fix="add a sweep: section (experiment, sizes, seeds)"
-        )
-    trial = build(TrialConfig, trial_raw, where=where)
-    trial = resolve_paths(trial, base_dir=path.resolve().parent)
-    cfg = build(SweepConfig, {**sweep_raw, "trial": to_dict(trial)}, where=where)
-    if not re.fullmatch(r"[A-Za-z0-9._-]+", cfg.name):
-        raise ConfigError(
-            f"{cfg.name!r} is not a valid run name",
-            where=where,
-            field="name",
-            fix="use letters, digits, '.', '_' and '-'",
-        )
-    return cfg
-
-
-def resolve_paths(trial: TrialConfig, *, base_dir: Path) -> TrialConfig:
-    """Make data paths absolute (relative to ``base_dir``) and fill in the dataset name."""
-    data = trial.data
-    path = data.path
-    if path and "://" not in path and not Path(path).is_absolute():
-        path = str((base_dir / path).resolve())
-    image_root = data.image_root
-    if image_root and not Path(image_root).is_absolute():
-        image_root = str((base_dir / image_root).resolve())
-    name = data.name or (Path(path).stem if path else data.hub_id.replace("/", "_"))
-    return dataclasses.replace(trial, data=dataclasses.replace(data, path=path, image_root=image_root, name=name))
 
 
 def config_hash(obj: Any, *, length: int = 10) -> str:
@@ -431,25 +414,3 @@ def _coerce(tp: Any, value: Any, *, where: str, path: str) -> Any:
             raise ConfigError(f"expected a string, got {value!r}", where=where, field=path)
         return str(value)
     raise TypeError(f"unsupported config type {tp!r} at {path}")
-
-
-def read_yaml(path: str | Path) -> dict[str, Any]:
-    """Parse a YAML mapping, turning I/O and syntax problems into ``ConfigError``."""
-    path = Path(path)
-    try:
-        text = path.read_text(encoding="utf-8")
-    except FileNotFoundError:
-        raise ConfigError("file not found", where=path, fix="check the path of the config file") from None
-    except UnicodeDecodeError as exc:
-        raise ConfigError(f"not UTF-8 text (byte {exc.start})", where=path, fix="save the file as UTF-8") from None
-    except OSError as exc:
-        raise ConfigError(f"cannot read: {exc.strerror}", where=path) from None
-    try:
-        data = yaml.safe_load(text)
-    except yaml.YAMLError as exc:
-        mark = getattr(exc, "problem_mark", None)
-        line = f" at line {mark.line + 1}, column {mark.column + 1}" if mark is not None else ""
-        raise ConfigError(f"invalid YAML{line}: {getattr(exc, 'problem', exc)}", where=path) from None
-    if not isinstance(data, dict):
-        raise ConfigError("the file must hold a YAML mapping of sections", where=path)
-    return data

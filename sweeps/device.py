@@ -7,6 +7,7 @@ decided here, so the trainer and evaluator never branch on ``torch.cuda.is_avail
 from __future__ import annotations
 
 import contextlib
+import gc
 import random
 import resource
 import sys
@@ -53,16 +54,26 @@ class Runtime:
             return tensor
         return tensor.pin_memory().to(self.device, non_blocking=True)
 
-    def grad_scaler(self) -> torch.amp.GradScaler | None:
-        """A loss scaler for fp16 autocast, None otherwise (fp32, bf16).
+    def grad_scaler(self) -> torch.amp.GradScaler:
+        """The trial's loss scaler: active under fp16 autocast, a pass-through otherwise (fp32, bf16).
 
         fp16 has a 5-bit exponent: gradients below ~6e-8 flush to zero and training silently stalls, so the
         loss is scaled up before backward and the gradients unscaled before the step (skipped when they
-        overflowed). bf16 keeps fp32's exponent and needs none of this.
+        overflowed). bf16 keeps fp32's exponent and needs none of this: a disabled scaler's ``scale`` returns
+        the loss and its ``step`` is ``optimizer.step()``, so every precision takes one backward path.
         """
-        if self.amp_dtype != torch.float16:
-            return None
-        return torch.amp.GradScaler(self.device.type)
+        return torch.amp.GradScaler(self.device.type, enabled=self.amp_dtype == torch.float16)
+
+    def release(self) -> None:
+        """Free what a finished or failed trial left on the accelerator, before the process's next trial.
+
+        Collecting first drops the tensors that dropped references (or an exception's traceback, once the
+        exception is handled) kept alive; ``empty_cache`` then returns the caching allocator's blocks to the
+        device. On the CPU only the collection runs.
+        """
+        gc.collect()
+        if self.is_cuda:
+            torch.cuda.empty_cache()
 
     def limit_memory(self, fraction: float) -> bool:
         """Cap this process's share of the GPU's memory at ``fraction`` (a fractional Ray GPU); True if capped.

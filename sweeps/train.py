@@ -95,10 +95,13 @@ def train_one_epoch(
 ) -> EpochStats:
     """Run the given batches (each: positions into ``train_set``) once, in order.
 
-    ``scaler``: the trial's loss scaler under fp16 autocast (``runtime.grad_scaler()``), kept across epochs.
+    ``scaler``: the trial's loss scaler (``runtime.grad_scaler()``), kept across epochs; its scale under fp16
+    carries over from epoch to epoch. None: a disabled one, outside fp16 only.
     """
-    if runtime.amp_dtype == torch.float16 and scaler is None:
-        raise ValueError("fp16 autocast needs a loss scaler: pass scaler=runtime.grad_scaler()")
+    if scaler is None:
+        if runtime.amp_dtype == torch.float16:
+            raise ValueError("fp16 autocast needs a loss scaler: pass scaler=runtime.grad_scaler()")
+        scaler = runtime.grad_scaler()  # disabled outside fp16
     model.train()
     total_loss = torch.zeros((), device=runtime.device)
     items = 0
@@ -115,20 +118,15 @@ def train_one_epoch(
             runtime=runtime,
         )
         optimizer.zero_grad(set_to_none=True)
-        if scaler is None:
-            loss.backward()
-            if cfg.grad_clip is not None:
-                torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.grad_clip)
-            optimizer.step()
-        else:
-            scaler.scale(loss).backward()
-            if cfg.grad_clip is not None:
-                scaler.unscale_(optimizer)  # clip the true gradients, not the scaled ones
-                torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.grad_clip)
-            # Skips the update when the scaled gradients overflowed (the scale then halves). With the fused
-            # AdamW the overflow check runs inside the optimiser kernel: no host sync per step.
-            scaler.step(optimizer)
-            scaler.update()
+        # One path for every precision: outside fp16 the scaler is disabled and each call a pass-through.
+        scaler.scale(loss).backward()
+        if cfg.grad_clip is not None:
+            scaler.unscale_(optimizer)  # clip the true gradients, not the scaled ones
+            torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.grad_clip)
+        # Skips the update when the scaled gradients overflowed (the scale then halves). With the fused
+        # AdamW the overflow check runs inside the optimiser kernel: no host sync per step.
+        scaler.step(optimizer)
+        scaler.update()
         scheduler.step()
         total_loss += loss.detach()  # stays on the device: no host sync per step
         items += len(batch)

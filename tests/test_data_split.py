@@ -11,7 +11,8 @@ import pytest
 from sweeps.config import SplitConfig
 from sweeps.data import LabeledItems, Pairs
 from sweeps.data.files import load_clinc150, load_coco_captions, load_image_folder
-from sweeps.data.split import Split, group_batches, nested_order, sample_queries, split_data, take
+from sweeps.data.order import group_batches, nested_order, take
+from sweeps.data.split import Split, sample_queries, split_data
 from sweeps.errors import DataError
 
 DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data"
@@ -270,8 +271,8 @@ CONFIGS = Path(__file__).resolve().parents[1] / "sweeps" / "configs"
     "name", ["clinc150-data", "banking77-data", "coco-captions-data", "coco-mini-t2i", "att-faces-data"]
 )
 def test_shipped_sweep_files_load_and_split(name):
-    from sweeps.config import load_sweep_config
     from sweeps.data import load_data
+    from sweeps.sweepfile import load_sweep_config
 
     path = CONFIGS / f"{name}.yaml"
     if not path.exists():

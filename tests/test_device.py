@@ -48,7 +48,7 @@ def test_auto_precision_uses_bf16_only_where_the_card_has_it(fake_gpu, native, e
     fake_gpu.setattr(torch.cuda, "is_bf16_supported", supported)
     runtime = resolve_runtime("auto", "auto", task="image-to-image")
     assert runtime.device == torch.device("cuda", 0) and runtime.amp_dtype == expected
-    assert resolve_runtime("auto", "fp16").grad_scaler() is not None
+    assert resolve_runtime("auto", "fp16").grad_scaler().is_enabled()
 
 
 @pytest.mark.parametrize(
