@@ -21,8 +21,8 @@ from pathlib import Path
 
 import torch
 
-from sweeps.config import load_sweep_config
 from sweeps.prepare import prepare_data
+from sweeps.sweepfile import load_sweep_config
 from sweeps.trial import run_trial
 
 

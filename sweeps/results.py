@@ -3,7 +3,8 @@
 Each finished (or failed) trial writes one JSON record, atomically (``sweeps.storage.RunFolder``: temporary
 name then rename on a local folder, one whole PUT on an object store), named by a hash of its resolved config. The results table (Parquet + CSV, one row per trial per reported epoch)
 is always rebuilt from the records, so a crashed driver loses nothing that finished and a sweep can be
-extended by running only the cells without a record. Schema: ``docs/results-schema.md``.
+extended by running only the cells without a record. Schema: ``docs/results-schema.md``. What a run folder
+is allowed to hold and who may write it (checks, lock, metadata) is ``sweeps.runs``.
 """
 
 from __future__ import annotations
@@ -15,8 +16,7 @@ from pathlib import Path, PurePosixPath
 
 import pandas as pd
 
-from sweeps.config import SweepConfig, SweepSpec, TrialConfig, config_hash, to_dict
-from sweeps.errors import ConfigError
+from sweeps.config import Cell, TrialConfig, config_hash, to_dict
 from sweeps.metrics import metric_keys
 from sweeps.storage import RunFolder
 
@@ -24,7 +24,9 @@ RunDir = RunFolder | Path | str  # a run folder, or where one is (a local path o
 
 RECORD_VERSION = 2  # 2: trial ids from the data's content, not its path; records carry data_id
 RECORDS_DIR = "records"
-DRIVER_STATE = "driver_state.json"  # the cells a running (or interrupted) driver was given
+# The key of a trial's last report that carries its whole record (JSON): written by the trainable on the
+# worker, read by the driver's ``tune_ext.RecordCallback``, and by nothing else.
+RECORD_KEY = "record_json"
 
 ID_COLUMNS = (
     "sweep",
@@ -45,35 +47,6 @@ COST_COLUMNS = ("train_seconds", "eval_seconds", "items_seen", "gpu_type", "num_
 
 def result_columns(k: int) -> tuple[str, ...]:
     return ID_COLUMNS + COST_COLUMNS + metric_keys(k) + ("error",)
-
-
-@dataclass(frozen=True)
-class Cell:
-    """One point of a sweep's grid."""
-
-    size: int
-    epochs: int
-    seed: int
-
-    @property
-    def label(self) -> str:
-        return f"n{self.size}-e{self.epochs}-s{self.seed}"
-
-
-def cells_for(spec: SweepSpec) -> list[Cell]:
-    """The grid of a sweep, baseline first. The baseline is evaluated once: it does not depend on the seed."""
-    cells = [Cell(size=0, epochs=0, seed=spec.seeds[0])]
-    if spec.experiment == "data_size":
-        cells += [
-            Cell(size=s, epochs=spec.epochs, seed=seed) for seed in spec.seeds for s in sorted(spec.sizes) if s > 0
-        ]
-    elif spec.epoch_runs == "single":
-        cells += [Cell(size=spec.size, epochs=spec.max_epochs, seed=seed) for seed in spec.seeds]
-    else:
-        cells += [
-            Cell(size=spec.size, epochs=e, seed=seed) for seed in spec.seeds for e in range(1, spec.max_epochs + 1)
-        ]
-    return cells
 
 
 # Where the data lives is not part of what a trial is: the same files under another checkout, mount point or
@@ -151,7 +124,7 @@ class RecordScan:
     records: list[dict]
     corrupt: list[Path | str]  # not loaded: unreadable, truncated, or from an incompatible version
     # the subset of ``corrupt`` that parsed but carries another format version: (path, version). A run
-    # folder with any of these is refused (``require_compatible``) instead of being silently re-run.
+    # folder with any of these is refused (``sweeps.runs.require_compatible``) instead of being silently re-run.
     incompatible: list[tuple[Path | str, object]] = ()
 
 
@@ -184,20 +157,6 @@ def read_records(run_dir: RunDir) -> RecordScan:
         else:
             records.append(record)
     return RecordScan(records=records, corrupt=corrupt, incompatible=incompatible)
-
-
-def require_compatible(run_dir: RunDir, scan: RecordScan) -> None:
-    """Refuse a run folder written by another version of the tool, rather than silently re-running it all."""
-    if not scan.incompatible:
-        return
-    path, version = scan.incompatible[0]
-    raise ConfigError(
-        f"result record of format version {version!r}, but this version of the tool reads version {RECORD_VERSION} "
-        f"({len(scan.incompatible)} such record(s) in {run_dir})",
-        where=path,
-        fix="give the sweep a new name (name: in the sweep file) to start a new run folder, "
-        "or use the version of the tool that wrote this one; never mix versions in one run folder",
-    )
 
 
 def records_to_table(records: Iterable[dict], *, k: int) -> pd.DataFrame:
@@ -238,95 +197,3 @@ def records_to_table(records: Iterable[dict], *, k: int) -> pd.DataFrame:
 def write_table(run_dir: RunDir, df: pd.DataFrame) -> tuple[Path | str, Path | str]:
     """Write ``results.parquet`` and ``results.csv`` atomically; returns where they are."""
     return RunFolder.coerce(run_dir).write_table(df)
-
-
-def package_versions() -> dict[str, str]:
-    """Versions of what determines the numbers: written beside every run's results."""
-    import platform
-    from importlib import metadata
-
-    out = {"python": platform.python_version()}
-    for pkg in (
-        "finetuning-budget",
-        "torch",
-        "torchvision",
-        "transformers",
-        "ray",
-        "faiss-cpu",
-        "faiss-gpu",
-        "numpy",
-        "pandas",
-    ):
-        try:
-            out[pkg] = metadata.version(pkg)
-        except metadata.PackageNotFoundError:
-            continue
-    return out
-
-
-def write_run_metadata(run_dir: RunDir, cfg_dict: dict) -> None:
-    """The resolved config (``config.yaml``) and package versions (``versions.json``) beside the results."""
-    import yaml
-
-    folder = RunFolder.coerce(run_dir)
-    folder.write_text("config.yaml", yaml.safe_dump(cfg_dict, sort_keys=False))
-    folder.write_text("versions.json", json.dumps(package_versions(), indent=1))
-
-
-def check_run_dir(run_dir: RunDir, cfg: SweepConfig, *, resume: bool) -> None:
-    """Refuse to mix runs: an existing folder must hold records of this version, the same trial settings, and needs --resume."""
-    folder = RunFolder.coerce(run_dir)
-    folder.check_writable()
-    scan = read_records(folder)
-    require_compatible(folder, scan)
-    saved_path = folder.location("config.yaml")
-    if not folder.exists("config.yaml"):
-        return
-    import yaml
-
-    try:
-        saved = yaml.safe_load(folder.read_text("config.yaml")) or {}
-    except (OSError, yaml.YAMLError) as exc:
-        raise ConfigError(
-            f"the run folder's saved config cannot be read ({type(exc).__name__})",
-            where=saved_path,
-            fix="give the sweep a new name (name: in the file)",
-        ) from None
-    saved_trial = saved.get("trial", {})
-    if isinstance(saved_trial.get("data"), dict):
-        saved_trial["data"] = {k: v for k, v in saved_trial["data"].items() if k not in LOCATION_FIELDS}
-    diffs = _diff(saved_trial, portable_config(cfg.trial), "")
-    if diffs:
-        raise ConfigError(
-            f"the run folder {folder} holds results of different trial settings: {'; '.join(diffs[:6])}",
-            where=saved_path,
-            fix="give the sweep a new name (name: in the file), or restore the old settings",
-        )
-    if not resume and scan.records:
-        raise ConfigError(
-            f"the run folder {folder} already holds finished trials",
-            field="name",
-            fix="add --resume to continue or extend it (only cells without a result run), or use a new name",
-        )
-
-
-def check_same_data(records: Iterable[dict], *, data_id: str, cfg: SweepConfig) -> None:
-    """Refuse to add trials on other data to a run folder: its records were made from data whose content
-    (training pool or evaluation set) differs from what the data files hold now."""
-    other = sorted({r["data_id"] for r in records if r.get("data_id") != data_id})
-    if other:
-        raise ConfigError(
-            "the data changed since this run folder's trials ran (its content differs, not only its location)",
-            where=cfg.trial.data.path or cfg.trial.data.hub_id,
-            field="data",
-            fix="restore the data the run used, or give the sweep a new name (name: in the file)",
-        )
-
-
-def _diff(old, new, prefix: str) -> list[str]:
-    if isinstance(old, dict) and isinstance(new, dict):
-        out = []
-        for key in sorted(set(old) | set(new)):
-            out += _diff(old.get(key), new.get(key), f"{prefix}.{key}" if prefix else key)
-        return out
-    return [] if old == new else [f"{prefix}: {old!r} -> {new!r}"]

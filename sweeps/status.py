@@ -8,10 +8,12 @@ from pathlib import Path
 
 import yaml
 
-from sweeps.config import SweepConfig, build
+from sweeps.config import Cell, SweepConfig, cells_for
 from sweeps.errors import ConfigError
-from sweeps.results import DRIVER_STATE, Cell, RunDir, cells_for, read_records, require_compatible
+from sweeps.results import RunDir, read_records
+from sweeps.runs import DRIVER_STATE, require_compatible
 from sweeps.storage import RunFolder
+from sweeps.sweepfile import saved_sweep
 
 
 @dataclass(frozen=True)
@@ -33,7 +35,7 @@ def run_status(run_dir: RunDir) -> RunStatus:
     scan = read_records(folder)
     require_compatible(folder, scan)
     try:
-        cfg: SweepConfig = build(SweepConfig, yaml.safe_load(folder.read_text("config.yaml")), where=str(config_path))
+        cfg: SweepConfig = saved_sweep(yaml.safe_load(folder.read_text("config.yaml")), where=str(config_path))
     except (ConfigError, yaml.YAMLError) as exc:
         problem = exc.problem if isinstance(exc, ConfigError) else "invalid YAML"
         field = exc.field if isinstance(exc, ConfigError) else None

@@ -14,6 +14,7 @@ import contextlib
 import io
 import os
 import tempfile
+import time
 from collections.abc import Iterator
 from pathlib import Path, PurePosixPath
 from typing import Any
@@ -135,25 +136,7 @@ class RunFolder:
     def write_bytes(self, relpath: str, data: bytes) -> Path | str:
         """Write ``data`` so that readers see the old file or the whole new one, never a part."""
         if self.is_local:
-            path = self.root / relpath
-            try:
-                path.parent.mkdir(parents=True, exist_ok=True)
-                fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
-            except OSError as exc:  # a file in the way, a read-only mount, no permission, a full disk
-                raise _unwritable(path, exc) from None
-            try:
-                with os.fdopen(fd, "wb") as f:
-                    f.write(data)
-                    f.flush()
-                    os.fsync(f.fileno())
-                # mkstemp creates 0600; results on a shared mount must be readable as any new file would be.
-                os.chmod(tmp, 0o666 & ~_UMASK)
-                os.replace(tmp, path)
-            except BaseException as exc:
-                Path(tmp).unlink(missing_ok=True)
-                if isinstance(exc, OSError):
-                    raise _unwritable(path, exc) from None
-                raise
+            self._write_local(relpath, data, exclusive=False)
         else:
             with self._remote(relpath) as (fs, path):
                 try:
@@ -164,6 +147,72 @@ class RunFolder:
                 with stream as f:
                     f.write(data)  # one stream, one PUT: the object appears whole on close
         return self.location(relpath)
+
+    def create_exclusive(self, relpath: str, data: bytes) -> bool:
+        """Write ``data`` to ``relpath`` only if no file is there; True if this call made it.
+
+        A local folder or a shared mount: the whole file is written under a temporary name and hard-linked
+        into place, which fails if the name exists (atomic on local filesystems and on NFS, the classic NFS
+        lock; readers never see half a file). An object store has no create-if-absent in ``pyarrow.fs``:
+        check, write, then read back; of two writers racing within one PUT the one whose content is
+        read back wins, and the other sees another content and answers False.
+        """
+        if self.is_local:
+            return self._write_local(relpath, data, exclusive=True)
+        if self.exists(relpath):
+            return False
+        self.write_bytes(relpath, data)
+        time.sleep(0.5)  # let a racing PUT land before reading back
+        try:
+            return self.read_bytes(relpath) == data
+        except FileNotFoundError:
+            return False
+
+    def _write_local(self, relpath: str, data: bytes, *, exclusive: bool) -> bool:
+        """The whole file under a temporary name (written, fsynced), then renamed into place (``os.replace``)
+        or, ``exclusive``, hard-linked there, which fails if the name exists: then False."""
+        path = self.root / relpath
+        try:
+            path.parent.mkdir(parents=True, exist_ok=True)
+            fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
+        except OSError as exc:  # a file in the way, a read-only mount, no permission, a full disk
+            raise _unwritable(path, exc) from None
+        try:
+            with os.fdopen(fd, "wb") as f:
+                f.write(data)
+                f.flush()
+                os.fsync(f.fileno())
+            # mkstemp creates 0600; results on a shared mount must be readable as any new file would be.
+            os.chmod(tmp, 0o666 & ~_UMASK)
+            if exclusive:
+                os.link(tmp, path)
+            else:
+                os.replace(tmp, path)
+            return True
+        except FileExistsError:
+            return False
+        except OSError as exc:
+            raise _unwritable(path, exc) from None
+        finally:
+            Path(tmp).unlink(missing_ok=True)  # gone already after os.replace; the extra name after os.link
+
+    def missing_dirs(self) -> list[Path]:
+        """Local: the folders a first write would create (the run folder and missing parents), deepest first."""
+        if not self.is_local:
+            return []
+        out, folder = [], self.root
+        while not folder.exists() and folder != folder.parent:
+            out.append(folder)
+            folder = folder.parent
+        return out
+
+    def remove_empty(self, folders: list[Path]) -> None:
+        """Remove those of ``folders`` (deepest first) that are empty: undo ``missing_dirs`` after a refusal."""
+        for folder in folders:
+            try:
+                folder.rmdir()
+            except OSError:  # not empty (or gone): leave it, and its parents
+                return
 
     def write_text(self, relpath: str, text: str) -> Path | str:
         return self.write_bytes(relpath, text.encode())

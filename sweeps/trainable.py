@@ -2,22 +2,21 @@
 
 Runs on the workers. It reports every epoch to Tune (so the dashboard and Tune's progress see it), logs
 lines that name the cell, exports live metrics through ``ray.util.metrics``, and finally reports the
-trial's whole record (``record_json``). The driver writes it to the run folder (``tuner.RecordCallback``),
-so workers need no access to the results storage, and the record, not Tune's experiment state, is what a
-resumed or extended sweep trusts.
+trial's whole record (``results.RECORD_KEY``). The driver writes it to the run folder
+(``tune_ext.RecordCallback``), so workers need no access to the results storage, and the record, not Tune's
+experiment state, is what a resumed or extended sweep trusts.
 
 Failure policy: errors a user must fix (bad data, a size larger than the pool) and running out of GPU
 memory are recorded as failed trials with their reason and are NOT retried (a retry at the same settings
 would fail the same way, and a retry at a smaller batch would measure another configuration: the batch
 size shapes the in-batch-negative loss, so the cell would no longer be comparable with its neighbours);
 any other crash propagates so that Tune retries the trial (``max_failures``). Either way the accelerator's
-cached memory is released before the actor (reused across cells) runs its next trial. See
+cached memory is released (``Runtime.release``) before the actor (reused across cells) runs its next trial. See
 ``docs/reliability.md``.
 """
 
 from __future__ import annotations
 
-import gc
 import json
 import logging
 import time
@@ -28,11 +27,11 @@ import torch
 from ray import tune
 from ray.util import metrics as ray_metrics
 
-from sweeps.config import SweepConfig
-from sweeps.device import resolve_runtime
+from sweeps.config import Cell, SweepConfig
+from sweeps.device import Runtime, resolve_runtime
 from sweeps.errors import UserError
 from sweeps.prepare import PreparedData
-from sweeps.results import Cell, make_record, trial_id
+from sweeps.results import RECORD_KEY, make_record, trial_id
 from sweeps.trial import EpochReport, run_trial
 
 log = logging.getLogger("sweeps.trial")
@@ -56,17 +55,6 @@ def _log_to_console() -> None:
         log.addHandler(handler)
         log.setLevel(logging.INFO)
         log.propagate = False
-
-
-def release_accelerator() -> None:
-    """Free what a finished or failed trial left on the accelerator, before the actor's next trial.
-
-    Collecting first drops the tensors an exception's traceback kept alive; ``empty_cache`` then returns
-    the caching allocator's blocks to the device. On a CPU-only worker only the collection runs.
-    """
-    gc.collect()
-    if torch.cuda.is_available():
-        torch.cuda.empty_cache()
 
 
 def fit_cell(config: dict, *, sweep: SweepConfig, prepared: PreparedData, num_gpus: float) -> None:
@@ -106,8 +94,9 @@ def fit_cell(config: dict, *, sweep: SweepConfig, prepared: PreparedData, num_gp
 
     status, error = "ok", ""
     start = time.perf_counter()
+    runtime: Runtime | None = None
     try:
-        runtime = resolve_runtime(sweep.trial.device, sweep.trial.train.precision)
+        runtime = resolve_runtime(sweep.trial.device, sweep.trial.train.precision, task=sweep.trial.task)
         runtime.limit_memory(num_gpus)
         run_trial(
             sweep.trial,
@@ -130,8 +119,11 @@ def fit_cell(config: dict, *, sweep: SweepConfig, prepared: PreparedData, num_gp
         )
         log.error("%s %s\n%s", prefix, error, traceback.format_exc(limit=3))
     finally:
-        # Leave nothing on the accelerator for the next trial this (possibly reused) actor runs.
-        release_accelerator()
+        # Leave nothing on the accelerator for the next trial this (possibly reused) actor runs. run_trial
+        # released it too, but while an error was still in flight its traceback held the trial's tensors;
+        # here the error has been handled.
+        if runtime is not None:
+            runtime.release()
     record = make_record(
         sweep=sweep.name,
         experiment=sweep.sweep.experiment,
@@ -141,7 +133,7 @@ def fit_cell(config: dict, *, sweep: SweepConfig, prepared: PreparedData, num_gp
         dataset=prepared.dataset,
         eval_set=prepared.eval_id,
         data_id=prepared.data_id,
-        num_gpus=num_gpus if torch.cuda.is_available() else 0.0,
+        num_gpus=num_gpus if runtime is not None and runtime.is_cuda else 0.0,
         rows=[r.as_row() for r in reports] if status == "ok" else [],
         status=status,
         error=error,
@@ -151,6 +143,4 @@ def fit_cell(config: dict, *, sweep: SweepConfig, prepared: PreparedData, num_gp
         log.error("%s failed: %s", prefix, error)
     else:
         log.info("%s done in %.1fs wall", prefix, time.perf_counter() - start)
-    tune.report(
-        {"cell": cell.label, "trial_id": tid, "status": status, "error": error, "record_json": json.dumps(record)}
-    )
+    tune.report({"cell": cell.label, "trial_id": tid, "status": status, "error": error, RECORD_KEY: json.dumps(record)})

@@ -6,7 +6,6 @@
 
 from __future__ import annotations
 
-import gc
 from collections.abc import Callable, Collection
 from dataclasses import asdict, dataclass, field
 
@@ -14,7 +13,7 @@ import numpy as np
 import torch
 
 from sweeps.config import TrialConfig
-from sweeps.data.split import group_batches, nested_order, take
+from sweeps.data.order import group_batches, nested_order, take
 from sweeps.device import Runtime, resolve_runtime, seed_everything
 from sweeps.evaluate import evaluate
 from sweeps.models import RetrievalModel, build_model
@@ -68,7 +67,7 @@ def run_trial(
     Returns:
         One report per evaluated epoch: ``[epoch 0]`` for the baseline, ``[epoch 1..epochs]`` otherwise.
     """
-    runtime = runtime or resolve_runtime(cfg.device, cfg.train.precision)
+    runtime = runtime or resolve_runtime(cfg.device, cfg.train.precision, task=cfg.task)
     seed_everything(seed)
     model = (model if model is not None else build_model(cfg.model, task=cfg.task)).to(runtime.device)
     if cfg.train.compile != "off":
@@ -81,38 +80,15 @@ def run_trial(
     runtime.reset_peak_memory()
     reports: list[EpochReport] = []
 
-    def _evaluate() -> None:
-        ev = evaluate(
-            model,
-            prepared.eval.data,
-            query_features=prepared.eval.query_features,
-            doc_features=prepared.eval.doc_features,
-            queries=prepared.queries,
-            k=cfg.eval.k,
-            batch_size=cfg.eval.batch_size,
-            runtime=runtime,
-        )
-        report = EpochReport(
-            size=size,
-            epochs=epochs if size else 0,
-            epoch=epoch,
-            seed=seed,
-            train_seconds=train_seconds,
-            eval_seconds=ev.seconds,
-            items_seen=items_seen,
-            loss=loss,
-            peak_memory_mb=runtime.peak_memory_mb(),
-            device=runtime.device_name,
-            metrics=ev.metrics,
-        )
-        reports.append(report)
-        if on_epoch is not None:
-            on_epoch(report)
-
-    epoch, train_seconds, items_seen, loss = 0, 0.0, 0, None
     try:
         if size == 0 or epochs == 0:
-            _evaluate()
+            baseline = evaluate_epoch(
+                model, prepared, cfg, runtime=runtime, size=size, epochs=epochs, epoch=0, seed=seed,
+                train_seconds=0.0, items_seen=0, loss=None,
+            )  # fmt: skip
+            reports.append(baseline)
+            if on_epoch is not None:
+                on_epoch(baseline)
             return reports
         pool = prepared.pool.data
         order = nested_order(pool, seed=seed, group_size=cfg.train.group_size)
@@ -121,7 +97,8 @@ def run_trial(
         steps_per_epoch = len(_batches(cfg, train_set.labels_for_batching, size, seed=seed, epoch=1))
         optimizer = build_optimizer(model, cfg.train, runtime=runtime)
         scheduler = build_scheduler(optimizer, cfg.train, total_steps=steps_per_epoch * epochs)
-        scaler = runtime.grad_scaler()  # fp16 only; its scale carries over from epoch to epoch
+        scaler = runtime.grad_scaler()  # active under fp16 only; its scale carries over from epoch to epoch
+        train_seconds, items_seen = 0.0, 0
         for epoch in range(1, epochs + 1):
             stats = train_one_epoch(
                 model,
@@ -137,16 +114,59 @@ def run_trial(
             )
             train_seconds += stats.seconds
             items_seen += stats.items
-            loss = stats.loss
             if eval_epochs is None or epoch in eval_epochs or epoch == epochs:
-                _evaluate()
+                rep = evaluate_epoch(
+                    model, prepared, cfg, runtime=runtime, size=size, epochs=epochs, epoch=epoch, seed=seed,
+                    train_seconds=train_seconds, items_seen=items_seen, loss=stats.loss,
+                )  # fmt: skip
+                reports.append(rep)
+                if on_epoch is not None:
+                    on_epoch(rep)
         return reports
     finally:
         # Free the accelerator before the next trial in the same worker process.
         model = None
-        gc.collect()
-        if runtime.is_cuda:
-            torch.cuda.empty_cache()
+        runtime.release()
+
+
+def evaluate_epoch(
+    model: RetrievalModel,
+    prepared: PreparedData,
+    cfg: TrialConfig,
+    *,
+    runtime: Runtime,
+    size: int,
+    epochs: int,
+    epoch: int,
+    seed: int,
+    train_seconds: float,
+    items_seen: int,
+    loss: float | None,
+) -> EpochReport:
+    """Evaluate ``model`` on the held-out set after ``epoch`` and report it with the training so far."""
+    ev = evaluate(
+        model,
+        prepared.eval.data,
+        query_features=prepared.eval.query_features,
+        doc_features=prepared.eval.doc_features,
+        queries=prepared.queries,
+        k=cfg.eval.k,
+        batch_size=cfg.eval.batch_size,
+        runtime=runtime,
+    )
+    return EpochReport(
+        size=size,
+        epochs=epochs if size else 0,
+        epoch=epoch,
+        seed=seed,
+        train_seconds=train_seconds,
+        eval_seconds=ev.seconds,
+        items_seen=items_seen,
+        loss=loss,
+        peak_memory_mb=runtime.peak_memory_mb(),
+        device=runtime.device_name,
+        metrics=ev.metrics,
+    )
 
 
 def _batches(cfg: TrialConfig, labels, n: int, *, seed: int, epoch: int) -> list[np.ndarray]:

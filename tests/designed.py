@@ -1,6 +1,6 @@
 """A designed trainable for driver tests: the real record protocol, a known learning curve, no model.
 
-It stands in for ``sweeps.trainable.fit_cell`` (same signature, same final ``record_json`` report), so the
+It stands in for ``sweeps.trainable.fit_cell`` (same signature, same final ``RECORD_KEY`` report), so the
 driver, the records and the results table are tested against exact expected values. It leaves one marker
 file per execution under ``<storage>/markers`` so tests can count how often each cell ran, and it can
 kill its own worker process once per cell (``<storage>/kill_once/<cell label>``) to test retries, or hang
@@ -27,7 +27,8 @@ from pathlib import Path
 import ray
 from ray import tune
 
-from sweeps.results import Cell, make_record, trial_id
+from sweeps.config import Cell
+from sweeps.results import RECORD_KEY, make_record, trial_id
 
 
 def designed_metrics(size: int, epoch: int) -> dict[str, float]:
@@ -136,7 +137,7 @@ def designed_cell(config: dict, *, sweep, prepared, num_gpus: float) -> None:
         rows=rows,
         extra={"gpu_ids": [str(g) for g in ray.get_gpu_ids()], "started_at": started, "finished_at": time.time()},
     )
-    tune.report({"cell": cell.label, "status": "ok", "error": "", "record_json": json.dumps(record)})
+    tune.report({"cell": cell.label, "status": "ok", "error": "", RECORD_KEY: json.dumps(record)})
 
 
 def fit_cell_with_faults(config: dict, *, sweep, prepared, num_gpus: float) -> None:
@@ -144,11 +145,12 @@ def fit_cell_with_faults(config: dict, *, sweep, prepared, num_gpus: float) -> N
     import torch
 
     import sweeps.trainable as trainable
+    from sweeps.device import Runtime
 
     cell = Cell(**config["cell"])
     storage = local_storage(sweep.storage)
     _mark(storage, "markers", cell.label)
-    real_run_trial, real_release = trainable.run_trial, trainable.release_accelerator
+    real_run_trial, real_release = trainable.run_trial, Runtime.release
     oom = storage / "oom" / cell.label
 
     def run_trial(*args, on_epoch=None, **kwargs):
@@ -158,15 +160,15 @@ def fit_cell_with_faults(config: dict, *, sweep, prepared, num_gpus: float) -> N
 
         return real_run_trial(*args, on_epoch=report_then_run_out if oom.exists() else on_epoch, **kwargs)
 
-    def release_accelerator():
-        real_release()
+    def release(runtime):
+        real_release(runtime)
         _mark(storage, "released", cell.label)
 
-    trainable.run_trial, trainable.release_accelerator = run_trial, release_accelerator
+    trainable.run_trial, Runtime.release = run_trial, release
     try:
         trainable.fit_cell(config, sweep=sweep, prepared=prepared, num_gpus=num_gpus)
-    finally:  # the actor is reused for other cells: leave the module as it was
-        trainable.run_trial, trainable.release_accelerator = real_run_trial, real_release
+    finally:  # the actor is reused for other cells: leave the modules as they were
+        trainable.run_trial, Runtime.release = real_run_trial, real_release
 
 
 SMOKE = Path(__file__).resolve().parents[1] / "sweeps" / "configs" / "smoke.yaml"
@@ -188,7 +190,7 @@ def designed_config(
     """The smoke sweep file with another grid and storage: the base of the fault tests and their driver scripts."""
     import dataclasses
 
-    from sweeps.config import load_sweep_config
+    from sweeps.sweepfile import load_sweep_config
 
     cfg = load_sweep_config(SMOKE)
     return dataclasses.replace(
@@ -206,7 +208,7 @@ def designed_table(cfg):
     """The results table a designed sweep of ``cfg`` must produce: seed, size, epoch, train_seconds, metrics."""
     import pandas as pd
 
-    from sweeps.tuner import cells_for
+    from sweeps.config import cells_for
 
     rows = []
     for cell in cells_for(cfg.sweep):

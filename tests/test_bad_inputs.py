@@ -110,6 +110,16 @@ def assert_nothing_written(tmp_path: Path) -> None:
         ("epochs 0", {"sweep": {"epochs": 0}}, ["sweep.yaml", "sweep.epochs", "must be >= 1"]),
         ("missing sweep section", {"sweep": None}, ["sweep.yaml", "sweep: is required", "add a sweep: section"]),
         ("wrong type", {"resources": {"cpus": "two"}}, ["sweep.yaml", "resources.cpus", "expected a number"]),
+        (
+            "hub id without a namespace",
+            {"data": {"format": "hub", "path": "", "hub_id": "clinc_oos"}},
+            ["sweep.yaml: data.hub_id: 'clinc_oos' has no namespace", "set data.hub_id: clinc/clinc_oos"],
+        ),
+        (
+            "delimiter of two characters",
+            {"data": {"delimiter": ";;"}},
+            ["sweep.yaml: data.delimiter: ';;' is not a single-character delimiter"],
+        ),
     ],
     ids=lambda v: v if isinstance(v, str) else None,
 )
@@ -218,7 +228,21 @@ def _empty_dataset(tmp_path: Path) -> tuple[dict, list[str]]:
 def _single_example_label(tmp_path: Path) -> tuple[dict, list[str]]:
     f = labeled_csv(tmp_path / "items.csv")
     f.write_text(f.read_text() + "a lonely request,loner\n")
-    return csv_data(f), ["items.csv", "data.label_column", "1 label(s) have a single item ('loner')"]
+    return {**csv_data(f), "singletons": "error"}, [
+        "items.csv",
+        "data.label_column",
+        "1 label(s) have a single item ('loner')",
+    ]
+
+
+def _semicolon_csv_with_a_wrong_column(tmp_path: Path) -> tuple[dict, list[str]]:
+    f = labeled_csv(tmp_path / "items.csv", header="text;intent")
+    f.write_text(f.read_text().replace(",topic", ";topic"))
+    return csv_data(f), [
+        "items.csv",
+        "data.label_column",
+        "no column 'label'; the file has columns 'text', 'intent' (read as semicolon-separated, detected)",
+    ]
 
 
 def _missing_data_file(tmp_path: Path) -> tuple[dict, list[str]]:
@@ -237,6 +261,7 @@ def _missing_data_file(tmp_path: Path) -> tuple[dict, list[str]]:
         _missing_pair_column,
         _empty_dataset,
         _single_example_label,
+        _semicolon_csv_with_a_wrong_column,
         _missing_data_file,
     ],
     ids=lambda f: f.__name__.strip("_"),
@@ -357,7 +382,8 @@ def test_bad_trial_arguments(capsys, tmp_path, argv, named):
 
 
 def _old_run_folder(tmp_path: Path, *, record_version=1, config_extra: dict | None = None) -> tuple[Path, Path]:
-    from sweeps.config import load_sweep_config, to_dict
+    from sweeps.config import to_dict
+    from sweeps.sweepfile import load_sweep_config
 
     path = sweep_file(tmp_path)
     run_dir = tmp_path / "runs" / "smoke"

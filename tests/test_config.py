@@ -4,8 +4,9 @@ from pathlib import Path
 
 import pytest
 
-from sweeps.config import SweepConfig, TrialConfig, build, config_hash, load_sweep_config, to_dict
+from sweeps.config import SweepConfig, TrialConfig, build, config_hash, to_dict
 from sweeps.errors import ConfigError
+from sweeps.sweepfile import load_sweep_config
 
 CONFIGS = Path(__file__).resolve().parents[1] / "sweeps" / "configs"
 

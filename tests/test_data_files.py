@@ -280,13 +280,14 @@ def test_single_item_labels_are_an_error_listing_them(tmp_path):
     rows = "".join(f"t{i},L{i}\n" for i in range(7)) + "a,ok\nb,ok\n"
     f = write(tmp_path / "d.csv", "text,label\n" + rows)
     message = raises(
-        lambda: load_labeled_table(f, kind="csv"),
+        lambda: load_labeled_table(f, kind="csv", singletons="error"),
         "d.csv",
         "7 label(s) have a single item",
         "'L0'",
         "'L4'",
         "...",
         "exclude_labels",
+        "data.singletons",
     )
     assert "'L5'" not in message  # at most five are listed
 
@@ -350,3 +351,71 @@ def test_coco_image_root(tmp_path):
     )
     assert data2.docs == data.docs
     assert np.all(np.asarray(data.doc_of) < 2)
+
+
+# --- single-item labels (data.singletons) ---------------------------------------------------------------
+
+
+def captions_with_a_misspelt_id(tmp_path: Path) -> Path:
+    """Caption clusters as a CSV: three images with three captions each, one caption with a misspelt id."""
+    rows = [f"caption {k} of image {i},img{i}" for i in range(3) for k in range(3)]
+    rows.append("a caption whose image id has a typo,img1x")
+    return write(tmp_path / "captions.csv", "text,label\n" + "\n".join(rows) + "\n")
+
+
+def test_single_item_labels_index_drop_error(tmp_path, caplog):
+    f = captions_with_a_misspelt_id(tmp_path)
+    data = load_data(DataConfig(format="labeled-csv", path=str(f)))  # default: index
+    assert len(data) == 10 and data.labels[-1] == "img1x"
+    assert "1 label(s) have a single item ('img1x')" in caplog.text and "distractors" in caplog.text
+    dropped = load_data(DataConfig(format="labeled-csv", path=str(f), singletons="drop"))
+    assert len(dropped) == 9 and "img1x" not in dropped.labels
+    raises(
+        lambda: load_data(DataConfig(format="labeled-csv", path=str(f), singletons="error")),
+        "captions.csv",
+        "data.label_column",
+        "1 label(s) have a single item ('img1x')",
+        "data.singletons",
+    )
+
+
+def test_max_items_keeps_single_item_labels_as_distractors(tmp_path):
+    f = captions_with_a_misspelt_id(tmp_path)
+    data = load_data(DataConfig(format="labeled-csv", path=str(f), max_items=7))
+    # The seed-0 sample of 7 draws one caption of img2: a label the sample leaves alone is dropped (it
+    # could only be an unanswerable query); img1x had one item before sampling and stays a distractor.
+    assert data.labels == ("img0", "img0", "img0", "img1", "img1", "img1", "img1x")
+
+
+# --- CSV delimiters ---------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(("delimiter", "name"), [(";", "semicolon"), ("\t", "tab"), ("|", "pipe")])
+def test_csv_delimiter_is_detected_from_the_header(tmp_path, delimiter, name):
+    rows = [f"text{delimiter}label"] + [
+        f"request {j}, about {i}{delimiter}topic{i}" for i in range(2) for j in range(2)
+    ]
+    f = write(tmp_path / "items.csv", "\n".join(rows) + "\n")
+    data = load_labeled_table(f, kind="csv")
+    assert data.items == ("request 0, about 0", "request 1, about 0", "request 0, about 1", "request 1, about 1")
+    assert data.labels == ("topic0", "topic0", "topic1", "topic1")
+    # A wrong column name: the message shows the real columns and says how the file was read.
+    raises(
+        lambda: load_labeled_table(f, kind="csv", label_column="intent"),
+        "no column 'intent'; the file has columns 'text', 'label'",
+        f"read as {name}-separated, detected",
+        "data.delimiter",
+    )
+
+
+def test_csv_delimiter_can_be_set(tmp_path):
+    f = write(tmp_path / "items.csv", "text;label\na;x\nb;x\n")
+    data = load_data(DataConfig(format="labeled-csv", path=str(f), delimiter=";"))
+    assert data.items == ("a", "b") and data.labels == ("x", "x")
+    raises(
+        lambda: load_data(DataConfig(format="labeled-csv", path=str(f), delimiter=",")),
+        "no column 'text'; the file has columns 'text;label'",
+        "read as comma-separated, from data.delimiter",
+    )
+    pairs = write(tmp_path / "pairs.csv", "query|document\nq1|d1\nq2|d2\n")
+    assert load_pairs_table(pairs, kind="csv").queries == ("q1", "q2")

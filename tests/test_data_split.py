@@ -11,7 +11,8 @@ import pytest
 from sweeps.config import SplitConfig
 from sweeps.data import LabeledItems, Pairs
 from sweeps.data.files import load_clinc150, load_coco_captions, load_image_folder
-from sweeps.data.split import Split, group_batches, nested_order, sample_queries, split_data, take
+from sweeps.data.order import group_batches, nested_order, take
+from sweeps.data.split import Split, sample_queries, split_data
 from sweeps.errors import DataError
 
 DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data"
@@ -237,7 +238,7 @@ def test_labeled_batches_must_hold_more_than_one_group(tmp_path):
     from sweeps.prepare import check_compatible
 
     labeled = LabeledItems(items=("a", "b", "c", "d"), labels=("x", "x", "y", "y"), modality="text", source="t")
-    model = {"kind": "hf-text", "name": "bert-base-cased"}
+    model = {"kind": "hf-text", "name": "google-bert/bert-base-cased"}
     data = {"format": "home-assistant-intents"}
     cfg = build(
         TrialConfig, {"task": "text-to-text", "model": model, "data": data, "train": {"batch_size": 4}}, where="t"
@@ -270,8 +271,8 @@ CONFIGS = Path(__file__).resolve().parents[1] / "sweeps" / "configs"
     "name", ["clinc150-data", "banking77-data", "coco-captions-data", "coco-mini-t2i", "att-faces-data"]
 )
 def test_shipped_sweep_files_load_and_split(name):
-    from sweeps.config import load_sweep_config
     from sweeps.data import load_data
+    from sweeps.sweepfile import load_sweep_config
 
     path = CONFIGS / f"{name}.yaml"
     if not path.exists():
@@ -296,3 +297,38 @@ def test_sample_queries_skips_items_with_nothing_to_find():
     assert (
         2 not in sample_queries(data, max_queries=3, seed=1) and len(sample_queries(data, max_queries=3, seed=1)) == 3
     )
+
+
+# --- single-item labels kept as distractors (data.singletons: index) --------------------------------------
+
+
+def test_single_item_labels_are_index_distractors_never_queries_or_training(tmp_path):
+    from sweeps.config import DataConfig
+    from sweeps.data import load_data
+
+    rows = [f"caption {k} of image {i},img{i}" for i in range(6) for k in range(5)]
+    rows += ["a caption with a misspelt image id,img3x", "another typo,imgX"]
+    f = tmp_path / "captions.csv"
+    f.write_text("text,label\n" + "\n".join(rows) + "\n")
+    data = load_data(DataConfig(format="labeled-csv", path=str(f)))  # the default: index
+    singles = {i for i, label in enumerate(data.labels) if label in ("img3x", "imgX")}
+    assert len(data) == 32 and len(singles) == 2
+    for cfg in (SplitConfig(eval_fraction=0.2, seed=s) for s in range(4)):
+        split = split_data(data, cfg)
+        assert not {"img3x", "imgX"} & set(split.train.labels)  # never trained on
+        assert {"img3x", "imgX"} <= set(split.eval.labels)  # in the index, as distractors
+        queries = sample_queries(split.eval, max_queries=None, seed=0)
+        assert not {"img3x", "imgX"} & {split.eval.labels[i] for i in queries}  # never queries
+        assert len(split.train) + len(split.eval) == 32
+    by_label = split_data(data, SplitConfig(by="label", eval_fraction=0.25, seed=1))
+    assert {"img3x", "imgX"} <= set(by_label.eval.labels) and not {"img3x", "imgX"} & set(by_label.train.labels)
+    # With an official split, single items leave the training pool and the eval set stays the official one.
+    official = LabeledItems(
+        items=("a", "b", "c", "d", "e", "f"),
+        labels=("x", "x", "lone", "x", "x", "other-lone"),
+        modality="text",
+        source="t",
+        official_split=("train", "train", "train", "test", "test", "test"),
+    )
+    split = split_data(official, SplitConfig(method="official"))
+    assert split.train.items == ("a", "b") and split.eval.items == ("d", "e", "f")

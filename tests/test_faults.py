@@ -38,9 +38,10 @@ from designed import (  # noqa: E402
     releases,
 )
 
+from sweeps.config import cells_for  # noqa: E402
 from sweeps.prepare import prepare_data  # noqa: E402
 from sweeps.results import read_records  # noqa: E402
-from sweeps.tuner import cells_for, connect, run_sweep  # noqa: E402
+from sweeps.tuner import connect, run_sweep  # noqa: E402
 
 pytestmark = pytest.mark.ray
 
@@ -145,6 +146,20 @@ def _wait_for_records(proc: subprocess.Popen, run_dir: Path, n: int, log_path: P
         time.sleep(0.05)
 
 
+def _slow_grid(tmp_path: Path, name: str) -> tuple[Path, Path, str, Path]:
+    """Storage for ``KILL_GRID`` at 0.8 s per cell, its run folder, a Ray temp dir and a driver log path."""
+    storage = tmp_path / name
+    storage.mkdir()
+    (storage / "delay").write_text("0.4")
+    return storage, storage / KILL_GRID["name"], tempfile.mkdtemp(prefix="rayd", dir="/tmp"), tmp_path / "driver.log"
+
+
+def _script(tmp_path: Path, template: str) -> Path:
+    script = tmp_path / "driver.py"
+    script.write_text(template.format(tests=str(TESTS), grid=KILL_GRID))
+    return script
+
+
 @pytest.mark.timeout(240)
 def test_driver_killed_at_three_moments_resumes_to_the_undisturbed_table(embedded_ray, tmp_path):
     storage = tmp_path / "killed"
@@ -219,19 +234,12 @@ INTERRUPTED_DRIVER = DRIVER.replace(
 def test_ctrl_c_is_an_interruption_not_a_finished_sweep(embedded_ray, tmp_path):
     # Tune catches the first SIGINT and returns from fit() as if the grid were done: the driver must notice the
     # cells without a record, say so (exit 130 in the CLI) and keep the driver state for `roi status`.
-    from sweeps.results import DRIVER_STATE
+    from sweeps.runs import DRIVER_STATE
     from sweeps.status import run_status
 
-    storage = tmp_path / "killed"
-    storage.mkdir()
-    (storage / "delay").write_text("0.4")
-    run_dir = storage / "killed"
-    script = tmp_path / "driver.py"
-    script.write_text(INTERRUPTED_DRIVER.format(tests=str(TESTS), grid=KILL_GRID))
-    temp_dir = tempfile.mkdtemp(prefix="rayi", dir="/tmp")
-    log_path = tmp_path / "driver.log"
+    storage, run_dir, temp_dir, log_path = _slow_grid(tmp_path, "killed")
     try:
-        proc = _start_driver(script, storage, temp_dir, log_path)
+        proc = _start_driver(_script(tmp_path, INTERRUPTED_DRIVER), storage, temp_dir, log_path)
         _wait_for_records(proc, run_dir, 2, log_path)
         os.killpg(proc.pid, signal.SIGINT)  # what Ctrl-C in a terminal does: the whole foreground group
         try:
@@ -253,6 +261,35 @@ def test_ctrl_c_is_an_interruption_not_a_finished_sweep(embedded_ray, tmp_path):
     resumed = run_sweep(cfg, resume=True, prepared=DesignedPrepared(), trainable=designed_cell)
     assert resumed.failed == 0 and resumed.skipped == len(status.done) and not (run_dir / DRIVER_STATE).exists()
     pd.testing.assert_frame_equal(_values(resumed.table), designed_table(cfg), check_dtype=False)
+
+
+@pytest.mark.timeout(240)
+def test_a_second_driver_on_the_same_run_folder_is_refused_and_each_cell_runs_once(embedded_ray, tmp_path):
+    # Two `roi sweep --resume` on one run folder (a user who thinks the first died, two people on a shared
+    # mount): the second is refused with the first one's host, pid and start; no cell runs twice.
+    import socket
+
+    from sweeps.errors import ConfigError
+    from sweeps.runlock import LOCK_FILE
+
+    storage, run_dir, temp_dir, log_path = _slow_grid(tmp_path, "twice")
+    cfg = designed_config(storage, **KILL_GRID)
+    try:
+        first = _start_driver(_script(tmp_path, DRIVER), storage, temp_dir, log_path)
+        _wait_for_records(first, run_dir, 1, log_path)
+        with pytest.raises(ConfigError) as refused:
+            run_sweep(cfg, resume=True, prepared=DesignedPrepared(), trainable=designed_cell)
+        for named in ("another driver", f"host {socket.gethostname()}", f"pid {first.pid}", "started 20"):
+            assert named in refused.value.message, refused.value.message
+        assert first.wait(timeout=180) == 0, log_path.read_text()[-3000:]
+    finally:
+        _kill_leftovers([temp_dir])
+        shutil.rmtree(temp_dir, ignore_errors=True)
+    assert "finished 9 0 0" in log_path.read_text()
+    assert not (run_dir / LOCK_FILE).exists()  # released by the driver that finished
+    again = run_sweep(cfg, resume=True, prepared=DesignedPrepared(), trainable=designed_cell)
+    assert (again.ran, again.skipped) == (0, 9)
+    assert executions(storage) == {c.label: 1 for c in cells_for(cfg.sweep)}
 
 
 # ------------------------------------------------------------------------------ 3: a corrupt record
@@ -312,7 +349,8 @@ def test_out_of_memory_is_recorded_not_retried_and_memory_released_before_the_ne
     assert table.loc[table["size"] == 32, "status"].tolist() == ["failed"]
     # The accelerator was released after every trial, the OOM one included, before the actor's next trial
     # started. (On this CPU-only machine that proves the release path runs; empty_cache itself needs CUDA.)
-    assert releases(tmp_path) == {"n0-e0-s0": 1, "n32-e2-s0": 1, "n64-e2-s0": 1}
+    # (twice each: by run_trial, and by fit_cell once an error in flight, which holds the tensors, is handled)
+    assert releases(tmp_path) == {"n0-e0-s0": 2, "n32-e2-s0": 2, "n64-e2-s0": 2}
     released_at = max(p.stat().st_mtime for p in (tmp_path / "released").glob("n32-e2-s0.*"))
     assert released_at <= oom["finished_at"] <= records["n64-e2-s0"]["started_at"]
 

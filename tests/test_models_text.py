@@ -43,13 +43,14 @@ def embed(tower, features, index) -> torch.Tensor:
 @pytest.fixture(scope="module", params=["mean", "cls"])
 def tiny(request) -> RetrievalModel:
     return build_model(
-        ModelConfig(kind="hf-text", name="bert-base-cased", pooling=request.param, tiny=True), task="text-to-text"
+        ModelConfig(kind="hf-text", name="google-bert/bert-base-cased", pooling=request.param, tiny=True),
+        task="text-to-text",
     ).eval()
 
 
 def test_tiny_twin_shape_norm_and_determinism(tiny):
     tower = tiny.query_tower
-    assert tiny.symmetric and tiny.doc_tower is tower and tiny.name == "bert-base-cased"
+    assert tiny.symmetric and tiny.doc_tower is tower and tiny.name == "google-bert/bert-base-cased"
     assert tower.modality == "text" and tower.dim == 32
     feats = tower.preprocess(TEXTS)
     with torch.no_grad():

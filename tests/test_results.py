@@ -5,10 +5,9 @@ import json
 import pandas as pd
 import pytest
 
-from sweeps.config import TrialConfig, build
+from sweeps.config import Cell, TrialConfig, build
 from sweeps.errors import ConfigError
 from sweeps.results import (
-    Cell,
     make_record,
     read_records,
     records_to_table,

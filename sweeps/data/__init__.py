@@ -46,7 +46,12 @@ def load_data(cfg: DataConfig, *, base_dir: Path | None = None) -> RetrievalData
             from sweeps.data.assemble import make_labeled
 
             data = make_labeled(
-                data.items, data.labels, modality="text", source=data.source, exclude_labels=cfg.exclude_labels
+                data.items,
+                data.labels,
+                modality="text",
+                source=data.source,
+                exclude_labels=cfg.exclude_labels,
+                singletons=cfg.singletons,
             )
         return _limit(data, cfg.max_items)
     if path is None:
@@ -56,7 +61,7 @@ def load_data(cfg: DataConfig, *, base_dir: Path | None = None) -> RetrievalData
             fix="set data.path",
         )
     if fmt == "clinc150":
-        data = files.load_clinc150(path, exclude_labels=cfg.exclude_labels)
+        data = files.load_clinc150(path, exclude_labels=cfg.exclude_labels, singletons=cfg.singletons)
     elif fmt in ("labeled-csv", "labeled-jsonl"):
         data = files.load_labeled_table(
             path,
@@ -64,6 +69,8 @@ def load_data(cfg: DataConfig, *, base_dir: Path | None = None) -> RetrievalData
             text_column=cfg.text_column,
             label_column=cfg.label_column,
             exclude_labels=cfg.exclude_labels,
+            singletons=cfg.singletons,
+            delimiter=cfg.delimiter,
         )
     elif fmt in ("pairs-csv", "pairs-jsonl"):
         data = files.load_pairs_table(
@@ -71,13 +78,14 @@ def load_data(cfg: DataConfig, *, base_dir: Path | None = None) -> RetrievalData
             kind="csv" if fmt == "pairs-csv" else "jsonl",
             query_column=cfg.query_column,
             document_column=cfg.document_column,
+            delimiter=cfg.delimiter,
         )
     elif fmt == "coco-captions":
         data = files.load_coco_captions(path, image_root=_resolve(cfg.image_root, base_dir))
     elif fmt == "caption-clusters":
-        data = files.load_caption_clusters(path, exclude_labels=cfg.exclude_labels)
+        data = files.load_caption_clusters(path, exclude_labels=cfg.exclude_labels, singletons=cfg.singletons)
     elif fmt == "image-folder":
-        data = files.load_image_folder(path, exclude_labels=cfg.exclude_labels)
+        data = files.load_image_folder(path, exclude_labels=cfg.exclude_labels, singletons=cfg.singletons)
     else:  # config validation makes this unreachable for files it built
         raise DataError(f"unknown format {fmt!r}", field="data.format", fix="see docs/datasets.md for the formats")
     return _limit(data, cfg.max_items)

@@ -1,21 +1,29 @@
 """Raw rows -> the two shapes: label exclusion, the checks every loader shares, image-path columns, sampling.
 
 Every loader (local files and hub) ends here, so the rules are the same whatever the source:
-an excluded label must exist, an empty result is an error, and in labeled data every label needs at least
-two items (an item's relevant results are the *other* items of its label; a label with one item can never
-be a positive for anything, so it is a data error, not something to skip silently).
+an excluded label must exist, an empty result is an error, and in labeled data a label with a single item
+(an item's relevant results are the *other* items of its label, so it can never be a positive for anything)
+is handled as ``data.singletons`` says, with the count printed, never silently: ``index`` (the default) keeps
+it as a distractor in the evaluation index (``split.py`` keeps it out of the training pool, and it is never a
+query), ``drop`` removes it, ``error`` refuses the data.
 """
 
 from __future__ import annotations
 
+import logging
 from collections import Counter
 from collections.abc import Sequence
 from pathlib import Path
+from typing import Literal
 
 import numpy as np
 
 from sweeps.data.items import LabeledItems, Modality, Pairs
 from sweeps.errors import DataError
+
+log = logging.getLogger(__name__)
+
+Singletons = Literal["error", "drop", "index"]
 
 IMAGE_EXTENSIONS = frozenset(
     {".jpg", ".jpeg", ".png", ".pgm", ".ppm", ".pbm", ".bmp", ".gif", ".webp", ".tif", ".tiff"}
@@ -68,17 +76,20 @@ def resolve_images(
     return out
 
 
-def make_labeled(
-    items: Sequence[str],
+def usable_index(
     labels: Sequence[str],
     *,
-    modality: Modality,
     source: str,
-    official_split: Sequence[str] | None = None,
     exclude_labels: Sequence[str] = (),
+    singletons: Singletons = "index",
     label_field: str = "data.label_column",
-) -> LabeledItems:
-    """Drop excluded labels, then check the result is usable for retrieval by label."""
+    report: bool = True,
+) -> list[int]:
+    """Positions of the items to keep: excluded labels dropped, single-item labels as ``singletons`` says.
+
+    Args:
+        report: print the count of single-item labels (a warning); off where a loader checks twice.
+    """
     present = set(labels)
     unknown = [label for label in exclude_labels if label not in present]
     if unknown:
@@ -98,14 +109,64 @@ def make_labeled(
         )
     counts = Counter(labels[i] for i in keep)
     singles = sorted(label for label, c in counts.items() if c < 2)
-    if singles:
-        shown = ", ".join(map(repr, singles[:5])) + (" ..." if len(singles) > 5 else "")
+    if not singles:
+        return keep
+    shown = ", ".join(map(repr, singles[:5])) + (" ..." if len(singles) > 5 else "")
+    if singletons == "error":
         raise DataError(
             f"{len(singles)} label(s) have a single item ({shown}); relevance needs at least two items per label",
             where=source,
             field=label_field,
-            fix="drop these items, merge their labels into others, or list the labels in data.exclude_labels",
+            fix="set data.singletons: index (keep them as distractors in the evaluation index) or drop, "
+            "or merge their labels into others, or list the labels in data.exclude_labels",
         )
+    if report:
+        fate = (
+            "dropped"
+            if singletons == "drop"
+            else "kept in the evaluation index as distractors (never queries, never trained on)"
+        )
+        log.warning(
+            "%s: %d label(s) have a single item (%s): %s; data.singletons: %s (error | drop | index)",
+            source,
+            len(singles),
+            shown,
+            fate,
+            singletons,
+        )
+    if singletons == "drop":
+        keep = [i for i in keep if counts[labels[i]] > 1]
+        if not keep:
+            raise DataError(
+                "the dataset is empty after dropping single-item labels",
+                where=source,
+                field=label_field,
+                fix="check data.label_column: every label has one item",
+            )
+    return keep
+
+
+def make_labeled(
+    items: Sequence[str],
+    labels: Sequence[str],
+    *,
+    modality: Modality,
+    source: str,
+    official_split: Sequence[str] | None = None,
+    exclude_labels: Sequence[str] = (),
+    label_field: str = "data.label_column",
+    singletons: Singletons = "index",
+    report: bool = True,
+) -> LabeledItems:
+    """Drop excluded labels, then handle single-item labels (``usable_index``): the items usable for retrieval."""
+    keep = usable_index(
+        labels,
+        source=source,
+        exclude_labels=exclude_labels,
+        singletons=singletons,
+        label_field=label_field,
+        report=report,
+    )
     return LabeledItems(
         items=tuple(items[i] for i in keep),
         labels=tuple(labels[i] for i in keep),
@@ -143,8 +204,9 @@ def make_pairs(
 def sample_index(n: int, max_items: int | None, *, labels: Sequence[str] | None = None, seed: int = 0) -> np.ndarray:
     """Sorted positions of a seeded sample of ``max_items`` of ``n`` items (all when ``max_items`` is None or >= n).
 
-    With ``labels``, labels left with a single item by the sample are dropped too (they could only be
-    queries without an answer), so the result may hold slightly fewer than ``max_items``.
+    With ``labels``, labels the sample leaves with a single item are dropped too (they could only be
+    queries without an answer), so the result may hold slightly fewer than ``max_items``; a label that had
+    one item before sampling (``data.singletons: index``) stays a distractor.
     """
     if max_items is None or max_items >= n:
         return np.arange(n, dtype=np.int64)
@@ -156,4 +218,5 @@ def sample_index(n: int, max_items: int | None, *, labels: Sequence[str] | None 
     if labels is None:
         return keep
     counts = Counter(labels[i] for i in keep)
-    return np.array([i for i in keep if counts[labels[i]] > 1], dtype=np.int64)
+    before = Counter(labels)
+    return np.array([i for i in keep if counts[labels[i]] > 1 or before[labels[i]] == 1], dtype=np.int64)

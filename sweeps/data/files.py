@@ -33,6 +33,7 @@ from typing import Any, Literal
 
 from sweeps.data.assemble import (
     IMAGE_EXTENSIONS,
+    Singletons,
     column_modality,
     is_image_path,
     make_labeled,
@@ -55,6 +56,8 @@ def load_labeled_table(
     text_column: str = "text",
     label_column: str = "label",
     exclude_labels: Sequence[str] = (),
+    singletons: Singletons = "index",
+    delimiter: str = "",
 ) -> LabeledItems:
     """Labeled items from a CSV/JSONL file (or a folder of them: one official split per file)."""
     path = Path(path)
@@ -64,7 +67,7 @@ def load_labeled_table(
     modality = None
     for file, split in _table_files(path, kind):
         (texts, labs), lines = _read_table(
-            file, kind, {"data.text_column": text_column, "data.label_column": label_column}
+            file, kind, {"data.text_column": text_column, "data.label_column": label_column}, delimiter=delimiter
         )
         file_modality = column_modality(texts, lines, where=file, column=text_column)
         if file_modality == "image":
@@ -86,6 +89,7 @@ def load_labeled_table(
         source=str(path),
         official_split=splits if path.is_dir() else None,
         exclude_labels=exclude_labels,
+        singletons=singletons,
     )
 
 
@@ -95,6 +99,7 @@ def load_pairs_table(
     kind: TableKind,
     query_column: str = "query",
     document_column: str = "document",
+    delimiter: str = "",
 ) -> Pairs:
     """(query, document) pairs from a CSV/JSONL file (or a folder of them: one official split per file).
 
@@ -108,7 +113,10 @@ def load_pairs_table(
     modalities = None
     for file, split in _table_files(path, kind):
         (qs, ds), lines = _read_table(
-            file, kind, {"data.query_column": query_column, "data.document_column": document_column}
+            file,
+            kind,
+            {"data.query_column": query_column, "data.document_column": document_column},
+            delimiter=delimiter,
         )
         q_mod = column_modality(qs, lines, where=file, column=query_column)
         d_mod = column_modality(ds, lines, where=file, column=document_column)
@@ -153,10 +161,12 @@ def _table_files(path: Path, kind: TableKind) -> list[tuple[Path, str]]:
     return [(f, f.stem) for f in files]
 
 
-def _read_table(file: Path, kind: TableKind, columns: dict[str, str]) -> tuple[list[list[str]], list[int]]:
+def _read_table(
+    file: Path, kind: TableKind, columns: dict[str, str], *, delimiter: str = ""
+) -> tuple[list[list[str]], list[int]]:
     """The values of ``columns`` ({config field: column name}) per row, and each row's line number."""
     text = _read_text(file)
-    rows = _csv_rows(file, text, columns) if kind == "csv" else _jsonl_rows(file, text, columns)
+    rows = _csv_rows(file, text, columns, delimiter=delimiter) if kind == "csv" else _jsonl_rows(file, text, columns)
     if not rows:
         raise DataError("the file has no data rows", where=file, fix="add rows, or point data.path at another file")
     lines = [line for line, _ in rows]
@@ -164,8 +174,36 @@ def _read_table(file: Path, kind: TableKind, columns: dict[str, str]) -> tuple[l
     return values, lines
 
 
-def _csv_rows(file: Path, text: str, columns: dict[str, str]) -> list[tuple[int, list[str]]]:
-    reader = csv.reader(text.splitlines(keepends=True), strict=True)
+DELIMITERS = {",": "comma", ";": "semicolon", "\t": "tab", "|": "pipe"}
+
+
+def sniff_delimiter(text: str, columns: Sequence[str]) -> str:
+    """The delimiter among , ; tab | whose header row holds every one of ``columns``.
+
+    When none does (a wrong column name), ``csv.Sniffer`` guesses from the first lines, so the message about
+    the missing column shows the file's real columns; a comma when even that fails.
+    """
+    lines = text.splitlines()
+    header = next((line for line in lines if line.strip()), "")
+    for delimiter in DELIMITERS:
+        names = [h.strip() for h in next(csv.reader([header], delimiter=delimiter), [])]
+        if all(c in names for c in columns):
+            return delimiter
+    try:
+        return csv.Sniffer().sniff("\n".join(lines[:20]), delimiters="".join(DELIMITERS)).delimiter
+    except csv.Error:
+        return ","
+
+
+def _describe(delimiter: str, *, detected: bool) -> str:
+    name = DELIMITERS.get(delimiter, repr(delimiter))
+    return f"read as {name}-separated, " + ("detected" if detected else "from data.delimiter")
+
+
+def _csv_rows(file: Path, text: str, columns: dict[str, str], *, delimiter: str = "") -> list[tuple[int, list[str]]]:
+    detected = not delimiter
+    delimiter = delimiter or sniff_delimiter(text, list(columns.values()))
+    reader = csv.reader(text.splitlines(keepends=True), strict=True, delimiter=delimiter)
     try:
         header = next(reader, None)
         if header is None:
@@ -175,10 +213,12 @@ def _csv_rows(file: Path, text: str, columns: dict[str, str]) -> list[tuple[int,
         for field, name in columns.items():
             if name not in header:
                 raise DataError(
-                    f"no column {name!r}; the file has columns {', '.join(map(repr, header))}",
+                    f"no column {name!r}; the file has columns {', '.join(map(repr, header))} "
+                    f"({_describe(delimiter, detected=detected)})",
                     where=file,
                     field=field,
-                    fix=f"set {field} to one of the file's columns",
+                    fix=f"set {field} to one of the file's columns, or set data.delimiter if the columns are "
+                    "separated by another character",
                 )
             positions.append(header.index(name))
         rows = []
@@ -187,9 +227,10 @@ def _csv_rows(file: Path, text: str, columns: dict[str, str]) -> list[tuple[int,
                 continue  # blank line
             if len(row) != len(header):
                 raise DataError(
-                    f"line {reader.line_num}: expected {len(header)} fields, found {len(row)}",
+                    f"line {reader.line_num}: expected {len(header)} fields, found {len(row)} "
+                    f"({_describe(delimiter, detected=detected)})",
                     where=file,
-                    fix='quote fields that contain commas, e.g. "hello, world"',
+                    fix=f'quote fields that contain the delimiter, e.g. "hello{delimiter} world"',
                 )
             values = [row[p].strip() for p in positions]
             for (_field, name), value in zip(columns.items(), values, strict=True):
@@ -255,7 +296,9 @@ def _jsonl_rows(file: Path, text: str, columns: dict[str, str]) -> list[tuple[in
 # ---------------------------------------------------------------------------------------------- CLINC150
 
 
-def load_clinc150(path: str | Path, *, exclude_labels: Sequence[str] = ()) -> LabeledItems:
+def load_clinc150(
+    path: str | Path, *, exclude_labels: Sequence[str] = (), singletons: Singletons = "index"
+) -> LabeledItems:
     """CLINC150 ``data_full.json``: in-scope intents plus ``oos`` (unless excluded), with the official split.
 
     ``oos_train``/``oos_val``/``oos_test`` items get the official split ``train``/``val``/``test``.
@@ -307,6 +350,7 @@ def load_clinc150(path: str | Path, *, exclude_labels: Sequence[str] = ()) -> La
         official_split=splits,
         exclude_labels=exclude_labels,
         label_field="intent",
+        singletons=singletons,
     )
 
 
@@ -353,7 +397,9 @@ def load_coco_captions(path: str | Path, *, image_root: str | Path | None = None
     )
 
 
-def load_caption_clusters(path: str | Path, *, exclude_labels: Sequence[str] = ()) -> LabeledItems:
+def load_caption_clusters(
+    path: str | Path, *, exclude_labels: Sequence[str] = (), singletons: Singletons = "index"
+) -> LabeledItems:
     """Captions labeled by their image id (relevant = the other captions of the same image); no images needed."""
     path = Path(path)
     items, labels, splits = [], [], []
@@ -372,6 +418,7 @@ def load_caption_clusters(path: str | Path, *, exclude_labels: Sequence[str] = (
         official_split=splits if path.is_dir() else None,
         exclude_labels=exclude_labels,
         label_field="annotations[].image_id",
+        singletons=singletons,
     )
 
 
@@ -467,7 +514,9 @@ def _image_folder(
 # ---------------------------------------------------------------------------------------------- image folders
 
 
-def load_image_folder(path: str | Path, *, exclude_labels: Sequence[str] = ()) -> LabeledItems:
+def load_image_folder(
+    path: str | Path, *, exclude_labels: Sequence[str] = (), singletons: Singletons = "index"
+) -> LabeledItems:
     """``<path>/<label>/**/<image>``: one label per subfolder; files that are not images (README.txt) are ignored."""
     path = Path(path)
     _require(path)
@@ -495,7 +544,13 @@ def load_image_folder(path: str | Path, *, exclude_labels: Sequence[str] = ()) -
             fix=f"put images ({', '.join(sorted(IMAGE_EXTENSIONS))}) in one subfolder per label: <folder>/<label>/<image>",
         )
     return make_labeled(
-        items, labels, modality="image", source=str(path), exclude_labels=exclude_labels, label_field="subfolder"
+        items,
+        labels,
+        modality="image",
+        source=str(path),
+        exclude_labels=exclude_labels,
+        label_field="subfolder",
+        singletons=singletons,
     )
 
 

@@ -17,25 +17,34 @@ or ``~/.cache/finetuning-budget``, so the rest of the pipeline sees image paths.
 (delete the folder after the dataset changes upstream). ``data.max_items`` samples rows before any image is
 written, so a 5,000-item sample of CelebA writes 5,000 files, not 200,000.
 
-The seed's seven datasets (columns as published on the hub; verify on the dataset page, ids move):
+Only the splits a sweep reads are downloaded when the repository lists its files per split (the parquet
+layout of every seed dataset): ``datasets.load_dataset_builder`` resolves the config's files per split (no
+data download), and ``load_dataset`` gets just those as ``data_files``; their size (from the hub's file
+metadata) is logged before the download, as a warning above ``LARGE_DOWNLOAD_BYTES``. Otherwise (no
+per-split files) the whole dataset is loaded as before.
+
+An id is checked with ``huggingface_hub``'s own parser before anything is fetched (a bare ``clinc_oos`` is
+refused there, as the hub refuses it); a machine whose DNS cannot resolve the hub fails at once
+(``sweeps/hub_access.py``) instead of after ~30 s of retries, unless ``HF_HUB_OFFLINE=1`` asks for the cache.
+
+The seed's seven datasets (ids, schemas, licences and download sizes: docs/datasets.md):
 
 =================  =========================================================================================
-Clinc150           ``hub_id: clinc_oos``, ``hub_config: plus``, ``text_column: text``, ``label_column: intent``,
-                   ``exclude_labels: [oos]``; ``hub_eval_split: test`` for the official split. Offline: the
-                   ``clinc150`` format on ``data_full.json``.
+Clinc150           ``hub_id: clinc/clinc_oos``, ``hub_config: plus``, ``text_column: text``,
+                   ``label_column: intent``, ``exclude_labels: [oos]``; ``hub_eval_split: test`` for the
+                   official split. Offline: the ``clinc150`` format on ``data_full.json``.
 QuoraQA            ``hub_id: sentence-transformers/quora-duplicates``, ``hub_config: pair``,
                    ``structure: pairs``, ``query_column: anchor``, ``document_column: positive``.
 Flickr8K           ``hub_id: jxie/flickr8k``, ``structure: pairs``,
                    ``query_column: caption_0,caption_1,caption_2,caption_3,caption_4``,
-                   ``document_column: image`` (split names as published on the dataset page).
+                   ``document_column: image``.
 Flickr30K          ``hub_id: lmms-lab/flickr30k`` (parquet; split ``test`` holds all 31,783 images),
                    ``hub_split: test``, ``structure: pairs``, ``query_column: caption`` (a list of 5),
-                   ``document_column: image``. ``nlphuji/flickr_30k_test`` has the same columns but a
-                   loading script, which recent ``datasets`` releases no longer run.
-COCO Captions      ``yerevann/coco-karpathy`` holds image URLs only (no pixels). With pixels:
-                   ``lmms-lab/COCO-Caption2017``, ``hub_split: val`` (5,000 images), ``structure: pairs``,
-                   ``query_column: answer`` (a list of 5 captions), ``document_column: image`` -- column names
-                   from memory, not verified here. Offline: the ``coco-captions`` format on the official JSON
+                   ``document_column: image``. ``nlphuji/flickr30k`` has a loading script, which recent
+                   ``datasets`` releases no longer run.
+COCO Captions      ``hub_id: lmms-lab/COCO-Caption2017``, ``hub_split: val`` (5,000 images),
+                   ``structure: pairs``, ``query_column: answer`` (a list of 5 captions),
+                   ``document_column: image``. Offline: the ``coco-captions`` format on the official JSON
                    and image folder.
 Totally-Looks-Like no hub copy: write a ``pairs-csv`` (``query,document``) of image paths relative to the CSV
                    (left image, right image); image columns are recognised by extension.
@@ -54,14 +63,16 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from sweeps.config import DataConfig
-from sweeps.data.assemble import make_labeled, make_pairs, sample_index
+from sweeps.config import KNOWN_HUB_IDS, DataConfig
+from sweeps.data.assemble import make_labeled, make_pairs, sample_index, usable_index
 from sweeps.data.items import LabeledItems, Modality, Pairs, RetrievalData
 from sweeps.errors import DataError
+from sweeps.hub_access import unreachable_reason
 
 log = logging.getLogger(__name__)
 
 CACHE_ENV = "FINETUNING_BUDGET_CACHE"
+LARGE_DOWNLOAD_BYTES = 1 << 30  # above this, the size of a download is a warning, not an info line
 
 
 def cache_root() -> Path:
@@ -73,8 +84,20 @@ def load_hub(cfg: DataConfig) -> RetrievalData:
     """Load ``cfg.hub_id`` and map its columns to ``LabeledItems`` or ``Pairs`` (see the module docstring)."""
     if not cfg.hub_id:
         raise DataError(
-            "data.format hub needs a dataset id", field="data.hub_id", fix="set data.hub_id, e.g. clinc_oos"
+            "data.format hub needs a dataset id", field="data.hub_id", fix="set data.hub_id, e.g. clinc/clinc_oos"
         )
+    local = Path(cfg.hub_id).expanduser().is_dir()  # load_dataset also reads a local copy of a repository
+    if not local:
+        check_hub_id(cfg.hub_id)
+        offline = unreachable_reason()
+        if offline:
+            raise DataError(
+                f"cannot load hub dataset {cfg.hub_id!r}: no network ({offline})",
+                field="data.hub_id",
+                fix="connect to the network (or set HF_ENDPOINT to a reachable mirror); if the dataset is already "
+                "in the datasets cache, set HF_HUB_OFFLINE=1 to read it from there; or use a local format such as "
+                "labeled-csv (docs/datasets.md)",
+            )
     splits = [cfg.hub_split] + (
         [cfg.hub_eval_split] if cfg.hub_eval_split and cfg.hub_eval_split != cfg.hub_split else []
     )
@@ -88,20 +111,138 @@ def _source(cfg: DataConfig) -> str:
     return f"{cfg.hub_id} ({cfg.hub_config})" if cfg.hub_config else cfg.hub_id
 
 
+def check_hub_id(hub_id: str) -> None:
+    """Refuse an id the hub cannot resolve, with ``huggingface_hub``'s own parser (no network).
+
+    The parser is the one ``datasets`` goes through for ``hf://datasets/<id>`` paths; a single-segment id
+    (``clinc_oos``) fails there, so a rename of this kind fails here and in the tests, not in a sweep.
+    """
+    from huggingface_hub.utils import validate_repo_id
+
+    try:
+        from huggingface_hub.utils import parse_hf_uri
+    except ImportError:  # huggingface_hub < 2: the namespace the hub now requires, checked here
+
+        def parse_hf_uri(uri: str) -> None:
+            if "/" not in uri.removeprefix("hf://datasets/"):
+                raise ValueError(f"Repository id must be 'namespace/name', got {uri.removeprefix('hf://datasets/')!r}")
+
+    try:
+        parse_hf_uri(f"hf://datasets/{hub_id}")
+        validate_repo_id(hub_id)  # characters, length, and no third segment (a/b/c parses as a path in a/b)
+    except ValueError as exc:  # HfUriError and HFValidationError are ValueErrors
+        known = KNOWN_HUB_IDS.get(hub_id.lower())
+        raise DataError(
+            f"{hub_id!r} is not a valid hub dataset id (malformed, not a network problem): {_first_line(exc)}",
+            field="data.hub_id",
+            fix=f"use {known!r}" if known else "copy the 'namespace/name' id from the dataset's page on huggingface.co",
+        ) from None
+
+
+def _first_line(exc: BaseException) -> str:
+    return str(exc).strip().splitlines()[0][:200] if str(exc).strip() else type(exc).__name__
+
+
+def split_files(cfg: DataConfig, split: str) -> tuple[list[str] | None, int | None]:
+    """(the data files of ``split`` alone, their bytes) when the repository lists files per split, else (None, None).
+
+    ``load_dataset_builder`` reads only the repository's metadata (README, file list), no data. The size is
+    None when the file system cannot say.
+    """
+    import datasets
+
+    try:
+        builder = datasets.load_dataset_builder(cfg.hub_id, cfg.hub_config or None)
+    except Exception:  # noqa: BLE001 - the load itself reports the problem, with the classified message
+        return None, None
+    data_files = getattr(builder.config, "data_files", None) or {}
+    files = [str(f) for f in data_files.get(split, [])]
+    if not files:
+        return None, None  # no per-split files (or no such split: load_dataset names the splits there are)
+    return files, remote_size(files)
+
+
+def remote_size(files: Sequence[str]) -> int | None:
+    """Total bytes of ``files`` (``hf://``, local or any fsspec URL), from file-system metadata only."""
+    import fsspec
+
+    total = 0
+    try:
+        for url in files:
+            fs, path = fsspec.core.url_to_fs(url)
+            total += int(fs.info(path)["size"])
+    except Exception:  # noqa: BLE001 - a size we cannot learn is not a reason to stop the load
+        return None
+    return total
+
+
+def human_bytes(n: int) -> str:
+    value = float(n)
+    for unit in ("B", "KB", "MB", "GB"):
+        if value < 1000 or unit == "GB":
+            return f"{value:.0f} {unit}" if unit == "B" else f"{value:.1f} {unit}"
+        value /= 1000
+    return f"{value:.1f} GB"
+
+
 def _load_split(cfg: DataConfig, split: str) -> Any:
     import datasets  # lazy: importing datasets takes seconds, and only this format needs it
 
+    files, size = split_files(cfg, split)
+    if files is not None:
+        what = f"{human_bytes(size)} in {len(files)} file(s)" if size is not None else f"{len(files)} file(s)"
+        level = logging.WARNING if size is not None and size >= LARGE_DOWNLOAD_BYTES else logging.INFO
+        log.log(
+            level,
+            "%s: split %r: %s to download (only this split; cached after the first run)",
+            _source(cfg),
+            split,
+            what,
+        )
     try:
-        return datasets.load_dataset(cfg.hub_id, cfg.hub_config or None, split=split)
+        if files is None:
+            return datasets.load_dataset(cfg.hub_id, cfg.hub_config or None, split=split)
+        return datasets.load_dataset(cfg.hub_id, cfg.hub_config or None, split=split, data_files={split: files})
     except Exception as exc:  # noqa: BLE001 - the hub raises many types (ConnectionError, ValueError, HfHubHTTPError...)
-        detail = str(exc).strip().splitlines()[0][:200] if str(exc).strip() else type(exc).__name__
-        raise DataError(
-            f"could not load hub dataset {cfg.hub_id!r} (config {cfg.hub_config or 'default'!r}, split {split!r}) "
-            f"(no network or unknown id): {detail}",
+        raise _load_error(cfg, split, exc) from None
+
+
+def _load_error(cfg: DataConfig, split: str, exc: Exception) -> DataError:
+    """A malformed id, no network, an unknown id or split: each with its own fix."""
+    detail = _first_line(exc)
+    names = {c.__name__ for c in type(exc).__mro__}
+    what = f"hub dataset {cfg.hub_id!r} (config {cfg.hub_config or 'default'!r}, split {split!r})"
+    if "namespace/name" in detail or "Repo id must" in detail or names & {"HfUriError", "HFValidationError"}:
+        return DataError(
+            f"could not load {what}: the id is malformed (not a network problem): {detail}",
             field="data.hub_id",
-            fix="check the id, config and split names on huggingface.co/datasets, connect to the network "
-            "(or pre-download the dataset into the datasets cache), or use a local format such as labeled-csv",
-        ) from None
+            fix="copy the 'namespace/name' id from the dataset's page on huggingface.co",
+        )
+    if names & {
+        "ConnectionError",
+        "OfflineModeIsEnabled",
+        "ConnectError",
+        "TimeoutException",
+        "LocalEntryNotFoundError",
+    }:
+        return DataError(
+            f"could not load {what}: the hub is unreachable and the dataset is not in the datasets cache: {detail}",
+            field="data.hub_id",
+            fix="connect to the network (or pre-download the dataset into the datasets cache and set "
+            "HF_HUB_OFFLINE=1), or use a local format such as labeled-csv",
+        )
+    if names & {"DatasetNotFoundError", "RepositoryNotFoundError", "FileNotFoundError", "GatedRepoError"}:
+        return DataError(
+            f"could not load {what}: not found on the hub (unknown id or config, or a gated/private dataset): {detail}",
+            field="data.hub_id",
+            fix="check the id and data.hub_config on huggingface.co/datasets; for a gated dataset, accept its terms "
+            "and log in (hf auth login)",
+        )
+    return DataError(
+        f"could not load {what}: {detail}",
+        field="data.hub_split" if "split" in detail.lower() else "data.hub_id",
+        fix="check the id, config and split names on huggingface.co/datasets",
+    )
 
 
 def _column(cfg: DataConfig, table: Any, name: str, *, field: str, split: str) -> None:
@@ -162,10 +303,9 @@ def _labeled(cfg: DataConfig, tables: dict[str, Any]) -> LabeledItems:
             texts.append("" if modality == "image" else str(value).strip())
     if skipped:
         log.warning("%s: skipped %d rows with a missing item or label", source, skipped)
-    # Exclusion first (its check needs all labels), then the seeded sample, before any image is written.
-    drop = set(cfg.exclude_labels)
-    make_labeled(texts, labels, modality="text", source=source, exclude_labels=cfg.exclude_labels)  # checks only
-    kept = [i for i, label in enumerate(labels) if label not in drop]
+    # Exclusion and single-item labels first (their checks need all labels), then the seeded sample,
+    # before any image is written.
+    kept = usable_index(labels, source=source, exclude_labels=cfg.exclude_labels, singletons=cfg.singletons)
     chosen = [kept[i] for i in sample_index(len(kept), cfg.max_items, labels=[labels[i] for i in kept])]
     if modality == "image":
         items = _save_images(cfg, tables, item_column, [rows[i] for i in chosen])
@@ -178,6 +318,8 @@ def _labeled(cfg: DataConfig, tables: dict[str, Any]) -> LabeledItems:
         source=source,
         official_split=[rows[i][0] for i in chosen] if len(tables) > 1 else None,
         label_field="data.label_column",
+        singletons="index",  # usable_index applied data.singletons above; what remains is wanted
+        report=False,
     )
 
 

@@ -1,4 +1,4 @@
-"""The held-out evaluation set, the nested training order, and the per-epoch batches.
+"""The held-out evaluation set, and the sample of its queries (the training order: ``sweeps.data.order``).
 
 Evaluation split (``split_data``):
 
@@ -14,6 +14,10 @@ Evaluation split (``split_data``):
 - ``method: seeded, by: label``, labeled data: whole labels are held out (unseen classes, e.g. faces of people
   never trained on); ``round(n_labels * eval_fraction)`` labels, at least one each side.
 
+Labeled items whose label has no other item (kept by ``data.singletons: index``) are distractors: never in
+the training pool (nothing to pair them with), always in the eval index with the seeded methods (with
+``method: official``, only those of the official eval split), never queries (``sample_queries``).
+
 ``max_eval`` caps the eval set for very large sources: labeled data keeps a seeded share of each label
 (at least 2, so queries keep positives), dropping whole labels if the minimum pushes it over the cap;
 pairs keep whole documents in seeded order up to the cap.
@@ -26,7 +30,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
-from collections import Counter, defaultdict
+from collections import Counter
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass
 
@@ -34,6 +38,7 @@ import numpy as np
 
 from sweeps.config import SplitConfig
 from sweeps.data.items import LabeledItems, Pairs, RetrievalData
+from sweeps.data.order import group_positions
 from sweeps.errors import DataError
 
 
@@ -60,6 +65,8 @@ def split_data(data: RetrievalData, cfg: SplitConfig, *, max_eval: int | None = 
         train_idx, eval_idx = _by_label(data, cfg)
     else:
         train_idx, eval_idx = _stratified(data, cfg)
+    if isinstance(data, LabeledItems):
+        train_idx, eval_idx = _singletons_to_index(data, train_idx, eval_idx, official=cfg.method == "official")
     if max_eval is not None and len(eval_idx) > max_eval:
         eval_idx = _cap(data, eval_idx, max_eval, seed=cfg.seed)
     train, eval_set = data.subset(train_idx), data.subset(eval_idx)
@@ -102,14 +109,6 @@ def _official(data: RetrievalData, cfg: SplitConfig) -> tuple[np.ndarray, np.nda
     return np.flatnonzero(names == cfg.official_train), np.flatnonzero(names == cfg.official_eval)
 
 
-def _groups(keys: Sequence) -> dict:
-    """{key: [positions]} in first-appearance order."""
-    groups: dict = defaultdict(list)
-    for i, key in enumerate(keys):
-        groups[key].append(i)
-    return groups
-
-
 def _n_eval(n: int, fraction: float, *, low: int, high: int) -> int:
     return int(min(max(int(np.floor(n * fraction + 0.5)), low), high))
 
@@ -117,7 +116,7 @@ def _n_eval(n: int, fraction: float, *, low: int, high: int) -> int:
 def _stratified(data: LabeledItems, cfg: SplitConfig) -> tuple[np.ndarray, np.ndarray]:
     rng = np.random.default_rng(cfg.seed)
     train, eval_ = [], []
-    groups = _groups(data.labels)
+    groups = group_positions(data.labels)
     for label in sorted(groups):
         members = np.array(groups[label])[rng.permutation(len(groups[label]))]
         n = len(members)
@@ -160,11 +159,27 @@ def _by_document(data: Pairs, cfg: SplitConfig) -> tuple[np.ndarray, np.ndarray]
     return np.flatnonzero(~is_eval), np.flatnonzero(is_eval)
 
 
+def _singletons_to_index(
+    data: LabeledItems, train_idx: np.ndarray, eval_idx: np.ndarray, *, official: bool
+) -> tuple[np.ndarray, np.ndarray]:
+    """Single-item labels out of the training pool and, for the seeded methods, into the eval index."""
+    counts = Counter(data.labels)
+    single = np.array([counts[label] == 1 for label in data.labels], dtype=bool)
+    if not single.any():
+        return train_idx, eval_idx
+    train_idx = np.asarray(train_idx, dtype=np.int64)
+    moved = train_idx[single[train_idx]]
+    train_idx = train_idx[~single[train_idx]]
+    if not official:  # an official split fixes the eval set: its own single items are already there
+        eval_idx = np.union1d(np.asarray(eval_idx, dtype=np.int64), moved)
+    return train_idx, eval_idx
+
+
 def _cap(data: RetrievalData, eval_idx: np.ndarray, max_eval: int, *, seed: int) -> np.ndarray:
     """At most ``max_eval`` of ``eval_idx``, seeded; keeps queries answerable (see the module docstring)."""
     rng = np.random.default_rng([seed, 1])  # its own stream: capping must not shift the split itself
     keys = [data.labels[i] for i in eval_idx] if isinstance(data, LabeledItems) else [data.doc_of[i] for i in eval_idx]
-    groups = _groups(keys)
+    groups = group_positions(keys)
     keys = list(groups)
     order = [keys[i] for i in rng.permutation(len(keys))]
     keep: list[int] = []
@@ -223,51 +238,6 @@ def _portable(values: Sequence[str], modality: str) -> list[str]:
     return [os.path.relpath(v, root) for v in values]
 
 
-# ---------------------------------------------------------------------------------------------- training order
-
-
-def nested_order(pool: RetrievalData, *, seed: int, group_size: int) -> np.ndarray:
-    """One ordering of the whole pool whose first N items, for every N, are nested (100 ⊂ 200 ⊂ ...).
-
-    Labeled data: labels shuffled, items within each label shuffled, then rounds that take the next
-    ``group_size`` items of every label in label order (100 items with group_size 4 = 25 labels x 4).
-    Pairs: documents shuffled, then rounds that take one query of every document (queries shuffled within
-    a document), so the first items have distinct documents (no duplicate document in an in-batch-negatives batch).
-    """
-    rng = np.random.default_rng(seed)
-    if isinstance(pool, LabeledItems):
-        groups = _groups(pool.labels)
-        keys = sorted(groups)
-        step = group_size
-    else:
-        groups = _groups(pool.doc_of)
-        keys = sorted(groups)
-        step = 1
-    keys = [keys[i] for i in rng.permutation(len(keys))]
-    queues = [np.asarray(groups[k])[rng.permutation(len(groups[k]))] for k in keys]
-    order: list[np.ndarray] = []
-    start = 0
-    while queues:
-        order += [q[start : start + step] for q in queues]
-        start += step
-        queues = [q for q in queues if len(q) > start]
-    return np.concatenate(order).astype(np.int64) if order else np.array([], dtype=np.int64)
-
-
-def take(pool: RetrievalData, order: np.ndarray, n: int) -> RetrievalData:
-    """The first ``n`` items of ``order``; asking for more than the pool holds is an error, never a silent cap."""
-    if n < 0:
-        raise DataError(f"asked for {n} items", field="sweep.sizes", fix="sizes must be >= 0")
-    if n > len(pool):
-        raise DataError(
-            f"asked for {n} training items but the training pool holds {len(pool)}",
-            where=pool.source,
-            field="sweep.sizes",
-            fix=f"lower the size to at most {len(pool)}, lower split.eval_fraction, or use a larger dataset",
-        )
-    return pool.subset(order[:n])
-
-
 def sample_queries(eval_set: RetrievalData, *, max_queries: int | None, seed: int) -> np.ndarray:
     """Sorted positions of a seeded sample of ``max_queries`` queries (all when None or more than there are).
 
@@ -282,89 +252,3 @@ def sample_queries(eval_set: RetrievalData, *, max_queries: int | None, seed: in
     if max_queries is None or max_queries >= len(eligible):
         return eligible
     return np.sort(np.random.default_rng(seed).choice(eligible, size=max_queries, replace=False)).astype(np.int64)
-
-
-# ---------------------------------------------------------------------------------------------- batches
-
-
-def group_batches(
-    labels: Sequence[str] | None, n: int, *, batch_size: int, group_size: int, seed: int, epoch: int
-) -> list[np.ndarray]:
-    """The batch order of one epoch, as arrays of positions in ``range(n)``; deterministic in (seed, epoch).
-
-    Labeled data: each label's items are shuffled and cut into chunks of up to ``group_size`` (never a lone
-    last item: 5 items in groups of 4 are cut 3 + 2); the chunks are
-    shuffled and packed into batches of ``batch_size`` so every anchor has in-batch positives. A chunk that
-    does not fit is split only where both pieces keep >= 2 items; otherwise the batch closes a little short.
-    A batch of a single label joins its neighbour (the last batch can then hold up to ``group_size`` extra items).
-    Pairs (``labels`` None): a seeded permutation cut into batches. A last batch of fewer than 2 items is dropped.
-    """
-    if batch_size < 1:
-        raise ValueError(f"batch_size must be >= 1, got {batch_size}")
-    rng = np.random.default_rng([seed, epoch])
-    if labels is None:
-        perm = rng.permutation(n)
-        batches = [perm[i : i + batch_size] for i in range(0, n, batch_size)]
-        return [b.astype(np.int64) for b in batches if len(b) >= 2]
-    if len(labels) != n:
-        raise ValueError(f"got {len(labels)} labels for {n} items")
-    groups = _groups(labels)
-    chunks = []
-    for key in sorted(groups):
-        members = np.asarray(groups[key])[rng.permutation(len(groups[key]))]
-        bounds = np.cumsum([0, *_chunk_sizes(len(members), group_size)])
-        chunks += [members[lo:hi] for lo, hi in zip(bounds[:-1], bounds[1:], strict=True)]
-    chunks = [chunks[i] for i in rng.permutation(len(chunks))]
-    batches: list[np.ndarray] = []
-    current: list[int] = []
-    for chunk in chunks:
-        chunk = list(chunk)
-        while chunk:
-            room = batch_size - len(current)
-            if len(chunk) <= room:
-                current += chunk
-                chunk = []
-            else:
-                put = room if len(chunk) - room >= 2 else room - 1  # never leave a lone item of a label behind
-                if put < 2:
-                    # Otherwise the batch closes a little short; but batches of 1-2 items cannot keep pairs
-                    # apart (cut plainly), and a batch of one label so far needs a negative more than the
-                    # chunk needs to stay whole.
-                    put = room if not current or _one_label(labels, current) else 0
-                current += chunk[:put]
-                chunk = chunk[put:]
-                batches.append(np.asarray(current, dtype=np.int64))  # full, or closed a little short
-                current = []
-            if len(current) == batch_size:
-                batches.append(np.asarray(current, dtype=np.int64))
-                current = []
-    if current:
-        batches.append(np.asarray(current, dtype=np.int64))
-    # A batch of one label has positives but no negatives: its loss would only push the label's items apart.
-    # It joins its neighbour. This is the last batch when n % batch_size <= group_size; elsewhere only batches
-    # hardly bigger than a group (same-label chunks in a row) can be one label.
-    merged: list[np.ndarray] = []
-    for batch in batches:
-        if merged and (_one_label(labels, batch) or _one_label(labels, merged[-1])):
-            merged[-1] = np.concatenate([merged[-1], batch])
-        else:
-            merged.append(batch)
-    batches = merged
-    # A batch of one item (the last one, or a lone item of a label with one training item) has nothing to contrast.
-    return [b for b in batches if len(b) >= 2]
-
-
-def _one_label(labels: Sequence[str], batch: np.ndarray) -> bool:
-    return len({labels[i] for i in batch}) == 1
-
-
-def _chunk_sizes(n: int, group_size: int) -> list[int]:
-    """Sizes of ``n`` items cut into groups of ``group_size``, with no lone last item (5, 4 -> [3, 2])."""
-    sizes = [group_size] * (n // group_size) + ([n % group_size] if n % group_size else [])
-    if len(sizes) > 1 and sizes[-1] == 1:
-        if group_size >= 3:
-            sizes[-2], sizes[-1] = sizes[-2] - 1, 2
-        else:
-            sizes.pop()
-            sizes[-1] += 1
-    return sizes

