@@ -20,8 +20,8 @@ import json
 from dataclasses import dataclass
 from pathlib import Path
 
-from sweeps.config import load_sweep_config
-from sweeps.results import cells_for
+from sweeps.config import cells_for
+from sweeps.sweepfile import load_sweep_config
 
 SEED = Path(__file__).resolve().parents[1] / "sweeps" / "configs" / "seed"
 H200 = "benchmarks/results/h200-2026-11-30 (one NVIDIA H200, torch 2.11, bf16 autocast, eager, the project's loops)"

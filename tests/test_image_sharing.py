@@ -16,8 +16,9 @@ import numpy as np
 import pytest
 import torch
 
-from sweeps.config import TrialConfig, build, resolve_paths
+from sweeps.config import TrialConfig, build
 from sweeps.models._images import ImageFeatures
+from sweeps.sweepfile import resolve_paths
 
 ray = pytest.importorskip("ray")
 pytestmark = pytest.mark.skipif(not sys.platform.startswith("linux"), reason="reads /proc/self/maps")
