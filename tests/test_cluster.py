@@ -44,7 +44,8 @@ METRICS = ["mrr@20", "map@20", "recall@20"]
 # Started in its own process group. Each node gets a temp dir of its own: on one machine, nodes sharing one
 # would share their runtime_env folder, and a node's agent deletes the job's --working-dir copy from under the
 # driver when its own last user of it ends. The health check is faster than Ray's default (3 s x 5 misses) so
-# that the lost node is declared dead sooner; nothing else differs from `ray start`.
+# that the lost node is declared dead sooner. The worker's own log monitor (Cluster starts one per machine,
+# `ray start` one per node) sends its trials' lines to the job's log.
 LAUNCHER = """
 import json, os, signal, sys, time
 from ray.cluster_utils import Cluster
@@ -55,7 +56,7 @@ cluster = Cluster(initialize_head=True, head_node_args=dict(
     metrics_export_port=int(m_head), dashboard_agent_listen_port=int(a_head),
     _system_config={"health_check_period_ms": 1000, "health_check_failure_threshold": 3}))
 worker = cluster.add_node(num_cpus=1, num_gpus=1, temp_dir=worker_temp, metrics_export_port=int(m_worker),
-                          dashboard_agent_listen_port=int(a_worker))
+                          dashboard_agent_listen_port=int(a_worker), include_log_monitor=True)
 cluster.wait_for_nodes()
 info = {"gcs": cluster.address, "head_node_id": cluster.head_node.node_id, "worker_node_id": worker.node_id,
         "worker_raylet_pid": worker.all_processes["raylet"][0].process.pid}
