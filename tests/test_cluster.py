@@ -48,15 +48,28 @@ METRICS = ["mrr@20", "map@20", "recall@20"]
 # `ray start` one per node) sends its trials' lines to the job's log.
 LAUNCHER = """
 import json, os, signal, sys, time
+import psutil
 from ray.cluster_utils import Cluster
 
 info_path, worker_temp, dash, m_head, m_worker, a_head, a_worker = sys.argv[1:8]
-cluster = Cluster(initialize_head=True, head_node_args=dict(
-    num_cpus=1, num_gpus=1, include_dashboard=True, dashboard_host="127.0.0.1", dashboard_port=int(dash),
-    metrics_export_port=int(m_head), dashboard_agent_listen_port=int(a_head),
-    _system_config={"health_check_period_ms": 1000, "health_check_failure_threshold": 3}))
-worker = cluster.add_node(num_cpus=1, num_gpus=1, temp_dir=worker_temp, metrics_export_port=int(m_worker),
-                          dashboard_agent_listen_port=int(a_worker), include_log_monitor=True)
+for attempt in range(3):
+    # Ray gives a raylet 30 s to register (fixed in ray._private.node); a machine under load can miss that.
+    try:
+        cluster = Cluster(initialize_head=True, head_node_args=dict(
+            num_cpus=1, num_gpus=1, include_dashboard=True, dashboard_host="127.0.0.1", dashboard_port=int(dash),
+            metrics_export_port=int(m_head), dashboard_agent_listen_port=int(a_head),
+            _system_config={"health_check_period_ms": 1000, "health_check_failure_threshold": 3}))
+        worker = cluster.add_node(num_cpus=1, num_gpus=1, temp_dir=worker_temp, metrics_export_port=int(m_worker),
+                                  dashboard_agent_listen_port=int(a_worker), include_log_monitor=True)
+        break
+    except Exception as exc:
+        print(f"cluster start failed (attempt {attempt + 1}): {exc}", flush=True)
+        if attempt == 2:
+            raise
+        started = psutil.Process().children(recursive=True)
+        for child in started:
+            child.kill()
+        psutil.wait_procs(started, timeout=30)
 cluster.wait_for_nodes()
 info = {"gcs": cluster.address, "head_node_id": cluster.head_node.node_id, "worker_node_id": worker.node_id,
         "worker_raylet_pid": worker.all_processes["raylet"][0].process.pid}
@@ -142,7 +155,7 @@ class LocalCluster:
             )
         self.pgid = self.proc.pid
 
-    def wait_up(self, timeout: float = 240) -> dict:
+    def wait_up(self, timeout: float = 420) -> dict:
         deadline = time.time() + timeout
         while not self.info_path.exists():
             assert self.proc.poll() is None, self.log.read_text()[-3000:]
