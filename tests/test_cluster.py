@@ -48,7 +48,6 @@ METRICS = ["mrr@20", "map@20", "recall@20"]
 # `ray start` one per node) sends its trials' lines to the job's log.
 LAUNCHER = """
 import json, os, signal, sys, time
-import psutil
 from ray.cluster_utils import Cluster
 
 info_path, worker_temp, dash, m_head, m_worker, a_head, a_worker = sys.argv[1:8]
@@ -66,10 +65,13 @@ for attempt in range(3):
         print(f"cluster start failed (attempt {attempt + 1}): {exc}", flush=True)
         if attempt == 2:
             raise
-        started = psutil.Process().children(recursive=True)
-        for child in started:
-            child.kill()
-        psutil.wait_procs(started, timeout=30)
+        for pid in [int(p) for p in os.listdir("/proc") if p.isdigit() and int(p) != os.getpid()]:
+            try:
+                if os.getpgid(pid) == os.getpgid(0):  # what this attempt started (we lead the group)
+                    os.kill(pid, signal.SIGKILL)
+            except ProcessLookupError:
+                pass
+        time.sleep(2)
 cluster.wait_for_nodes()
 info = {"gcs": cluster.address, "head_node_id": cluster.head_node.node_id, "worker_node_id": worker.node_id,
         "worker_raylet_pid": worker.all_processes["raylet"][0].process.pid}
