@@ -172,19 +172,19 @@ class ProgressCallback(tune.Callback):
         failed = trial.last_result.get("status") == "failed"
         self.failed += failed
         self.done += not failed
-        self._report()
+        self._report(trial, "failed" if failed else "done")
 
     def on_trial_error(self, iteration, trials, trial, **info) -> None:
         self.failed += 1
-        self._report()
+        self._report(trial, "failed")
 
-    def _report(self) -> None:
+    def _report(self, trial: Trial, what: str) -> None:
         self._publish()
         finished = self.done + self.failed
         elapsed = time.perf_counter() - self.start
         eta = elapsed / finished * (self.total - finished) if finished else float("nan")
         best = " ".join(f"best {k} {v:.4f}" for k, v in sorted(self.best.items()))
         print(
-            f"[{self.name}] trials {finished}/{self.total} ({self.failed} failed) {best} elapsed {elapsed:.0f}s, ~{eta:.0f}s left",
+            f"[{self.name}] {trial} {what}: trials {finished}/{self.total} ({self.failed} failed) {best} elapsed {elapsed:.0f}s, ~{eta:.0f}s left",
             flush=True,
         )
