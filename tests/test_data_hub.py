@@ -220,8 +220,8 @@ def test_seed_ids_are_namespaced_for_the_real_hub_parser():
     """Every seed dataset id passes huggingface_hub's parser; every hub model id is 'namespace/name'."""
     from huggingface_hub.utils import validate_repo_id
 
-    from sweeps.config import load_sweep_config
     from sweeps.data.hub import check_hub_id
+    from sweeps.sweepfile import load_sweep_config
 
     files = sorted(SEED.glob("*.yaml"))
     assert len(files) == 14
@@ -239,8 +239,8 @@ def test_seed_ids_are_namespaced_for_the_real_hub_parser():
 
 
 def test_config_refuses_a_bare_dataset_id(tmp_path):
-    from sweeps.config import load_sweep_config
     from sweeps.errors import ConfigError
+    from sweeps.sweepfile import load_sweep_config
 
     text = (SEED / "clinc150-data.yaml").read_text().replace("clinc/clinc_oos", "clinc_oos")
     assert "hub_id: clinc_oos" in text
