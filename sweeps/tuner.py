@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import dataclasses
 import logging
+import os
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -50,6 +51,8 @@ def connect(address: str | None, *, logical_gpus: int | None = None, num_cpus: i
     if ray.is_initialized():  # e.g. tests, or a Ray job that already connected
         return ""
     kwargs = {"log_to_driver": True}
+    # Inside `ray job submit` without --address, the job's cluster (RAY_ADDRESS) is the one to join.
+    address = address or os.environ.get("RAY_ADDRESS") or None
     if address:
         try:
             ctx = ray.init(address=address, **kwargs)
@@ -61,7 +64,10 @@ def connect(address: str | None, *, logical_gpus: int | None = None, num_cpus: i
             ) from None
     else:
         # Ray turns on token auth for local clusters; we keep it, and keep the dashboard off the network.
+        # address="local": always a new embedded Ray. With no address ray.init() joins whatever `ray start`
+        # left running on this machine (it reads /tmp/ray/ray_current_cluster), then refuses num_cpus.
         ctx = ray.init(
+            address="local",
             num_gpus=logical_gpus, num_cpus=num_cpus, dashboard_host="127.0.0.1", include_dashboard=True, **kwargs
         )
     url = ctx.dashboard_url or ""

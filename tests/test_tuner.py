@@ -223,3 +223,32 @@ def test_a_failure_record_tells_the_latest_error_readably(ray_local, smoke, tmp_
     marker.unlink()
     out = run_sweep(cfg, resume=True, prepared=smoke[1], trainable=designed_cell)
     assert out.ran == 1 and out.failed == 0 and set(out.table["status"]) == {"ok"}
+
+
+@pytest.mark.parametrize(
+    ("flag", "env", "expected"),
+    [(None, None, "local"), (None, "127.0.0.1:6379", "127.0.0.1:6379"), ("auto", "127.0.0.1:6379", "auto")],
+)
+def test_connect_starts_its_own_ray_unless_a_cluster_is_named(monkeypatch, flag, env, expected):
+    # Without address="local", ray.init() joins a cluster that `ray start` left on this machine (and then
+    # refuses num_cpus); inside `ray job submit` RAY_ADDRESS names the job's cluster, which is the one to join.
+    from sweeps.tuner import connect
+
+    seen: dict = {}
+
+    class Context:
+        dashboard_url = "127.0.0.1:8265"
+
+    def init(**kwargs):
+        seen.update(kwargs)
+        return Context()
+
+    monkeypatch.setattr(ray, "is_initialized", lambda: False)
+    monkeypatch.setattr(ray, "init", init)
+    if env is None:
+        monkeypatch.delenv("RAY_ADDRESS", raising=False)
+    else:
+        monkeypatch.setenv("RAY_ADDRESS", env)
+    assert connect(flag, num_cpus=2, logical_gpus=0) == "http://127.0.0.1:8265"
+    assert seen["address"] == expected
+    assert ("num_cpus" in seen) == (expected == "local")  # only an embedded Ray takes resources
