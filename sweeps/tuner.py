@@ -68,7 +68,11 @@ def connect(address: str | None, *, logical_gpus: int | None = None, num_cpus: i
         # left running on this machine (it reads /tmp/ray/ray_current_cluster), then refuses num_cpus.
         ctx = ray.init(
             address="local",
-            num_gpus=logical_gpus, num_cpus=num_cpus, dashboard_host="127.0.0.1", include_dashboard=True, **kwargs
+            num_gpus=logical_gpus,
+            num_cpus=num_cpus,
+            dashboard_host="127.0.0.1",
+            include_dashboard=True,
+            **kwargs,
         )
     url = ctx.dashboard_url or ""
     return f"http://{url}" if url and not url.startswith("http") else url
