@@ -76,13 +76,51 @@ def run_report(args: argparse.Namespace) -> int:
     return 0
 
 
+def run_backtest(args: argparse.Namespace) -> int:
+    """``roi backtest``: fit the forecast on sizes <= --fit-up-to, print its error at every larger measured size."""
+    from roi.curves import relative_improvement, roi_curve
+    from roi.forecast import backtest
+    from roi.load import load_results, resolve_metrics
+    from roi.tables import to_markdown
+
+    try:
+        df = load_results(args.run_dir)
+        metrics, _ = resolve_metrics(df, args.metric)
+        table = backtest(roi_curve(relative_improvement(df, metrics=metrics)), fit_up_to=args.fit_up_to)
+    except RoiInputError as exc:
+        print(f"error: {exc.message}", file=sys.stderr)
+        return EXIT_INPUT_ERROR
+    if table.empty:
+        print(f"error: {args.run_dir}: no measured size above {args.fit_up_to:g} to predict", file=sys.stderr)
+        return EXIT_INPUT_ERROR
+    cols = [
+        "dataset",
+        "metric",
+        "fit_sizes",
+        "size",
+        "family",
+        "measured",
+        "predicted",
+        "error",
+        "metric_error",
+        "note",
+    ]
+    print(to_markdown(table[cols], float_digits=4), end="")
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
-    """The standalone parser: ``python -m roi report ...``."""
+    """The standalone parser: ``python -m roi report ...``, ``python -m roi backtest ...``."""
     parser = argparse.ArgumentParser(prog="roi", description="ROI of fine-tuning from a results table (docs/roi.md)")
     sub = parser.add_subparsers(dest="command", required=True)
     report = sub.add_parser("report", help="ROI curves, drop points, tables and charts from a results table")
     add_report_arguments(report)
     report.set_defaults(func=run_report)
+    bt = sub.add_parser("backtest", help="the forecast's error: fit on small sizes, predict the larger measured ones")
+    bt.add_argument("run_dir", type=str, metavar="RUN_DIR", help="run folder or table file")
+    bt.add_argument("--fit-up-to", type=float, default=1000, help="fit on sizes <= this (default 1000)")
+    bt.add_argument("--metric", action="extend", nargs="+", default=None, help="metric columns or names")
+    bt.set_defaults(func=run_backtest)
     return parser
 
 
