@@ -36,11 +36,15 @@ def add_report_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--n-boot", type=int, default=1000, help="bootstrap resamples over seeds (default 1000)")
     parser.add_argument("--boot-seed", type=int, default=0, help="seed of the bootstrap (default 0)")
     parser.add_argument("--no-png", action="store_true", help="skip PNG export even when a Chromium is there")
+    parser.add_argument("--label-cost", type=float, default=None, help="price of one labeled item (e.g. 0.08)")
+    parser.add_argument("--gpu-hour", type=float, default=None, help="price of one GPU-hour (e.g. 2.50)")
+    parser.add_argument("--currency", default="", help="currency shown beside prices (e.g. EUR)")
 
 
 def run_report(args: argparse.Namespace) -> int:
     """Run ``roi report`` from parsed arguments; 0 on success, 2 (message on stderr) when the input is unusable."""
     from roi.load import load_results
+    from roi.price import Prices
     from roi.report import default_out_dir, write_report
     from roi.tables import format_terminal, summary_table
 
@@ -49,6 +53,7 @@ def run_report(args: argparse.Namespace) -> int:
             raise RoiInputError(f"--n-boot must be >= 1; got {args.n_boot}")
         if args.boot_seed < 0:
             raise RoiInputError(f"--boot-seed must be >= 0; got {args.boot_seed}")
+        prices = Prices(label_cost=args.label_cost, gpu_hour=args.gpu_hour, currency=args.currency)
         df = load_results(args.run_dir)
         out = args.out if args.out is not None else default_out_dir(args.run_dir)
         paths = write_report(
@@ -59,6 +64,7 @@ def run_report(args: argparse.Namespace) -> int:
             n_boot=args.n_boot,
             boot_seed=args.boot_seed,
             png=not args.no_png,
+            prices=prices,
         )
     except RoiInputError as exc:
         print(f"error: {exc.message}", file=sys.stderr)
@@ -67,6 +73,9 @@ def run_report(args: argparse.Namespace) -> int:
     print(f"read {analysis.source}: metrics {', '.join(analysis.metrics)}; drop {analysis.drop:g}")
     for note in analysis.notes:
         print(f"note: {note}")
+    print()
+    for answer in analysis.answers:  # the answer first, in words
+        print(f"- {answer['text']}")
     print()
     print(format_terminal(summary_table(analysis.summary)))
     print()

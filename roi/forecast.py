@@ -278,3 +278,45 @@ def backtest(points: pd.DataFrame, *, fit_up_to: float = 1000) -> pd.DataFrame:
                 row |= {"predicted": math.nan, "error": math.nan, "metric_error": math.nan}
             rows.append(row)
     return pd.DataFrame(rows)
+
+
+FORECAST_COLUMNS: tuple[str, ...] = (
+    "forecast_status",
+    "forecast_note",
+    "forecast_family",
+    "forecast_drop_cost",
+    "forecast_drop_low",
+    "forecast_drop_high",
+    "forecast_drop_status",
+)
+
+
+def forecast_summary(summary: pd.DataFrame, forecasts: dict[tuple, Forecast]) -> pd.DataFrame:
+    """The summary with the forecast's columns (``FORECAST_COLUMNS``; empty/NaN for curves without one)."""
+    out = summary.copy()
+    values = {c: [] for c in FORECAST_COLUMNS}
+    for _, row in out.iterrows():
+        fc = forecasts.get(tuple(row[k] for k in GROUP_KEY)) if row["cost_axis"] == "size" else None
+        got = (
+            (fc.status, fc.note, fc.family, fc.drop_cost, fc.drop_low, fc.drop_high, fc.drop_status)
+            if fc is not None
+            else ("", "", "", math.nan, math.nan, math.nan, "")
+        )
+        for c, v in zip(FORECAST_COLUMNS, got, strict=True):
+            values[c].append(v)
+    for c, v in values.items():
+        out[c] = v
+    return out
+
+
+def forecast_curves_table(forecasts: dict[tuple, Forecast]) -> pd.DataFrame:
+    """Every forecast curve in one table: ``GROUP_KEY``, family, grid (items), improvement and ROI with bands."""
+    frames = [
+        fc.curve.assign(**dict(zip(GROUP_KEY, key, strict=True)), family=fc.family)
+        for key, fc in forecasts.items()
+        if fc.status == "ok"
+    ]
+    if not frames:
+        return pd.DataFrame(columns=[*GROUP_KEY, "family", "grid", "improvement", "roi"])
+    out = pd.concat(frames, ignore_index=True)
+    return out[[*GROUP_KEY, "family", *[c for c in out.columns if c not in (*GROUP_KEY, "family")]]]
