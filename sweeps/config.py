@@ -186,7 +186,15 @@ class SweepSpec:
     """Which experiment a sweep runs: the data-size axis or the epoch axis."""
 
     experiment: Experiment
-    sizes: tuple[int, ...] = ()  # data_size: labeled items per trial (0 = baseline, always added)
+    # data_size: labeled items per trial (0 = baseline, always added), or "auto": the adaptive grid
+    # (sweeps/search.py) doubles from min_size until the drop point is found, then narrows its bracket.
+    sizes: tuple[int, ...] | Literal["auto"] = ()
+    min_size: int | None = None  # auto: the first size (default: 4 items per label; 100 pairs)
+    max_size: int | None = None  # auto: the largest size (default: the training pool)
+    max_trials: int = 40  # auto: at most this many trials (sizes x seeds, baseline not counted)
+    max_gpu_hours: float | None = None  # auto: no new size once the records hold this many GPU-hours
+    bracket_ratio: float = 1.25  # auto: done when the drop point's bracket (upper / lower size) is this tight
+    drop: float = 0.7  # auto: the drop the search looks for (ROI fallen to 30% of its peak), as in roi report
     epochs: int = 1  # data_size: epochs per trial
     size: int = 1000  # epochs: the fixed number of labeled items
     max_epochs: int = 10  # epochs: evaluate after each epoch up to this many
@@ -197,9 +205,20 @@ class SweepSpec:
     seeds: tuple[int, ...] = (0,)
 
     def __post_init__(self) -> None:
-        if self.experiment == "data_size" and not self.sizes:
-            raise ValueError("sweep.sizes must list at least one size for a data_size sweep")
-        if any(s < 0 for s in self.sizes):
+        if self.sizes == "auto":
+            if self.experiment != "data_size":
+                raise ValueError("sweep.sizes: auto is for the data_size experiment")
+            if (self.min_size is not None and self.min_size < 1) or (
+                self.max_size is not None and self.max_size < (self.min_size or 1)
+            ):
+                raise ValueError("sweep.min_size must be >= 1 and sweep.max_size >= sweep.min_size")
+            if self.max_trials < 1 or not self.bracket_ratio > 1.0 or not 0.0 < self.drop <= 1.0:
+                raise ValueError("sweep.max_trials must be >= 1, sweep.bracket_ratio > 1, sweep.drop in (0, 1]")
+            if self.max_gpu_hours is not None and not self.max_gpu_hours > 0:
+                raise ValueError("sweep.max_gpu_hours must be > 0 (or left out)")
+        elif self.experiment == "data_size" and not self.sizes:
+            raise ValueError("sweep.sizes must list at least one size for a data_size sweep (or say auto)")
+        if self.sizes != "auto" and any(s < 0 for s in self.sizes):
             raise ValueError(f"sweep.sizes must be >= 0, got {list(self.sizes)}")
         if len(set(self.sizes)) != len(self.sizes):
             raise ValueError(f"sweep.sizes has duplicates: {list(self.sizes)}")

@@ -63,7 +63,9 @@ class Cell:
 def cells_for(spec: SweepSpec) -> list[Cell]:
     """The grid of a sweep, baseline first. The baseline is evaluated once: it does not depend on the seed."""
     cells = [Cell(size=0, epochs=0, seed=spec.seeds[0])]
-    if spec.experiment == "data_size":
+    if spec.experiment == "data_size" and spec.sizes == "auto":
+        pass  # the adaptive grid's sizes come from its searcher (sweeps/search.py) as results arrive
+    elif spec.experiment == "data_size":
         cells += [
             Cell(size=s, epochs=spec.epochs, seed=seed) for seed in spec.seeds for s in sorted(spec.sizes) if s > 0
         ]

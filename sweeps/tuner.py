@@ -145,6 +145,26 @@ def run_sweep(
     for path in scan.corrupt:
         print(f"[{cfg.name}] warning: unreadable result record {path}: its cell will run again", flush=True)
         folder.delete(corrupt_relpath(path))
+    if cfg.sweep.sizes == "auto":  # the adaptive grid: a Tune Searcher proposes the cells (sweeps/search.py)
+        from sweeps.search import run_adaptive
+
+        def fit(alg) -> None:
+            _fit(
+                cfg,
+                [],
+                folder=folder,
+                prepared=prepared,
+                gpus=gpus,
+                trainable=trainable,
+                verbose=verbose,
+                search_alg=alg,
+            )
+
+        searcher, records = run_adaptive(cfg, folder=folder, prepared=prepared, records=scan.records, fit=fit)
+        folder.delete(DRIVER_STATE)
+        failed = sum(1 for r in records if r["status"] != "ok")
+        table = records_to_table(records, k=cfg.trial.eval.k)
+        return SweepOutcome(folder.location(), table, ran=len(searcher.proposed), skipped=0, failed=failed)
     done = {r["trial_id"] for r in scan.records if r["status"] == "ok"}
     pending = [c for c in cells if trial_id(cfg.trial, c, data_id=prepared.data_id) not in done]
     print(
@@ -181,6 +201,7 @@ def _fit(
     gpus: float,
     trainable: Callable,
     verbose: int,
+    search_alg=None,
 ) -> None:
     # A fresh Tune experiment per call, over the cells without a finished record (see the module docstring).
     experiment = f"tune-{config_hash([to_dict(c) for c in pending], length=8)}-{time.strftime('%Y%m%d-%H%M%S')}"
@@ -218,8 +239,10 @@ def _fit(
     scheduler = TrialTimeout(cfg.trial_timeout_s, on_timeout=record_failure) if cfg.trial_timeout_s else None
     tuner = tune.Tuner(
         trainable,
-        param_space={"cell": tune.grid_search([dataclasses.asdict(c) for c in pending])},
+        param_space={} if search_alg else {"cell": tune.grid_search([dataclasses.asdict(c) for c in pending])},
         tune_config=tune.TuneConfig(
+            search_alg=search_alg,  # the adaptive grid's searcher proposes cells until it says FINISHED
+            num_samples=-1 if search_alg else 1,
             max_concurrent_trials=cfg.resources.max_concurrent or None,
             reuse_actors=True,  # one actor (imports, CUDA context) serves many cells
             scheduler=scheduler,
@@ -230,7 +253,10 @@ def _fit(
             name=experiment,
             storage_path=folder.tune_storage_path,
             failure_config=tune.FailureConfig(max_failures=cfg.max_failures),
-            callbacks=[RecordCallback(folder, written), ProgressCallback(cfg.name, total=len(pending))],
+            callbacks=[
+                RecordCallback(folder, written),
+                ProgressCallback(cfg.name, total=len(pending) or cfg.sweep.max_trials + 1),
+            ],
             verbose=verbose,
         ),
     )
