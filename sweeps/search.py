@@ -166,7 +166,6 @@ class AdaptiveSizeSearcher(Searcher):
             table = None
         else:
             table = validate_table(records_to_table(ok, k=self.k), source="the sweep's records")
-            table = table[(table["size"] == 0) | (table["epochs"] == self.epochs)]
         if table is None or table.empty:
             from roi.grid import plan_sizes
 
