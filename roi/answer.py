@@ -35,6 +35,7 @@ def recommendations(
     """
     forecasts = forecasts or {}
     price_spec = price_spec or Prices()
+    several = [k for k in ("dataset", "model", "eval_set") if summary[k].nunique() > 1] if not summary.empty else []
     out = []
     for _, row in summary.iterrows():
         if PRIMARY.get(row["experiment"]) != row["cost_axis"]:
@@ -47,6 +48,8 @@ def recommendations(
                 mask &= prices[k] == v
             curve_prices = prices[mask]
         kind, text = _sentence(row, forecasts.get(key), curve_prices, price_spec)
+        if several:  # which dataset, where the report holds more than one (model and eval set likewise)
+            text = f"{' · '.join(str(row[k]) for k in several)}: {text}"
         out.append(
             {
                 "dataset": row["dataset"],

@@ -321,8 +321,9 @@ def _html_page(analysis: Analysis, figures: dict, *, tables: dict[str, Path], pn
         else ""
     )
     shows = {
-        "improvement": "relative improvement (mean across seeds; band: seed min–max)",
-        "roi": "average ROI = relative improvement / cost (mean across seeds; x: drop point with its 95% bootstrap interval)",
+        "improvement": "relative improvement (mean across seeds; band: seed min–max; dashed past the grid: FORECAST with its 95% band)",
+        "roi": "average ROI = relative improvement / cost (mean across seeds; x: drop point with its 95% bootstrap interval; "
+        f"dotted: {1 - analysis.drop:.0%} of the peak, where the drop point is; dashed past the grid: FORECAST, open x: forecast drop point)",
         "marginal_roi": "marginal ROI = delta improvement / delta cost between neighbouring grid points (dashed; below 0: more hurts)",
     }
     figs_html = []

@@ -69,7 +69,7 @@ def format_drop(row: pd.Series) -> str:
 def format_forecast(row: pd.Series) -> str:
     """The forecast drop point past the grid with its interval, why there is none, or empty when not needed."""
     status = row.get("forecast_status", "")
-    if not status or row["drop_reached"]:
+    if not status or row["drop_reached"] or row["drop_status"] == "no positive ROI":
         return ""
     if status != "ok":
         return "refused (see notes)"

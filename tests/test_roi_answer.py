@@ -85,6 +85,10 @@ def test_roi_chart_marks_the_drop_point_the_30_percent_line_and_the_forecast():
     a = _analysis(
         _found_rows() + baseline_rows("never") + data_size_rows("never", NEVER),
     )
+    assert [x["text"].split(": ", 1)[0] for x in a.answers] == [
+        "found",
+        "never",
+    ]  # two datasets: each answer names its own
     figs = plots.build_figures(a.curves, a.summary, forecasts=a.forecasts)
     roi = figs["data_size.size.roi"]
     roles = {(t.meta["role"], t.meta["curve"]["dataset"]) for t in roi.data}
