@@ -35,7 +35,9 @@ def recommendations(
     """
     forecasts = forecasts or {}
     price_spec = price_spec or Prices()
-    several = [k for k in ("dataset", "model", "eval_set") if summary[k].nunique() > 1] if not summary.empty else []
+    several = [k for k in ("dataset", "model") if summary[k].nunique() > 1] if not summary.empty else []
+    if not summary.empty and summary.groupby("dataset")["eval_set"].nunique().max() > 1:
+        several.append("eval_set")  # two query samples of one dataset
     out = []
     for _, row in summary.iterrows():
         if PRIMARY.get(row["experiment"]) != row["cost_axis"]:
