@@ -23,7 +23,6 @@ from pathlib import Path
 
 import pandas as pd
 import pytest
-from scipy.optimize import brentq
 
 ray = pytest.importorskip("ray")
 
@@ -42,6 +41,19 @@ from roi.report import analyse  # noqa: E402
 from sweeps.results import Cell, make_record, read_records  # noqa: E402
 from sweeps.search import PLAN_FILE, Adaptive, AdaptiveSizeSearcher  # noqa: E402
 from sweeps.tuner import connect, run_sweep  # noqa: E402
+
+
+def brentq(f, lo: float, hi: float) -> float:
+    """The root of a continuous f with a sign change on [lo, hi], by bisection (no scipy in the test deps)."""
+    f_lo = f(lo)
+    for _ in range(200):
+        mid = (lo + hi) / 2.0
+        if (f(mid) > 0) == (f_lo > 0):
+            lo, f_lo = mid, f(mid)
+        else:
+            hi = mid
+    return (lo + hi) / 2.0
+
 
 pytestmark = pytest.mark.ray
 TESTS = Path(__file__).resolve().parent
