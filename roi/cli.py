@@ -36,7 +36,12 @@ def add_report_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--n-boot", type=int, default=1000, help="bootstrap resamples over seeds (default 1000)")
     parser.add_argument("--boot-seed", type=int, default=0, help="seed of the bootstrap (default 0)")
     parser.add_argument("--no-png", action="store_true", help="skip PNG export even when a Chromium is there")
-    parser.add_argument("--label-cost", type=float, default=None, help="price of one labeled item (e.g. 0.08)")
+    parser.add_argument(
+        "--label-cost",
+        type=float,
+        default=None,
+        help="price of one labeled item (e.g. 0.08; default: the sweep file's cost: section)",
+    )
     parser.add_argument("--gpu-hour", type=float, default=None, help="price of one GPU-hour (e.g. 2.50)")
     parser.add_argument("--currency", default="", help="currency shown beside prices (e.g. EUR)")
 
@@ -44,7 +49,7 @@ def add_report_arguments(parser: argparse.ArgumentParser) -> None:
 def run_report(args: argparse.Namespace) -> int:
     """Run ``roi report`` from parsed arguments; 0 on success, 2 (message on stderr) when the input is unusable."""
     from roi.load import load_results
-    from roi.price import Prices
+    from roi.price import prices_for
     from roi.report import default_out_dir, write_report
     from roi.tables import format_terminal, summary_table
 
@@ -53,7 +58,7 @@ def run_report(args: argparse.Namespace) -> int:
             raise RoiInputError(f"--n-boot must be >= 1; got {args.n_boot}")
         if args.boot_seed < 0:
             raise RoiInputError(f"--boot-seed must be >= 0; got {args.boot_seed}")
-        prices = Prices(label_cost=args.label_cost, gpu_hour=args.gpu_hour, currency=args.currency)
+        prices = prices_for(args.run_dir, label_cost=args.label_cost, gpu_hour=args.gpu_hour, currency=args.currency)
         df = load_results(args.run_dir)
         out = args.out if args.out is not None else default_out_dir(args.run_dir)
         paths = write_report(

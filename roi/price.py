@@ -51,6 +51,40 @@ class Prices:
         return f"{value:,.2f}{unit}"
 
 
+def prices_for(run_dir: str, *, label_cost: float | None, gpu_hour: float | None, currency: str) -> Prices:
+    """Prices from the flags, each missing one from the run folder's ``config.yaml`` ``cost:`` section (the sweep
+    file's), when ``run_dir`` is a local run folder that has one.
+
+    Raises:
+        RoiInputError: a ``cost:`` section that is not a mapping of numbers.
+    """
+    from pathlib import Path
+
+    saved: dict = {}
+    path = Path(run_dir) / "config.yaml"
+    if "://" not in str(run_dir) and path.is_file():
+        import yaml
+
+        try:
+            saved = (yaml.safe_load(path.read_text(encoding="utf-8")) or {}).get("cost") or {}
+        except (OSError, UnicodeDecodeError, yaml.YAMLError, AttributeError) as exc:
+            raise RoiInputError(f"{path}: cannot read its cost: section ({type(exc).__name__})") from exc
+        if not isinstance(saved, dict):
+            raise RoiInputError(f"{path}: cost: must hold label_cost, gpu_hour and currency")
+
+    def number(flag_value: float | None, key: str) -> float | None:
+        value = flag_value if flag_value is not None else saved.get(key)
+        if value is None or isinstance(value, (int, float)) and not isinstance(value, bool):
+            return None if value is None else float(value)
+        raise RoiInputError(f"{path}: cost.{key} must be a number; got {value!r}")
+
+    return Prices(
+        label_cost=number(label_cost, "label_cost"),
+        gpu_hour=number(gpu_hour, "gpu_hour"),
+        currency=currency or str(saved.get("currency") or ""),
+    )
+
+
 def price_table(points: pd.DataFrame, prices: Prices | None = None) -> pd.DataFrame:
     """Cost per grid point and per step, for every curve on its experiment's own axis.
 

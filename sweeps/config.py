@@ -250,6 +250,19 @@ class ResourceConfig:
 
 
 @dataclass(frozen=True)
+class CostConfig:
+    """Prices for ``roi report`` (saved in the run folder's config.yaml; its --label-cost/--gpu-hour override)."""
+
+    label_cost: float | None = None  # per labeled item
+    gpu_hour: float | None = None  # per GPU-hour
+    currency: str = ""
+
+    def __post_init__(self) -> None:
+        if (self.label_cost is not None and self.label_cost < 0) or (self.gpu_hour is not None and self.gpu_hour < 0):
+            raise ValueError("cost.label_cost and cost.gpu_hour must be >= 0")
+
+
+@dataclass(frozen=True)
 class SweepConfig:
     """A whole sweep file: the trial settings plus the grid, resources and storage."""
 
@@ -262,6 +275,7 @@ class SweepConfig:
     storage: str = "runs"
     max_failures: int = 2  # retries of a trial after a crash (Ray FailureConfig)
     trial_timeout_s: float | None = None  # stop a trial that reports nothing for this long
+    cost: CostConfig = field(default_factory=CostConfig)  # prices for the report (roi/price.py)
 
     def __post_init__(self) -> None:
         from sweeps.storage import check_storage
@@ -269,7 +283,7 @@ class SweepConfig:
         check_storage(self.storage)  # the scheme only: opening an S3 filesystem already contacts the network
 
 
-_SWEEP_KEYS = ("name", "sweep", "resources", "storage", "max_failures", "trial_timeout_s")
+_SWEEP_KEYS = ("name", "sweep", "resources", "storage", "max_failures", "trial_timeout_s", "cost")
 
 
 def load_sweep_config(path: str | Path) -> SweepConfig:

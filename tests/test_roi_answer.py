@@ -105,3 +105,24 @@ def test_bad_prices_are_refused():
         Prices(label_cost=-1.0)
     with pytest.raises(RoiInputError, match="--gpu-hour"):
         Prices(gpu_hour=math.inf)
+
+
+def test_prices_come_from_the_flags_or_the_sweep_files_cost_section(tmp_path, capsys):
+    from roi.cli import main
+    from roi.price import prices_for
+    from roi_fixtures import write_run
+
+    run = write_run(tmp_path / "run", table(_found_rows()), fmt="csv")
+    (run / "config.yaml").write_text("name: run\ncost:\n  label_cost: 0.1\n  gpu_hour: 3\n  currency: USD\n")
+    assert prices_for(str(run), label_cost=None, gpu_hour=None, currency="") == Prices(0.1, 3.0, "USD")
+    assert prices_for(str(run), label_cost=0.08, gpu_hour=None, currency="EUR") == Prices(0.08, 3.0, "EUR")
+    assert main(["report", str(run), "--no-png", "--n-boot", "50"]) == 0
+    out = capsys.readouterr().out
+    assert out.index("- mrr@20 gains") < out.index("task ")  # the answer before the summary table
+    assert "(10.00 USD vs 0.50 USD at the peak ROI)" in out
+    readme = (run / "report" / "README.md").read_text()
+    assert readme.index("## The answer") < readme.index("## Summary") < readme.index("## Definitions")
+    (run / "config.yaml").write_text("cost:\n  label_cost: cheap\n")
+    assert main(["report", str(run), "--no-png"]) == 2
+    assert "cost.label_cost must be a number" in capsys.readouterr().err
+    assert main(["report", str(run), "--no-png", "--label-cost", "-1"]) == 2

@@ -277,9 +277,13 @@ def test_auto_sizes_in_a_sweep_file_are_validated(tmp_path):
 
     text = (ROOT / "sweeps" / "configs" / "smoke.yaml").read_text()
     good = tmp_path / "auto.yaml"
-    good.write_text(text.replace("sizes: [32, 64]", "sizes: auto\n  min_size: 16\n  max_trials: 8"))
+    good.write_text(
+        text.replace("sizes: [32, 64]", "sizes: auto\n  min_size: 16\n  max_trials: 8")
+        + "cost:\n  label_cost: 0.08\n  gpu_hour: 2.5\n  currency: EUR\n"
+    )
     cfg = load_sweep_config(good)
     assert cfg.sweep.sizes == "auto" and cfg.sweep.min_size == 16 and cfg.sweep.max_trials == 8
+    assert (cfg.cost.label_cost, cfg.cost.gpu_hour, cfg.cost.currency) == (0.08, 2.5, "EUR")
     bad = tmp_path / "bad.yaml"
     bad.write_text(text.replace("sizes: [32, 64]", "sizes: auto\n  min_size: 0"))
     with pytest.raises(ConfigError, match="min_size"):
