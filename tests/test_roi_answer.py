@@ -108,9 +108,10 @@ def test_bad_prices_are_refused():
 
 
 def test_prices_come_from_the_flags_or_the_sweep_files_cost_section(tmp_path, capsys):
+    from roi_fixtures import write_run
+
     from roi.cli import main
     from roi.price import prices_for
-    from roi_fixtures import write_run
 
     run = write_run(tmp_path / "run", table(_found_rows()), fmt="csv")
     (run / "config.yaml").write_text("name: run\ncost:\n  label_cost: 0.1\n  gpu_hour: 3\n  currency: USD\n")
