@@ -188,6 +188,10 @@ def test_adaptive_sweep_in_tune_finds_and_brackets_the_designed_drop_point(embed
     assert all(n == 1 for n in executions(tmp_path).values())  # every cell once
     plan = json.loads((Path(out.run_dir) / PLAN_FILE).read_text())
     assert plan["found"] and plan["bracket"] == [673, 800] and plan["trials"] == 12
+    from sweeps.status import run_status
+
+    status = run_status(out.run_dir)  # `roi status` counts the cells the searcher proposed
+    assert (len(status.done), status.total, status.left) == (13, 13, [])
     # The report agrees: its measured drop point lies in the searcher's bracket.
     summary = analyse(load_results(out.run_dir), metrics=["mrr@20"], n_boot=100).summary
     row = summary[summary["cost_axis"] == "size"].iloc[0]
