@@ -36,11 +36,20 @@ def add_report_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--n-boot", type=int, default=1000, help="bootstrap resamples over seeds (default 1000)")
     parser.add_argument("--boot-seed", type=int, default=0, help="seed of the bootstrap (default 0)")
     parser.add_argument("--no-png", action="store_true", help="skip PNG export even when a Chromium is there")
+    parser.add_argument(
+        "--label-cost",
+        type=float,
+        default=None,
+        help="price of one labeled item (e.g. 0.08; default: the sweep file's cost: section)",
+    )
+    parser.add_argument("--gpu-hour", type=float, default=None, help="price of one GPU-hour (e.g. 2.50)")
+    parser.add_argument("--currency", default="", help="currency shown beside prices (e.g. EUR)")
 
 
 def run_report(args: argparse.Namespace) -> int:
     """Run ``roi report`` from parsed arguments; 0 on success, 2 (message on stderr) when the input is unusable."""
     from roi.load import load_results
+    from roi.price import prices_for
     from roi.report import default_out_dir, write_report
     from roi.tables import format_terminal, summary_table
 
@@ -49,6 +58,7 @@ def run_report(args: argparse.Namespace) -> int:
             raise RoiInputError(f"--n-boot must be >= 1; got {args.n_boot}")
         if args.boot_seed < 0:
             raise RoiInputError(f"--boot-seed must be >= 0; got {args.boot_seed}")
+        prices = prices_for(args.run_dir, label_cost=args.label_cost, gpu_hour=args.gpu_hour, currency=args.currency)
         df = load_results(args.run_dir)
         out = args.out if args.out is not None else default_out_dir(args.run_dir)
         paths = write_report(
@@ -59,6 +69,7 @@ def run_report(args: argparse.Namespace) -> int:
             n_boot=args.n_boot,
             boot_seed=args.boot_seed,
             png=not args.no_png,
+            prices=prices,
         )
     except RoiInputError as exc:
         print(f"error: {exc.message}", file=sys.stderr)
@@ -68,6 +79,9 @@ def run_report(args: argparse.Namespace) -> int:
     for note in analysis.notes:
         print(f"note: {note}")
     print()
+    for answer in analysis.answers:  # the answer first, in words
+        print(f"- {answer['text']}")
+    print()
     print(format_terminal(summary_table(analysis.summary)))
     print()
     print(f"note: {paths.png_note}")
@@ -76,13 +90,51 @@ def run_report(args: argparse.Namespace) -> int:
     return 0
 
 
+def run_backtest(args: argparse.Namespace) -> int:
+    """``roi backtest``: fit the forecast on sizes <= --fit-up-to, print its error at every larger measured size."""
+    from roi.curves import relative_improvement, roi_curve
+    from roi.forecast import backtest
+    from roi.load import load_results, resolve_metrics
+    from roi.tables import to_markdown
+
+    try:
+        df = load_results(args.run_dir)
+        metrics, _ = resolve_metrics(df, args.metric)
+        table = backtest(roi_curve(relative_improvement(df, metrics=metrics)), fit_up_to=args.fit_up_to)
+    except RoiInputError as exc:
+        print(f"error: {exc.message}", file=sys.stderr)
+        return EXIT_INPUT_ERROR
+    if table.empty:
+        print(f"error: {args.run_dir}: no measured size above {args.fit_up_to:g} to predict", file=sys.stderr)
+        return EXIT_INPUT_ERROR
+    cols = [
+        "dataset",
+        "metric",
+        "fit_sizes",
+        "size",
+        "family",
+        "measured",
+        "predicted",
+        "error",
+        "metric_error",
+        "note",
+    ]
+    print(to_markdown(table[cols], float_digits=4), end="")
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
-    """The standalone parser: ``python -m roi report ...``."""
+    """The standalone parser: ``python -m roi report ...``, ``python -m roi backtest ...``."""
     parser = argparse.ArgumentParser(prog="roi", description="ROI of fine-tuning from a results table (docs/roi.md)")
     sub = parser.add_subparsers(dest="command", required=True)
     report = sub.add_parser("report", help="ROI curves, drop points, tables and charts from a results table")
     add_report_arguments(report)
     report.set_defaults(func=run_report)
+    bt = sub.add_parser("backtest", help="the forecast's error: fit on small sizes, predict the larger measured ones")
+    bt.add_argument("run_dir", type=str, metavar="RUN_DIR", help="run folder or table file")
+    bt.add_argument("--fit-up-to", type=float, default=1000, help="fit on sizes <= this (default 1000)")
+    bt.add_argument("--metric", action="extend", nargs="+", default=None, help="metric columns or names")
+    bt.set_defaults(func=run_backtest)
     return parser
 
 

@@ -53,6 +53,20 @@ def definitions(*, drop: float = 0.7) -> list[tuple[str, str]]:
             f"{keep * 5:g}x the gain at 100. The report gives the first grid point beside every drop point.",
         ),
         (
+            "Forecast drop point",
+            "where the drop point would be past the measured grid, from a learning curve fitted per seed to the "
+            "relative improvement (c - a N^-b, or c - a exp(-N/s), chosen by how well each predicts the largest "
+            "measured size from the others), mean over seeds with a 95% bootstrap band; refused (with the reason) "
+            "from fewer than three sizes or a poor fit. A forecast, not a measurement: measure there to confirm.",
+        ),
+        (
+            "Cost and the next +1%",
+            "cost of a grid point = labels (N x label cost) + the GPU time of its training run (GPU-seconds from the "
+            "records x GPU-hour price), mean over seeds; without prices, items and GPU-seconds. The cost of the next "
+            "+1% = the difference in cost from the previous grid point / the difference in relative improvement in "
+            "percentage points ('no gain' when it does not improve).",
+        ),
+        (
             "Across seeds",
             "points are aligned on the grid (size, or epoch) because seconds differ between seeds; a curve is the "
             "mean across seeds (cost = mean cost), the band is the seeds' min to max, and std is reported too. The "

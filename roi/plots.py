@@ -68,7 +68,13 @@ def _rgba(color: str, alpha: float) -> str:
 
 
 def curve_figure(
-    curves: pd.DataFrame, summary: pd.DataFrame, *, experiment: str, cost_axis: str, measure: str
+    curves: pd.DataFrame,
+    summary: pd.DataFrame,
+    *,
+    experiment: str,
+    cost_axis: str,
+    measure: str,
+    forecasts: dict | None = None,
 ) -> go.Figure:
     """One chart: a measure against a cost axis, one line per dataset and metric with its seed band.
 
@@ -78,6 +84,8 @@ def curve_figure(
         experiment: ``data_size`` or ``epochs``.
         cost_axis: ``size``, ``train_seconds`` or ``gpu_seconds``.
         measure: ``improvement``, ``roi`` (average) or ``marginal_roi``.
+        forecasts: ``roi.forecast.forecast_all`` output; drawn dashed with their band past the grid (labeled
+            items axis, improvement and average ROI).
 
     Returns:
         The figure; the x axis is logarithmic for labeled items, as in the seed.
@@ -124,8 +132,25 @@ def curve_figure(
                 meta={"role": "mean", "curve": curve},
             )
         )
+        fc = (forecasts or {}).get(key) if cost_axis == "size" and measure in ("improvement", "roi") else None
+        if fc is not None and fc.status == "ok":
+            traces += _forecast_traces(fc, column=column, curve=curve, label=label, color=color, unit=unit)
         if measure == "roi":
+            traces += _threshold_line(summary, cur, curve=curve, label=label, color=color)
             traces += _drop_markers(summary, curve=curve, label=label, color=color)
+            if fc is not None and fc.status == "ok" and fc.drop_status == "forecast":
+                traces.append(
+                    go.Scatter(
+                        x=[fc.drop_cost],
+                        y=[(1 - summary_drop(summary)) * float(cur[column].max())],
+                        mode="markers",
+                        marker={"symbol": "x-open", "size": 12, "color": color},
+                        name=f"{label}: forecast drop",
+                        legendgroup=label,
+                        hovertemplate=f"{label}<br>FORECAST drop at %{{x:,.4g}} {unit}s<extra></extra>",
+                        meta={"role": "forecast_drop", "curve": curve},
+                    )
+                )
     what = {"improvement": "Relative improvement", "roi": "ROI (average)", "marginal_roi": "Marginal ROI"}[measure]
     # Built in one go: update_layout on a figure with traces costs tens of ms per call.
     layout = dict(
@@ -203,7 +228,74 @@ def _drop_markers(summary: pd.DataFrame, *, curve: dict, label: str, color: str)
     return traces
 
 
-def build_figures(curves: pd.DataFrame, summary: pd.DataFrame) -> dict[str, go.Figure]:
+def summary_drop(summary: pd.DataFrame) -> float:
+    """The drop fraction the summary was computed with (0.7 when it is empty)."""
+    return float(summary["drop"].iloc[0]) if not summary.empty else 0.7
+
+
+def _threshold_line(summary: pd.DataFrame, cur: pd.DataFrame, *, curve: dict, label: str, color: str) -> list:
+    """The (1 - drop) x peak level as a dotted line from the peak to the grid's end: where 'dropped' begins."""
+    mask = pd.Series(True, index=summary.index)
+    for k, v in curve.items():
+        mask &= summary[k] == v
+    rows = summary[mask]
+    if rows.empty or not rows.iloc[0]["peak_roi"] > 0:
+        return []
+    row = rows.iloc[0]
+    x0, x1 = float(row["peak_cost"]), float(max(row["last_cost"], row.get("forecast_drop_cost", 0) or 0))
+    if not math.isfinite(x1):
+        x1 = float(row["last_cost"])
+    return [
+        go.Scatter(
+            x=[x0, x1],
+            y=[row["threshold"]] * 2,
+            mode="lines",
+            line={"color": color, "dash": "dot", "width": 1},
+            name=f"{label}: {1 - row['drop']:.0%} of peak",
+            legendgroup=label,
+            hovertemplate=f"{label}<br>{1 - row['drop']:.0%} of the peak ROI: %{{y:.4g}}<extra></extra>",
+            meta={"role": "threshold", "curve": curve},
+        )
+    ]
+
+
+def _forecast_traces(fc, *, column: str, curve: dict, label: str, color: str, unit: str) -> list:
+    """The forecast past the last measured size: a dashed mean line and its bootstrap band over seeds."""
+    c = fc.curve
+    traces = []
+    if c[f"{column}_low"].notna().any():
+        traces.append(
+            go.Scatter(
+                x=list(c["grid"]) + list(c["grid"])[::-1],
+                y=list(c[f"{column}_high"]) + list(c[f"{column}_low"])[::-1],
+                fill="toself",
+                fillcolor=_rgba(color, 0.08),
+                line={"width": 0},
+                hoverinfo="skip",
+                name=f"{label} (forecast band)",
+                legendgroup=label,
+                showlegend=False,
+                meta={"role": "forecast_band", "curve": curve},
+            )
+        )
+    traces.append(
+        go.Scatter(
+            x=c["grid"].tolist(),
+            y=c[column].tolist(),
+            mode="lines",
+            line={"color": color, "dash": "dash"},
+            name=f"{label}: FORECAST ({fc.family} law)",
+            legendgroup=label,
+            hovertemplate=f"{label}<br>FORECAST at %{{x:,.4g}} {unit}s: %{{y:.4g}}<extra></extra>",
+            meta={"role": "forecast", "curve": curve},
+        )
+    )
+    return traces
+
+
+def build_figures(
+    curves: pd.DataFrame, summary: pd.DataFrame, *, forecasts: dict | None = None
+) -> dict[str, go.Figure]:
     """Every chart the data has: improvement, average ROI and marginal ROI for each experiment and cost axis.
 
     Returns:
@@ -215,7 +307,7 @@ def build_figures(curves: pd.DataFrame, summary: pd.DataFrame) -> dict[str, go.F
         key=lambda p: (order.get(p[1], 9), p[0]),
     )
     return {
-        figure_name(e, a, m): curve_figure(curves, summary, experiment=e, cost_axis=a, measure=m)
+        figure_name(e, a, m): curve_figure(curves, summary, experiment=e, cost_axis=a, measure=m, forecasts=forecasts)
         for e, a in pairs
         for m in MEASURES
     }

@@ -18,6 +18,7 @@ from pathlib import Path
 import pandas as pd
 
 from roi import __version__
+from roi.answer import recommendations
 from roi.curves import (
     COST_AXES,
     CURVE_KEY,
@@ -30,7 +31,9 @@ from roi.curves import (
 )
 from roi.definitions import definitions_html, definitions_markdown
 from roi.errors import RoiInputError
+from roi.forecast import Forecast, forecast_all, forecast_curves_table, forecast_summary
 from roi.load import NOTES_ATTR, SOURCE_ATTR, resolve_metrics, validate_table
+from roi.price import Prices, price_display, price_table
 from roi.tables import summary_notes, summary_table, to_markdown, trials_table
 
 MARKER = ".roi-report"  # marks a folder as ours, so a re-run may replace it and nothing else
@@ -48,6 +51,10 @@ class Analysis:
     curves: pd.DataFrame  # mean across seeds with bands
     summary: pd.DataFrame  # one row per curve, with a `note` column
     notes: list[str] = field(default_factory=list)
+    forecasts: dict[tuple, Forecast] = field(default_factory=dict)  # data-size curves, labeled-items axis
+    prices: pd.DataFrame = field(default_factory=pd.DataFrame)  # roi.price.price_table
+    price_spec: Prices = field(default_factory=Prices)
+    answers: list[dict] = field(default_factory=list)  # roi.answer.recommendations: the report's first section
 
 
 @dataclass
@@ -71,8 +78,9 @@ def analyse(
     drop: float = DEFAULT_DROP,
     n_boot: int = 1000,
     boot_seed: int = 0,
+    prices: Prices | None = None,
 ) -> Analysis:
-    """Validate the table and compute curves, mean curves and the summary.
+    """Validate the table and compute curves, mean curves, the summary, forecasts, prices and the answers.
 
     Args:
         df: a results table (``roi.load.load_results`` output, or any table that follows the schema).
@@ -80,6 +88,7 @@ def analyse(
         drop: fraction of the peak ROI lost at the drop point.
         n_boot: bootstrap resamples over seeds.
         boot_seed: seed of the bootstrap.
+        prices: label cost, GPU-hour price and currency (default: costs in items and GPU-seconds).
 
     Raises:
         RoiInputError: missing baseline, missing columns, a single point, all-NaN metrics, zero cost, bad option.
@@ -134,8 +143,25 @@ def analyse(
 
     summary = summarize(points, curves, drop=drop, n_boot=n_boot, seed=boot_seed, metric_order=chosen)
     summary["note"] = summary_notes(summary)
+    forecasts = forecast_all(points, drop=drop, n_boot=n_boot, seed=boot_seed)
+    summary = forecast_summary(summary, forecasts)
+    prices = prices or Prices()
+    priced = price_table(points, prices)
+    if prices.gpu_hour is not None and not priced.empty and not (priced["gpu_seconds"].fillna(0) > 0).any():
+        notes.append("no GPU-seconds in the records (CPU trials): training is priced at 0; labels only")
+    answers = recommendations(summary, forecasts=forecasts, prices=priced, price_spec=prices)
     return Analysis(
-        source=source, metrics=chosen, drop=drop, points=points, curves=curves, summary=summary, notes=notes
+        source=source,
+        metrics=chosen,
+        drop=drop,
+        points=points,
+        curves=curves,
+        summary=summary,
+        notes=notes,
+        forecasts=forecasts,
+        prices=priced,
+        price_spec=prices,
+        answers=answers,
     )
 
 
@@ -164,6 +190,7 @@ def write_report(
     n_boot: int = 1000,
     boot_seed: int = 0,
     png: bool = True,
+    prices: Prices | None = None,
 ) -> ReportPaths:
     """Compute the analysis and write tables, figures, the HTML page and the README into ``out_dir``.
 
@@ -175,6 +202,7 @@ def write_report(
         n_boot: bootstrap resamples over seeds.
         boot_seed: seed of the bootstrap.
         png: try PNG export (needs a Chromium for kaleido; skipped with a note otherwise).
+        prices: label cost, GPU-hour price and currency (default: costs in items and GPU-seconds).
 
     Returns:
         The paths written and the analysis.
@@ -184,11 +212,11 @@ def write_report(
     """
     from roi import plots  # plotly is needed only to write, not to analyse
 
-    analysis = analyse(df, metrics=metrics, drop=drop, n_boot=n_boot, boot_seed=boot_seed)
+    analysis = analyse(df, metrics=metrics, drop=drop, n_boot=n_boot, boot_seed=boot_seed, prices=prices)
     out_dir = Path(out_dir)
     if out_dir.exists() and (not out_dir.is_dir() or (any(out_dir.iterdir()) and not (out_dir / MARKER).exists())):
         raise RoiInputError(f"{out_dir}: exists and is not a roi report; choose a new folder with --out")
-    figures = plots.build_figures(analysis.curves, analysis.summary)
+    figures = plots.build_figures(analysis.curves, analysis.summary, forecasts=analysis.forecasts)
 
     try:
         out_dir.parent.mkdir(parents=True, exist_ok=True)
@@ -236,8 +264,14 @@ def _describe(key: tuple) -> str:
 def _write_tables(folder: Path, analysis: Analysis) -> dict[str, Path]:
     """trials, summary and curves as CSV, Parquet, JSON and Markdown; returns relative paths by ``name.ext``."""
     out: dict[str, Path] = {}
-    frames = {"trials": trials_table(analysis.points), "summary": analysis.summary, "curves": analysis.curves}
-    display = {"summary": summary_table(analysis.summary)}
+    frames = {
+        "trials": trials_table(analysis.points),
+        "summary": analysis.summary,
+        "curves": analysis.curves,
+        "costs": analysis.prices,
+        "forecast": forecast_curves_table(analysis.forecasts),
+    }
+    display = {"summary": summary_table(analysis.summary), "costs": price_display(analysis.prices, analysis.price_spec)}
     for name, frame in frames.items():
         for ext in ("csv", "parquet", "json", "md"):
             rel = Path(f"{name}.{ext}")
@@ -287,8 +321,9 @@ def _html_page(analysis: Analysis, figures: dict, *, tables: dict[str, Path], pn
         else ""
     )
     shows = {
-        "improvement": "relative improvement (mean across seeds; band: seed min–max)",
-        "roi": "average ROI = relative improvement / cost (mean across seeds; x: drop point with its 95% bootstrap interval)",
+        "improvement": "relative improvement (mean across seeds; band: seed min–max; dashed past the grid: FORECAST with its 95% band)",
+        "roi": "average ROI = relative improvement / cost (mean across seeds; x: drop point with its 95% bootstrap interval; "
+        f"dotted: {1 - analysis.drop:.0%} of the peak, where the drop point is; dashed past the grid: FORECAST, open x: forecast drop point)",
         "marginal_roi": "marginal ROI = delta improvement / delta cost between neighbouring grid points (dashed; below 0: more hurts)",
     }
     figs_html = []
@@ -299,28 +334,46 @@ def _html_page(analysis: Analysis, figures: dict, *, tables: dict[str, Path], pn
             f"<p>Shows {esc(shows[measure])}.</p>{plots.figure_div(fig, div_id='fig-' + name.replace('.', '-'))}</section>"
         )
     notes = "".join(f"<li>{esc(n)}</li>" for n in [*analysis.notes, png_note])
+    answers = "".join(f'<li class="{esc(a["kind"].replace(" ", "-"))}">{esc(a["text"])}</li>' for a in analysis.answers)
+    costs = price_display(analysis.prices, analysis.price_spec)
+    priced = analysis.price_spec
+    cost_intro = (
+        f"Labels at {priced.money(priced.label_cost or 0)} per item, GPU time at {priced.money(priced.gpu_hour or 0)} per "
+        f"GPU-hour (GPU-seconds from the records)."
+        if priced.priced
+        else "No prices given (roi report --label-cost 0.08 --gpu-hour 2.50 --currency EUR): costs in labeled items and GPU-seconds."
+    )
     files = ", ".join(esc(str(p)) for p in tables.values())
     generated = datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
     return f"""<!DOCTYPE html>
 <html lang="en"><head><meta charset="utf-8"><title>ROI report: {esc(analysis.source)}</title>
 <script type="text/javascript">{plots.plotly_js()}</script>
 <style>body{{font-family:sans-serif;margin:2em;max-width:1200px}}table{{border-collapse:collapse;font-size:13px}}
-td,th{{border:1px solid #ccc;padding:3px 6px;text-align:left}}dt{{font-weight:bold;margin-top:.5em}}</style>
+td,th{{border:1px solid #ccc;padding:3px 6px;text-align:left}}dt{{font-weight:bold;margin-top:.5em}}
+ul.answers li{{font-size:17px;margin:.4em 0}}li.never-positive{{color:#a33}}p.meta{{color:#666;font-size:13px}}</style>
 </head><body>
 <h1>How much are labeled data and training time worth?</h1>
-<p>Source: <code>{esc(analysis.source)}</code>. Metrics: {esc(", ".join(analysis.metrics))}. Drop: {analysis.drop:g}.
+<h2>The answer</h2>
+<ul class="answers">{answers}</ul>
+<p>Drop point: where average ROI (relative improvement per item or per second) has fallen to {1 - analysis.drop:.0%} of its
+peak; [low to high] is a 95% bootstrap interval over seeds. A FORECAST drop point lies past the measured grid and comes
+from a fitted learning curve (dashed in the charts), not from a measurement.</p>
+<p class="meta">Source: <code>{esc(analysis.source)}</code>. Metrics: {esc(", ".join(analysis.metrics))}. Drop: {analysis.drop:g}.
 Generated {generated} by roi {__version__}.</p>
-<h2>Definitions</h2>
-{definitions_html(drop=analysis.drop)}
-<h2>Notes</h2><ul>{notes}</ul>
 <h2>Summary</h2>
 <p>Drop points are on the mean curve across seeds, with a 95% bootstrap interval over seeds, and the grid's first point beside them.</p>
 {summary.to_html(index=False, escape=True, na_rep="", border=0)}
+<h2>Cost</h2>
+<p>{esc(cost_intro)} "Next +1%": the step from the previous grid point, per percentage point of relative improvement.</p>
+{costs.to_html(index=False, escape=True, na_rep="", border=0)}
 <h2>Figures</h2>
 {"".join(figs_html)}
+<h2>Notes</h2><ul>{notes}</ul>
 <h2>Per-trial points</h2>{more}
 {shown.to_html(index=False, escape=True, na_rep="", border=0, float_format=lambda v: f"{v:.6g}")}
 <p>Files beside this page: {files}.</p>
+<h2>Definitions</h2>
+{definitions_html(drop=analysis.drop)}
 </body></html>
 """
 
@@ -331,20 +384,27 @@ def _readme(
     lines = [
         "# ROI report",
         "",
+        "## The answer",
+        "",
+        *[f"- {a['text']}" for a in analysis.answers],
+        "",
         f"Source: `{analysis.source}`. Metrics: {', '.join(analysis.metrics)}. Drop: {analysis.drop:g}.",
-        "",
-        "## Definitions",
-        "",
-        definitions_markdown(drop=analysis.drop),
-        "## Notes",
-        "",
-        *[f"- {n}" for n in [*analysis.notes, png_note]],
         "",
         "## Summary",
         "",
         "Drop points are on the mean curve across seeds, with a 95% bootstrap interval over seeds; the grid's first point is beside them.",
         "",
         to_markdown(summary_table(analysis.summary)),
+        "## Cost",
+        "",
+        to_markdown(price_display(analysis.prices, analysis.price_spec)),
+        "## Notes",
+        "",
+        *[f"- {n}" for n in [*analysis.notes, png_note]],
+        "",
+        "## Definitions",
+        "",
+        definitions_markdown(drop=analysis.drop),
         "## Files",
         "",
         "- `report.html`: the self-contained report (opens offline).",

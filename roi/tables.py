@@ -66,6 +66,22 @@ def format_drop(row: pd.Series) -> str:
     return f"{text} [{format_cost(axis, row['drop_ci_low'])}, {format_cost(axis, row['drop_ci_high'])}]"
 
 
+def format_forecast(row: pd.Series) -> str:
+    """The forecast drop point past the grid with its interval, why there is none, or empty when not needed."""
+    status = row.get("forecast_status", "")
+    if not status or row["drop_reached"] or row["drop_status"] == "no positive ROI":
+        return ""
+    if status != "ok":
+        return "refused (see notes)"
+    if row["forecast_drop_status"] != "forecast":
+        return row["forecast_drop_status"]
+    axis = row["cost_axis"]
+    text = f"{format_cost(axis, row['forecast_drop_cost'])} ({row['forecast_family']} law)"
+    if math.isfinite(row["forecast_drop_low"]):
+        text += f" [{format_cost(axis, row['forecast_drop_low'])}, {format_cost(axis, row['forecast_drop_high'])}]"
+    return text
+
+
 def summary_notes(summary: pd.DataFrame) -> pd.Series:
     """One note per summary row: grid-start dependence, negative or absent ROI, seed coverage."""
     notes = []
@@ -117,8 +133,13 @@ def summary_table(summary: pd.DataFrame) -> pd.DataFrame:
             "baseline": format_number(row["baseline"]),
             "best": format_number(row["best_value"]),
             "best improvement": f"{row['best_improvement']:+.1%} at {format_cost(axis, row['best_cost'])}",
-            "peak ROI (average)": f"{format_number(row['peak_roi'], 3)} at {format_cost(axis, row['peak_cost'])}",
+            "peak ROI (average)": (
+                f"{format_number(row['peak_roi'], 3)} at {format_cost(axis, row['peak_cost'])}"
+                if row["peak_roi"] > 0
+                else "never positive"
+            ),
             f"{row['drop']:.0%} drop point [95% CI]": format_drop(row),
+            "forecast drop point [95% CI]": format_forecast(row),
             "grid starts at": format_cost(axis, row["first_cost"]),
             "note": row.get("note", ""),
         }

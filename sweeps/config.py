@@ -215,7 +215,15 @@ class SweepSpec:
     """Which experiment a sweep runs: the data-size axis or the epoch axis."""
 
     experiment: Experiment
-    sizes: tuple[int, ...] = ()  # data_size: labeled items per trial (0 = baseline, always added)
+    # data_size: labeled items per trial (0 = baseline, always added), or "auto": the adaptive grid
+    # (sweeps/search.py) doubles from min_size until the drop point is found, then narrows its bracket.
+    sizes: tuple[int, ...] | Literal["auto"] = ()
+    min_size: int | None = None  # auto: the first size (default: 4 items per label; 100 pairs)
+    max_size: int | None = None  # auto: the largest size (default: the training pool)
+    max_trials: int = 40  # auto: at most this many trials (sizes x seeds, baseline not counted)
+    max_gpu_hours: float | None = None  # auto: no new size once the records hold this many GPU-hours
+    bracket_ratio: float = 1.25  # auto: done when the drop point's bracket (upper / lower size) is this tight
+    drop: float = 0.7  # auto: the drop the search looks for (ROI fallen to 30% of its peak), as in roi report
     epochs: int = 1  # data_size: epochs per trial
     size: int = 1000  # epochs: the fixed number of labeled items
     max_epochs: int = 10  # epochs: evaluate after each epoch up to this many
@@ -226,9 +234,20 @@ class SweepSpec:
     seeds: tuple[int, ...] = (0,)
 
     def __post_init__(self) -> None:
-        if self.experiment == "data_size" and not self.sizes:
-            raise ValueError("sweep.sizes must list at least one size for a data_size sweep")
-        if any(s < 0 for s in self.sizes):
+        if self.sizes == "auto":
+            if self.experiment != "data_size":
+                raise ValueError("sweep.sizes: auto is for the data_size experiment")
+            if (self.min_size is not None and self.min_size < 1) or (
+                self.max_size is not None and self.max_size < (self.min_size or 1)
+            ):
+                raise ValueError("sweep.min_size must be >= 1 and sweep.max_size >= sweep.min_size")
+            if self.max_trials < 1 or not self.bracket_ratio > 1.0 or not 0.0 < self.drop <= 1.0:
+                raise ValueError("sweep.max_trials must be >= 1, sweep.bracket_ratio > 1, sweep.drop in (0, 1]")
+            if self.max_gpu_hours is not None and not self.max_gpu_hours > 0:
+                raise ValueError("sweep.max_gpu_hours must be > 0 (or left out)")
+        elif self.experiment == "data_size" and not self.sizes:
+            raise ValueError("sweep.sizes must list at least one size for a data_size sweep (or say auto)")
+        if self.sizes != "auto" and any(s < 0 for s in self.sizes):
             raise ValueError(f"sweep.sizes must be >= 0, got {list(self.sizes)}")
         if len(set(self.sizes)) != len(self.sizes):
             raise ValueError(f"sweep.sizes has duplicates: {list(self.sizes)}")
@@ -256,7 +275,9 @@ class Cell:
 def cells_for(spec: SweepSpec) -> list[Cell]:
     """The grid of a sweep, baseline first. The baseline is evaluated once: it does not depend on the seed."""
     cells = [Cell(size=0, epochs=0, seed=spec.seeds[0])]
-    if spec.experiment == "data_size":
+    if spec.experiment == "data_size" and spec.sizes == "auto":
+        pass  # the adaptive grid's sizes come from its searcher (sweeps/search.py) as results arrive
+    elif spec.experiment == "data_size":
         cells += [
             Cell(size=s, epochs=spec.epochs, seed=seed) for seed in spec.seeds for s in sorted(spec.sizes) if s > 0
         ]
@@ -289,6 +310,19 @@ class ResourceConfig:
 
 
 @dataclass(frozen=True)
+class CostConfig:
+    """Prices for ``roi report`` (saved in the run folder's config.yaml; its --label-cost/--gpu-hour override)."""
+
+    label_cost: float | None = None  # per labeled item
+    gpu_hour: float | None = None  # per GPU-hour
+    currency: str = ""
+
+    def __post_init__(self) -> None:
+        if (self.label_cost is not None and self.label_cost < 0) or (self.gpu_hour is not None and self.gpu_hour < 0):
+            raise ValueError("cost.label_cost and cost.gpu_hour must be >= 0")
+
+
+@dataclass(frozen=True)
 class SweepConfig:
     """A whole sweep file: the trial settings plus the grid, resources and storage."""
 
@@ -301,6 +335,7 @@ class SweepConfig:
     storage: str = "runs"
     max_failures: int = 2  # retries of a trial after a crash (Ray FailureConfig)
     trial_timeout_s: float | None = None  # stop a trial that reports nothing for this long
+    cost: CostConfig = field(default_factory=CostConfig)  # prices for the report (roi/price.py)
 
     def __post_init__(self) -> None:
         from sweeps.storage import check_storage

@@ -47,6 +47,8 @@ def run_status(run_dir: RunDir) -> RunStatus:
         ) from None
     by_cell = {Cell(**r["cell"]): r for r in scan.records}
     cells = cells_for(cfg.sweep)
+    if cfg.sweep.sizes == "auto":  # the adaptive grid's cells are those its searcher proposed: the records'
+        cells += sorted((c for c in by_cell if c.size > 0), key=lambda c: (c.seed, c.size))
     active = _driver_cells(folder)
     # A cell the driver was given is in progress even if an earlier attempt left a failed record (a resume).
     finished = {c: r for c, r in by_cell.items() if r["status"] == "ok" or c not in active}

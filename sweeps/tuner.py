@@ -29,7 +29,7 @@ from ray import tune
 from sweeps.config import Cell, SweepConfig, cells_for, config_hash, to_dict
 from sweeps.errors import ConfigError, SweepInterrupted
 from sweeps.prepare import PreparedData
-from sweeps.results import make_record, trial_id, write_record
+from sweeps.results import make_record, read_records, trial_id, write_record
 from sweeps.runs import Run, close_run, mark_running, open_run
 from sweeps.trainable import fit_cell
 from sweeps.tune_ext import ProgressCallback, RecordCallback, TrialTimeout, describe_error
@@ -132,6 +132,21 @@ def run_sweep(
     size_field = "sweep.sizes" if cfg.sweep.experiment == "data_size" else "sweep.size"
     run = open_run(cfg, cells, resume=resume, size_field=size_field, prepared=prepared, last_check=ray_ready)
     gpus, pending = run.checked, run.pending
+    if cfg.sweep.sizes == "auto":  # the adaptive grid: a Tune Searcher proposes the cells (sweeps/search.py)
+        from sweeps.search import run_adaptive
+
+        try:
+            searcher, records = run_adaptive(
+                cfg,
+                folder=run.folder,
+                prepared=run.prepared,
+                records=read_records(run.folder).records,
+                fit=lambda alg: _fit(run, gpus=gpus, trainable=trainable, verbose=verbose, search_alg=alg),
+            )
+        finally:
+            table = close_run(run)
+        failed = table.loc[table["status"] != "ok", "trial_id"].nunique()
+        return SweepOutcome(run.folder.location(), table, ran=len(searcher.proposed), skipped=0, failed=failed)
     print(
         f"[{cfg.name}] {len(cells)} cells: {len(cells) - len(pending)} already done, {len(pending)} to run ({gpus:g} GPU/trial)",
         flush=True,
@@ -151,7 +166,7 @@ def run_sweep(
     )
 
 
-def _fit(run: Run, *, gpus: float, trainable: Callable, verbose: int) -> None:
+def _fit(run: Run, *, gpus: float, trainable: Callable, verbose: int, search_alg=None) -> None:
     cfg, pending, folder, prepared = run.cfg, run.pending, run.folder, run.prepared
     # A fresh Tune experiment per call, over the cells without a finished record (see the module docstring).
     experiment = f"tune-{config_hash([to_dict(c) for c in pending], length=8)}-{time.strftime('%Y%m%d-%H%M%S')}"
@@ -189,8 +204,10 @@ def _fit(run: Run, *, gpus: float, trainable: Callable, verbose: int) -> None:
     scheduler = TrialTimeout(cfg.trial_timeout_s, on_timeout=record_failure) if cfg.trial_timeout_s else None
     tuner = tune.Tuner(
         trainable,
-        param_space={"cell": tune.grid_search([dataclasses.asdict(c) for c in pending])},
+        param_space={} if search_alg else {"cell": tune.grid_search([dataclasses.asdict(c) for c in pending])},
         tune_config=tune.TuneConfig(
+            search_alg=search_alg,  # the adaptive grid's searcher proposes cells until it says FINISHED
+            num_samples=-1 if search_alg else 1,
             max_concurrent_trials=cfg.resources.max_concurrent or None,
             reuse_actors=True,  # one actor (imports, CUDA context) serves many cells
             scheduler=scheduler,
@@ -201,7 +218,10 @@ def _fit(run: Run, *, gpus: float, trainable: Callable, verbose: int) -> None:
             name=experiment,
             storage_path=folder.tune_storage_path,
             failure_config=tune.FailureConfig(max_failures=cfg.max_failures),
-            callbacks=[RecordCallback(folder, written), ProgressCallback(cfg.name, total=len(pending))],
+            callbacks=[
+                RecordCallback(folder, written),
+                ProgressCallback(cfg.name, total=len(pending) if not search_alg else cfg.sweep.max_trials + 1),
+            ],
             verbose=verbose,
         ),
     )

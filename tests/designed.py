@@ -223,3 +223,12 @@ def designed_table(cfg):
                 }
             )
     return pd.DataFrame(rows).sort_values(["seed", "size", "epoch"]).reset_index(drop=True)
+
+
+def designed_adaptive_config(storage, *, name="adaptive", min_size=100, seeds=(0, 1), max_trials=40, max_concurrent=0):
+    """The smoke sweep file with ``sweep.sizes: auto``: the designed curve's drop point is known (tests/test_search.py)."""
+    import dataclasses
+
+    cfg = designed_config(storage, name=name, seeds=seeds, epochs=1, max_concurrent=max_concurrent)
+    sweep = dataclasses.replace(cfg.sweep, sizes="auto", min_size=min_size, max_trials=max_trials)
+    return dataclasses.replace(cfg, sweep=sweep)

@@ -187,7 +187,7 @@ def test_definitions_and_notes_in_html_and_readme(report):
         assert "1 failed row(s)" in text and "NaN metric values" in text
         assert "PNG files skipped: no Chromium" in text
     assert "(m_finetuned - m_pretrained) / m_pretrained" in readme
-    parse_markdown_table(readme.split("## Summary", 1)[1].split("## Files", 1)[0].split("\n\n", 2)[2])
+    parse_markdown_table(readme.split("## Summary", 1)[1].split("## Cost", 1)[0].split("\n\n", 2)[2])
     assert report.pngs == {} and not list(report.out_dir.glob("figures/*.png"))
 
 
