@@ -195,6 +195,16 @@ class SweepSpec:
     # epoch count, as ten separate fine-tuning jobs would be.
     epoch_runs: Literal["single", "independent"] = "single"
     seeds: tuple[int, ...] = (0,)
+    # data_size: how long each size trains (sweeps/budget.py). epochs: exactly sweep.epochs at every size;
+    # steps: at least sweep.epochs epochs and sweep.min_steps optimizer steps (small sizes repeat their items);
+    # converged: early stopping on a validation carve-out of the N items (never the held-out set) after
+    # sweep.patience epochs without improvement of sweep.monitor. steps and converged stop at sweep.epoch_cap.
+    train_to: Literal["epochs", "steps", "converged"] = "epochs"
+    min_steps: int = 100
+    patience: int = 2
+    epoch_cap: int = 20
+    val_fraction: float = 0.2
+    monitor: Literal["mrr", "map", "recall"] = "map"
 
     def __post_init__(self) -> None:
         if self.experiment == "data_size" and not self.sizes:
@@ -207,6 +217,14 @@ class SweepSpec:
             raise ValueError("sweep.epochs and sweep.max_epochs must be >= 1")
         if self.size < 1:
             raise ValueError("sweep.size must be >= 1")
+        if self.experiment == "epochs" and self.train_to != "epochs":
+            raise ValueError("sweep.train_to applies to data_size sweeps; an epochs sweep sets its epochs itself")
+        if self.min_steps < 0 or self.patience < 1 or self.epoch_cap < 1:
+            raise ValueError("sweep.min_steps must be >= 0, sweep.patience and sweep.epoch_cap >= 1")
+        if self.train_to != "epochs" and self.epoch_cap < self.epochs:
+            raise ValueError(f"sweep.epoch_cap ({self.epoch_cap}) must be >= sweep.epochs ({self.epochs})")
+        if not 0.0 < self.val_fraction < 1.0:
+            raise ValueError(f"sweep.val_fraction must be between 0 and 1, got {self.val_fraction}")
         if not self.seeds or len(set(self.seeds)) != len(self.seeds):
             raise ValueError(f"sweep.seeds must be a non-empty list of distinct seeds, got {list(self.seeds)}")
 

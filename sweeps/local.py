@@ -11,6 +11,7 @@ from pathlib import Path
 
 import pandas as pd
 
+from sweeps.budget import Budget
 from sweeps.config import SweepConfig, to_dict
 from sweeps.errors import DataError
 from sweeps.prepare import PreparedData, prepare_data
@@ -82,6 +83,7 @@ def run_cells(
             epochs=cell.epochs,
             seed=cell.seed,
             on_epoch=(lambda rep, c=cell: on_epoch(c, rep)) if on_epoch else None,
+            budget=Budget.for_cell(cfg.sweep, epochs=cell.epochs, train_to=cell.train_to),
         )
         record = make_record(
             sweep=cfg.name,

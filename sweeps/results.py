@@ -41,10 +41,14 @@ ID_COLUMNS = (
     "epoch",
 )
 COST_COLUMNS = ("train_seconds", "eval_seconds", "items_seen", "gpu_type", "num_gpus", "gpu_seconds", "peak_memory_mb")
+# How long each trial trained and why it stopped (sweeps/budget.py): `steps` (optimizer steps up to the row),
+# `train_to` (the budget rule), `stop_reason` (final rows: epochs, steps, converged, cap), `final` (the trial's
+# last row: the point a data-size curve uses), `val_seconds` (validation scoring under converged).
+BUDGET_COLUMNS = ("steps", "train_to", "stop_reason", "final", "val_seconds")
 
 
 def result_columns(k: int) -> tuple[str, ...]:
-    return ID_COLUMNS + COST_COLUMNS + metric_keys(k) + ("error",)
+    return ID_COLUMNS + COST_COLUMNS + BUDGET_COLUMNS + metric_keys(k) + ("error",)
 
 
 @dataclass(frozen=True)
@@ -52,20 +56,35 @@ class Cell:
     """One point of a sweep's grid."""
 
     size: int
-    epochs: int
+    epochs: int  # epochs rule: the epochs; steps, converged: the minimum epochs
     seed: int
+    train_to: str = "epochs"  # the budget rule (sweeps/budget.py)
+    budget: str = ""  # the rule's settings when it is not epochs ("min_steps=100,epoch_cap=20"): part of the id
 
     @property
     def label(self) -> str:
-        return f"n{self.size}-e{self.epochs}-s{self.seed}"
+        rule = "" if self.train_to == "epochs" else f"-{self.train_to}"
+        return f"n{self.size}-e{self.epochs}-s{self.seed}{rule}"
+
+
+def budget_key(spec: SweepSpec) -> str:
+    """The settings of ``spec``'s budget rule as a short string (empty for ``epochs``)."""
+    from sweeps.budget import Budget
+
+    ident = Budget.for_cell(spec, epochs=spec.epochs, train_to=spec.train_to).identity()
+    return ",".join(f"{k}={v}" for k, v in sorted(ident.items()) if k != "train_to")
 
 
 def cells_for(spec: SweepSpec) -> list[Cell]:
     """The grid of a sweep, baseline first. The baseline is evaluated once: it does not depend on the seed."""
     cells = [Cell(size=0, epochs=0, seed=spec.seeds[0])]
     if spec.experiment == "data_size":
+        rule = {} if spec.train_to == "epochs" else {"train_to": spec.train_to, "budget": budget_key(spec)}
         cells += [
-            Cell(size=s, epochs=spec.epochs, seed=seed) for seed in spec.seeds for s in sorted(spec.sizes) if s > 0
+            Cell(size=s, epochs=spec.epochs, seed=seed, **rule)
+            for seed in spec.seeds
+            for s in sorted(spec.sizes)
+            if s > 0
         ]
     elif spec.epoch_runs == "single":
         cells += [Cell(size=spec.size, epochs=spec.max_epochs, seed=seed) for seed in spec.seeds]
@@ -91,7 +110,11 @@ def portable_config(cfg: TrialConfig) -> dict:
 def trial_id(cfg: TrialConfig, cell: Cell, *, data_id: str) -> str:
     """Stable id of a trial: its settings, its cell, and the content of its data (training pool and evaluation,
     ``PreparedData.data_id``): an edited data file gives new trials, a moved one the same."""
-    blob = {"trial": portable_config(cfg), "cell": to_dict(cell), "data": data_id}
+    cell_dict = to_dict(cell)
+    if cell.train_to == "epochs":  # ids of fixed-epoch trials stay what they were before budget rules existed
+        cell_dict.pop("train_to")
+        cell_dict.pop("budget")
+    blob = {"trial": portable_config(cfg), "cell": cell_dict, "data": data_id}
     return f"{cell.label}-{config_hash(blob, length=10)}"
 
 
@@ -214,14 +237,24 @@ def records_to_table(records: Iterable[dict], *, k: int) -> pd.DataFrame:
             size=cell["size"],
             epochs=cell["epochs"] if cell["size"] else 0,
             num_gpus=float(rec["num_gpus"]),
+            train_to=cell.get("train_to", "epochs") if cell["size"] else "",
         )
         if not rec["rows"]:  # a failed trial that reported nothing: one row that carries the failure
-            rows.append({**base, "epoch": 0})
+            rows.append({**base, "epoch": 0, "steps": 0, "final": True, "stop_reason": "", "val_seconds": 0.0})
             continue
-        for r in rec["rows"]:
+        for i, r in enumerate(rec["rows"]):
             row = dict(base)
             row.update(
                 {key: r.get(key) for key in ("epoch", "train_seconds", "eval_seconds", "items_seen", "peak_memory_mb")}
+            )
+            if cell["size"] and "epochs" in r:  # what the trial ran (converged: up to its stop)
+                row["epochs"] = r["epochs"]
+            final = r.get("final", i == len(rec["rows"]) - 1)
+            row.update(
+                steps=int(r.get("steps", 0)),
+                final=bool(final),
+                stop_reason=r.get("stop_reason", "epochs" if final and cell["size"] else ""),
+                val_seconds=float(r.get("val_seconds", 0.0)),
             )
             row["gpu_type"] = r.get("device", "cpu")
             row.update({key: r.get(key) for key in metric_keys(k)})
@@ -230,6 +263,10 @@ def records_to_table(records: Iterable[dict], *, k: int) -> pd.DataFrame:
     df["gpu_seconds"] = df["train_seconds"].astype(float) * df["num_gpus"].astype(float)
     df["error"] = df["error"].fillna("")
     df["status"] = df["status"].fillna("ok")
+    df["train_to"] = df["train_to"].fillna("")
+    df["stop_reason"] = df["stop_reason"].fillna("")
+    df["final"] = df["final"].fillna(False).astype(bool)
+    df["steps"] = df["steps"].fillna(0).astype("int64")
     return df.sort_values(
         ["dataset", "model", "experiment", "seed", "size", "epochs", "epoch"], kind="stable"
     ).reset_index(drop=True)
