@@ -119,39 +119,74 @@ def run(sweep: SweepConfig, *, sizes, seeds, group_sizes, tool_epochs: int, skip
     def emit(row: dict) -> None:
         results.append(row)
         shown = " ".join(f"{k}={v:.4f}" for k, v in row["metrics"].items())
-        print(f"{row['dataset']} N={row['size']} seed={row['seed']} {row['method']}: {shown} "
-              f"train={row['train_seconds']:.1f}s steps={row['steps']}", flush=True)
+        print(
+            f"{row['dataset']} N={row['size']} seed={row['seed']} {row['method']}: {shown} "
+            f"train={row['train_seconds']:.1f}s steps={row['steps']}",
+            flush=True,
+        )
         if out is not None:
             old = json.loads(out.read_text()) if out.exists() else {"rows": []}
             old["rows"].append(row)
-            old["machine"] = f"{platform.node()} {platform.processor() or platform.machine()}, torch threads {torch.get_num_threads()}"
+            old["machine"] = (
+                f"{platform.node()} {platform.processor() or platform.machine()}, torch threads {torch.get_num_threads()}"
+            )
             out.write_text(json.dumps(old, indent=1))
 
     if not skip_recipe:  # the trainer imports much of its stack lazily in its first steps: pay that untimed
         train_recipe(cfg, [f"warm-up text {i}" for i in range(8)], [str(i // 2) for i in range(8)], seed=0)
     (base,) = run_trial(cfg, prepared=prepared, size=0, epochs=0, seed=0)
     common = {"dataset": prepared.dataset, "eval_set": prepared.eval_id, "config": sweep.name}
-    emit({**common, "method": "pretrained", "size": 0, "seed": 0, "group_size": 0, "metrics": base.metrics,
-          "train_seconds": 0.0, "steps": 0})
+    emit(
+        {
+            **common,
+            "method": "pretrained",
+            "size": 0,
+            "seed": 0,
+            "group_size": 0,
+            "metrics": base.metrics,
+            "train_seconds": 0.0,
+            "steps": 0,
+        }
+    )
     for size in sizes:
         for seed in seeds:
             for g in group_sizes:
                 tcfg = dataclasses.replace(cfg, train=dataclasses.replace(cfg.train, group_size=g))
-                reports = run_trial(tcfg, prepared=prepared, size=size, epochs=tool_epochs, seed=seed,
-                                    eval_epochs={tool_epochs})
+                reports = run_trial(
+                    tcfg, prepared=prepared, size=size, epochs=tool_epochs, seed=seed, eval_epochs={tool_epochs}
+                )
                 last = reports[-1]
-                emit({**common, "method": f"tool supcon g{g} lr {cfg.train.lr:g} x{tool_epochs}ep", "size": size,
-                      "seed": seed, "group_size": g, "metrics": last.metrics, "train_seconds": last.train_seconds,
-                      "steps": getattr(last, "steps", -1), "items_seen": last.items_seen})
+                emit(
+                    {
+                        **common,
+                        "method": f"tool supcon g{g} lr {cfg.train.lr:g} x{tool_epochs}ep",
+                        "size": size,
+                        "seed": seed,
+                        "group_size": g,
+                        "metrics": last.metrics,
+                        "train_seconds": last.train_seconds,
+                        "steps": getattr(last, "steps", -1),
+                        "items_seen": last.items_seen,
+                    }
+                )
                 if skip_recipe:
                     continue
                 order = nested_order(pool, seed=seed, group_size=g)[:size]
                 texts = [pool.items[i] for i in order]
                 labels = [pool.labels[i] for i in order]
                 state, seconds, steps = train_recipe(cfg, texts, labels, seed=seed)
-                emit({**common, "method": f"recipe mnrl (items of g{g} order)", "size": size, "seed": seed,
-                      "group_size": g, "metrics": score_weights(cfg, prepared, state), "train_seconds": seconds,
-                      "steps": steps})
+                emit(
+                    {
+                        **common,
+                        "method": f"recipe mnrl (items of g{g} order)",
+                        "size": size,
+                        "seed": seed,
+                        "group_size": g,
+                        "metrics": score_weights(cfg, prepared, state),
+                        "train_seconds": seconds,
+                        "steps": steps,
+                    }
+                )
     return results
 
 
@@ -169,8 +204,15 @@ def main() -> None:
     if args.threads:
         torch.set_num_threads(args.threads)
     sweep = load_sweep_config(args.config)
-    run(sweep, sizes=args.sizes, seeds=args.seeds, group_sizes=args.group_sizes, tool_epochs=args.tool_epochs,
-        skip_recipe=args.skip_recipe, out=args.out)
+    run(
+        sweep,
+        sizes=args.sizes,
+        seeds=args.seeds,
+        group_sizes=args.group_sizes,
+        tool_epochs=args.tool_epochs,
+        skip_recipe=args.skip_recipe,
+        out=args.out,
+    )
 
 
 if __name__ == "__main__":
