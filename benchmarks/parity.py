@@ -190,9 +190,29 @@ def run(sweep: SweepConfig, *, sizes, seeds, group_sizes, tool_epochs: int, skip
     return results
 
 
+def markdown(paths: list[Path]) -> str:
+    """The measured rows of ``paths`` as one Markdown table, with each method's gain over the pretrained model."""
+    rows = [r for p in paths for r in json.loads(p.read_text())["rows"]]
+    base = {r["dataset"]: r["metrics"] for r in rows if r["method"] == "pretrained"}
+    lines = [
+        "| dataset | N | seed | method | mRR / mAP / recall@20 | gain over pretrained (mRR / mAP / recall) | train s | steps |",
+        "|---|---|---|---|---|---|---|---|",
+    ]
+    for r in sorted(rows, key=lambda r: (r["dataset"], r["size"], r["group_size"], r["seed"], r["method"])):
+        m, b = r["metrics"], base[r["dataset"]]
+        keys = sorted(m, key=lambda k: ("mrr", "map", "recall").index(k.split("@")[0]))
+        vals = " / ".join(f"{m[k]:.4f}" for k in keys)
+        gains = " / ".join(f"{m[k] - b[k]:+.4f}" for k in keys)
+        lines.append(
+            f"| {r['dataset']} | {r['size']} | {r['seed']} | {r['method']} | {vals} | {gains} | "
+            f"{r['train_seconds']:.1f} | {r['steps']} |"
+        )
+    return "\n".join(lines)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("config", type=Path)
+    parser.add_argument("config", type=Path, nargs="?")
     parser.add_argument("--sizes", type=int, nargs="+", default=[500, 2000])
     parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1])
     parser.add_argument("--group-sizes", type=int, nargs="+", default=[4, 2])
@@ -200,7 +220,11 @@ def main() -> None:
     parser.add_argument("--skip-recipe", action="store_true")
     parser.add_argument("--threads", type=int, default=None)
     parser.add_argument("--out", type=Path, default=None)
+    parser.add_argument("--table", type=Path, nargs="+", default=None, help="print measured JSON files as Markdown")
     args = parser.parse_args()
+    if args.table:
+        print(markdown(args.table))
+        return
     if args.threads:
         torch.set_num_threads(args.threads)
     sweep = load_sweep_config(args.config)
