@@ -4,9 +4,10 @@ Early stopping must never read the held-out evaluation set: it decides on a shar
 trial was given (a user with N labels has nothing else). The carve-out:
 
 - labeled data: from every label with at least 3 of the N items, ``round(n * val_fraction)`` items (at least 1,
-  leaving at least 2 to train on, so the label keeps an in-batch positive); labels with 1-2 items stay whole
-  in training. The validation queries are the carved items; the index is all N items (training items
-  included), so a validation item with one sibling in training still has something to find.
+  leaving at least 2 to train on, so the label keeps an in-batch positive); of the labels with exactly 2
+  items (small sizes under ``train.group_size: 2``), ``round(count * val_fraction)`` whole labels; labels with
+  one item stay in training. The validation queries are the carved items; the index is all N items (training
+  items included), so a validation item with one sibling in training still has something to find.
 - pairs: ``round(n_docs * val_fraction)`` documents (at least 1, at most all but one) with all their pairs;
   their queries search the documents of all N pairs.
 
@@ -52,13 +53,18 @@ def carve_validation(pool: RetrievalData, positions: np.ndarray, *, fraction: fl
         groups[key].append(j)
     held = np.zeros(len(positions), dtype=bool)
     if labeled:
+        pairs = []
         for key in sorted(groups, key=str):
             members = groups[key]
             n = len(members)
+            if n == 2:
+                pairs.append(key)
             if n < 3:
                 continue
             k = int(min(max(int(np.floor(n * fraction + 0.5)), 1), n - 2))
             held[[members[i] for i in rng.permutation(n)[:k]]] = True
+        for i in rng.permutation(len(pairs))[: int(np.floor(len(pairs) * fraction + 0.5))]:
+            held[groups[pairs[i]]] = True  # a label of two: both validate (one finds the other), none train
     elif len(groups) >= 2:
         docs = sorted(groups)
         k = int(min(max(int(np.floor(len(docs) * fraction + 0.5)), 1), len(docs) - 1))
@@ -67,7 +73,7 @@ def carve_validation(pool: RetrievalData, positions: np.ndarray, *, fraction: fl
     if not held.any():
         raise DataError(
             f"no validation items can be carved out of {len(positions)} training items "
-            + ("(no label has 3 or more of them)" if labeled else "(fewer than 2 documents)"),
+            + ("(too few labels with 2 or more of them)" if labeled else "(fewer than 2 documents)"),
             field="sweep.train_to",
             fix="use sweep.train_to: steps for sizes this small, or larger sizes, or a larger train.group_size",
         )

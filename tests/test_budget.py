@@ -87,6 +87,16 @@ def test_validation_carve_out_keeps_training_positives_and_is_seeded():
     assert list(val.train_positions) == [p for p in positions if p not in set(val.val_positions)]  # order kept
     again = carve_validation(pool, positions, fraction=0.2, seed=0)
     assert np.array_equal(again.val_positions, val.val_positions)
+    # Labels of two (small sizes under group_size 2): a share of whole labels validates.
+    twos = LabeledItems(
+        items=tuple(f"t{i}" for i in range(20)),
+        labels=tuple(str(i // 2) for i in range(20)),
+        modality="text",
+        source="d",
+    )
+    val2 = carve_validation(twos, np.arange(20), fraction=0.2, seed=1)
+    held2 = sorted(twos.labels[i] for i in val2.val_positions)
+    assert len(held2) == 4 and held2[0] == held2[1] and held2[2] == held2[3] and held2[1] != held2[2]
     with pytest.raises(DataError, match="no validation items"):
         carve_validation(pool, np.array([0, 1]), fraction=0.2, seed=0)
 
