@@ -112,7 +112,8 @@ class EarlyStopping:
         self.bad_epochs = 0
 
     def update(self, epoch: int, score: float) -> bool:
-        if score > self.best_score + self.min_delta:
+        # The first epoch is the best so far whatever its score (a NaN score must not leave no model to report).
+        if self.best_epoch == 0 or score > self.best_score + self.min_delta:
             self.best_epoch, self.best_score, self.bad_epochs = epoch, float(score), 0
             return True
         self.bad_epochs += 1
