@@ -53,6 +53,10 @@ _ROW_COLUMNS: tuple[str, ...] = (
     "train_seconds",
     "num_gpus",
     "gpu_seconds",
+    "steps",
+    "train_to",
+    "stop_reason",
+    "final",
 )
 
 
@@ -175,7 +179,9 @@ def relative_improvement(df: pd.DataFrame, *, metrics: Sequence[str]) -> pd.Data
 def select_points(improvements: pd.DataFrame) -> pd.DataFrame:
     """The rows that are points of a curve, with ``setting`` and ``grid`` added.
 
-    Data-size curves take the final row of each trial (``epoch == epochs``), grid = size, setting = ``epochs=E``.
+    Data-size curves take the final row of each trial (``final``), grid = size, setting = ``epochs=E`` under the
+    fixed-epoch rule, ``train_to=steps`` / ``train_to=converged`` otherwise: sizes that trained different numbers of
+    epochs under one budget rule form one curve.
     Epoch curves take every epoch row, grid = epoch, setting = ``size=N``; where several trials report the same
     epoch (one run per epoch count), the trial that ended there wins, since it trained with that schedule.
 
@@ -185,8 +191,12 @@ def select_points(improvements: pd.DataFrame) -> pd.DataFrame:
     Returns:
         The selected rows, one per (group, seed, grid).
     """
-    data = improvements[(improvements["experiment"] == "data_size") & (improvements["epoch"] == improvements["epochs"])]
-    data = data.assign(setting="epochs=" + data["epochs"].astype(str), grid=data["size"])
+    final = improvements["final"] if "final" in improvements else improvements["epoch"] == improvements["epochs"]
+    data = improvements[(improvements["experiment"] == "data_size") & final.astype(bool)]
+    rule = data["train_to"] if "train_to" in data else pd.Series("epochs", index=data.index)
+    fixed = rule.isin(["", "epochs"])
+    setting = ("epochs=" + data["epochs"].astype(str)).where(fixed, "train_to=" + rule.astype(str))
+    data = data.assign(setting=setting, grid=data["size"])
     ep = improvements[(improvements["experiment"] == "epochs") & (improvements["epoch"] >= 1)]
     ep = ep.assign(setting="size=" + ep["size"].astype(str), grid=ep["epoch"], _final=ep["epoch"] == ep["epochs"])
     ep = ep.sort_values(["_final", "epochs", "trial_id"], ascending=[False, False, True], kind="stable").drop(

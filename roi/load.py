@@ -36,8 +36,19 @@ STRING_COLUMNS: tuple[str, ...] = ("experiment", "status", "task", "model", "dat
 INT_COLUMNS: tuple[str, ...] = ("seed", "size", "epochs", "epoch")
 FLOAT_COLUMNS: tuple[str, ...] = ("train_seconds",)
 # Schema columns the analysis can do without; a foreign table may omit them.
-OPTIONAL_FLOAT_COLUMNS: tuple[str, ...] = ("eval_seconds", "items_seen", "num_gpus", "gpu_seconds", "peak_memory_mb")
-OPTIONAL_STRING_COLUMNS: tuple[str, ...] = ("sweep", "trial_id", "gpu_type", "error")
+OPTIONAL_FLOAT_COLUMNS: tuple[str, ...] = (
+    "eval_seconds",
+    "items_seen",
+    "num_gpus",
+    "gpu_seconds",
+    "peak_memory_mb",
+    "steps",
+    "val_seconds",
+)
+OPTIONAL_STRING_COLUMNS: tuple[str, ...] = ("sweep", "trial_id", "gpu_type", "error", "train_to", "stop_reason")
+# The trial's last row (the data-size curve's point); derived as epoch == epochs for tables without it.
+OPTIONAL_BOOL_COLUMNS: tuple[str, ...] = ("final",)
+STOP_REASONS: tuple[str, ...] = ("", "epochs", "steps", "converged", "cap")
 EXPERIMENTS: tuple[str, ...] = ("data_size", "epochs")
 METRIC_PATTERN = re.compile(r"^[A-Za-z][A-Za-z0-9_.\-]*@\d+$")
 
@@ -207,7 +218,8 @@ def validate_table(raw: pd.DataFrame, *, source: str = "results table") -> pd.Da
         df["gpu_seconds"] = df["train_seconds"] * df["num_gpus"]
     for col in OPTIONAL_FLOAT_COLUMNS:
         if col not in df.columns:
-            df[col] = np.nan
+            df[col] = 0.0 if col == "val_seconds" else np.nan
+    df = _budget_columns(df, source)
     no_id = df["trial_id"] == ""
     if no_id.any():  # a foreign table without trial ids: one trial = one configured cell
         key = df.loc[no_id, ["experiment", "model", "dataset", "eval_set", "seed", "size", "epochs"]].astype(str)
@@ -216,6 +228,32 @@ def validate_table(raw: pd.DataFrame, *, source: str = "results table") -> pd.Da
     df = df.reset_index(drop=True)
     df.attrs[NOTES_ATTR] = notes
     df.attrs[SOURCE_ATTR] = source
+    return df
+
+
+def _budget_columns(df: pd.DataFrame, source: str) -> pd.DataFrame:
+    """``final``, ``train_to`` and ``stop_reason``, typed; derived for tables written before they existed."""
+    tuned = df["size"] > 0
+    if "final" in df.columns:
+        raw = df["final"]
+        text = raw.astype(str).str.strip().str.lower()
+        known = text.isin(["true", "false", "1", "0", "1.0", "0.0"])
+        if not known.all():
+            row = int(np.flatnonzero(~known.to_numpy())[0])
+            raise RoiInputError(
+                f"{source}: column final must hold true or false; row {df.index[row]} has {raw.iloc[row]!r}"
+            )
+        df["final"] = text.isin(["true", "1", "1.0"])
+    else:
+        df["final"] = df["epoch"] == df["epochs"]
+    df.loc[tuned & (df["train_to"] == ""), "train_to"] = "epochs"
+    derive = tuned & df["final"] & (df["stop_reason"] == "") & (df["train_to"] == "epochs")
+    df.loc[derive, "stop_reason"] = "epochs"
+    bad = sorted(set(df["stop_reason"]) - set(STOP_REASONS))
+    if bad:
+        raise RoiInputError(
+            f"{source}: column stop_reason has value(s) {bad}; allowed: {', '.join(STOP_REASONS[1:])} or empty"
+        )
     return df
 
 

@@ -109,14 +109,14 @@ def analyse(
     if len(nan_rows):
         notes.append(f"{len(nan_rows)} ok row(s) with NaN metric values: those values are left out of the curves")
     data = improvements[improvements["experiment"] == "data_size"]
-    unfinished = data.groupby("trial_id")["epoch"].max() < data.groupby("trial_id")["epochs"].max()
+    unfinished = ~data.groupby("trial_id")["final"].any()
     if unfinished.any():
         notes.append(
             f"{int(unfinished.sum())} data-size trial(s) without their final epoch row left out (still running?)"
         )
     if points.empty:
         raise RoiInputError(
-            f"{source}: no curve point: no data_size row with epoch == epochs and no epochs row with epoch >= 1 has a value"
+            f"{source}: no curve point: no final data_size row and no epochs row with epoch >= 1 has a value"
         )
 
     curves = aggregate_seeds(points)

@@ -79,8 +79,8 @@ def _cmd_sweep(args: argparse.Namespace) -> int:
     )
     ok = outcome.table[outcome.table["status"] == "ok"]
     metric_cols = [c for c in ok.columns if "@" in c]
-    final = ok[ok["epoch"] == ok["epochs"]] if cfg.sweep.experiment == "data_size" else ok
-    shown = final[["seed", "size", "epochs", "epoch", "train_seconds", *metric_cols]]
+    final = ok[ok["final"]] if cfg.sweep.experiment == "data_size" else ok
+    shown = final[["seed", "size", "epochs", "epoch", "steps", "stop_reason", "train_seconds", *metric_cols]]
     print(shown.to_string(index=False, float_format=lambda v: f"{v:.4f}"))
     print(f"[{cfg.name}] ran {outcome.ran} cells, {outcome.skipped} already done, {outcome.failed} failed")
     folder = RunFolder.coerce(outcome.run_dir)

@@ -11,6 +11,7 @@ from collections.abc import Callable
 
 import pandas as pd
 
+from sweeps.budget import Budget
 from sweeps.config import Cell, SweepConfig
 from sweeps.prepare import PreparedData
 from sweeps.results import RunDir, make_record, write_record
@@ -42,6 +43,7 @@ def run_cells(
                 epochs=cell.epochs,
                 seed=cell.seed,
                 on_epoch=(lambda rep, c=cell: on_epoch(c, rep)) if on_epoch else None,
+                budget=Budget.for_cell(cfg.sweep, epochs=cell.epochs, train_to=cell.train_to),
             )
             record = make_record(
                 sweep=cfg.name,

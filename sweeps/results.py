@@ -43,10 +43,14 @@ ID_COLUMNS = (
     "epoch",
 )
 COST_COLUMNS = ("train_seconds", "eval_seconds", "items_seen", "gpu_type", "num_gpus", "gpu_seconds", "peak_memory_mb")
+# How long each trial trained and why it stopped (sweeps/budget.py): `steps` (optimizer steps up to the row),
+# `train_to` (the budget rule), `stop_reason` (final rows: epochs, steps, converged, cap), `final` (the trial's
+# last row: the point a data-size curve uses), `val_seconds` (validation scoring under converged).
+BUDGET_COLUMNS = ("steps", "train_to", "stop_reason", "final", "val_seconds")
 
 
 def result_columns(k: int) -> tuple[str, ...]:
-    return ID_COLUMNS + COST_COLUMNS + metric_keys(k) + ("error",)
+    return ID_COLUMNS + COST_COLUMNS + BUDGET_COLUMNS + metric_keys(k) + ("error",)
 
 
 # Where the data lives is not part of what a trial is: the same files under another checkout, mount point or
@@ -64,7 +68,11 @@ def portable_config(cfg: TrialConfig) -> dict:
 def trial_id(cfg: TrialConfig, cell: Cell, *, data_id: str) -> str:
     """Stable id of a trial: its settings, its cell, and the content of its data (training pool and evaluation,
     ``PreparedData.data_id``): an edited data file gives new trials, a moved one the same."""
-    blob = {"trial": portable_config(cfg), "cell": to_dict(cell), "data": data_id}
+    cell_dict = to_dict(cell)
+    if cell.train_to == "epochs":  # ids of fixed-epoch trials stay what they were before budget rules existed
+        cell_dict.pop("train_to")
+        cell_dict.pop("budget")
+    blob = {"trial": portable_config(cfg), "cell": cell_dict, "data": data_id}
     return f"{cell.label}-{config_hash(blob, length=10)}"
 
 
@@ -173,14 +181,24 @@ def records_to_table(records: Iterable[dict], *, k: int) -> pd.DataFrame:
             size=cell["size"],
             epochs=cell["epochs"] if cell["size"] else 0,
             num_gpus=float(rec["num_gpus"]),
+            train_to=cell.get("train_to", "epochs") if cell["size"] else "",
         )
         if not rec["rows"]:  # a failed trial that reported nothing: one row that carries the failure
-            rows.append({**base, "epoch": 0})
+            rows.append({**base, "epoch": 0, "steps": 0, "final": True, "stop_reason": "", "val_seconds": 0.0})
             continue
-        for r in rec["rows"]:
+        for i, r in enumerate(rec["rows"]):
             row = dict(base)
             row.update(
                 {key: r.get(key) for key in ("epoch", "train_seconds", "eval_seconds", "items_seen", "peak_memory_mb")}
+            )
+            if cell["size"] and "epochs" in r:  # what the trial ran (converged: up to its stop)
+                row["epochs"] = r["epochs"]
+            final = r.get("final", i == len(rec["rows"]) - 1)
+            row.update(
+                steps=int(r.get("steps", 0)),
+                final=bool(final),
+                stop_reason=r.get("stop_reason", "epochs" if final and cell["size"] else ""),
+                val_seconds=float(r.get("val_seconds", 0.0)),
             )
             row["gpu_type"] = r.get("device", "cpu")
             row.update({key: r.get(key) for key in metric_keys(k)})
@@ -189,6 +207,10 @@ def records_to_table(records: Iterable[dict], *, k: int) -> pd.DataFrame:
     df["gpu_seconds"] = df["train_seconds"].astype(float) * df["num_gpus"].astype(float)
     df["error"] = df["error"].fillna("")
     df["status"] = df["status"].fillna("ok")
+    df["train_to"] = df["train_to"].fillna("")
+    df["stop_reason"] = df["stop_reason"].fillna("")
+    df["final"] = df["final"].fillna(False).astype(bool)
+    df["steps"] = df["steps"].fillna(0).astype("int64")
     return df.sort_values(
         ["dataset", "model", "experiment", "seed", "size", "epochs", "epoch"], kind="stable"
     ).reset_index(drop=True)

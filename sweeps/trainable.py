@@ -27,6 +27,7 @@ import torch
 from ray import tune
 from ray.util import metrics as ray_metrics
 
+from sweeps.budget import Budget
 from sweeps.config import Cell, SweepConfig
 from sweeps.device import Runtime, resolve_runtime
 from sweeps.errors import UserError
@@ -106,6 +107,7 @@ def fit_cell(config: dict, *, sweep: SweepConfig, prepared: PreparedData, num_gp
             seed=cell.seed,
             runtime=runtime,
             on_epoch=on_epoch,
+            budget=Budget.for_cell(sweep.sweep, epochs=cell.epochs, train_to=cell.train_to),
         )
     except UserError as exc:
         status, error = "failed", exc.message

