@@ -11,11 +11,12 @@ from roi.curves import relative_improvement, roi_curve
 from roi.load import validate_table
 from sweeps import trial as trial_module
 from sweeps.budget import Budget, EarlyStopping
-from sweeps.config import Cell, SweepSpec, TrialConfig, build, cells_for, resolve_paths
+from sweeps.config import Cell, SweepSpec, TrialConfig, build, cells_for
 from sweeps.data.items import LabeledItems
 from sweeps.errors import DataError
 from sweeps.prepare import prepare_data
 from sweeps.results import make_record, records_to_table, trial_id
+from sweeps.sweepfile import resolve_paths
 from sweeps.trial import run_trial
 from sweeps.validation import carve_validation
 
