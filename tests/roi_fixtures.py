@@ -213,3 +213,16 @@ def write_run(path, df: pd.DataFrame, *, fmt: str = "parquet"):
     else:
         df.to_csv(path / "results.csv", index=False)
     return path
+
+
+def brentq(f, lo: float, hi: float) -> float:
+    """The root of a continuous f with a sign change on [lo, hi], by bisection (no scipy in the test deps):
+    the hand-side answer for designed curves whose drop point has no closed form."""
+    f_lo = f(lo)
+    for _ in range(200):
+        mid = (lo + hi) / 2.0
+        if (f(mid) > 0) == (f_lo > 0):
+            lo, f_lo = mid, f(mid)
+        else:
+            hi = mid
+    return (lo + hi) / 2.0

@@ -7,22 +7,11 @@ import math
 import numpy as np
 import pandas as pd
 import pytest
+from roi_fixtures import brentq
 
 from roi.forecast import backtest, fit_family, fit_seeds, forecast_all, forecast_curve
 
 C, A, B = 0.30, 2.0, 0.5  # I(N) = 0.30 - 2.0 N^-0.5: 0.10 at 100, 0.2293 at 800, -> 0.30
-
-
-def brentq(f, lo: float, hi: float) -> float:
-    """The root of a continuous f with a sign change on [lo, hi], by bisection (no scipy in the test deps)."""
-    f_lo = f(lo)
-    for _ in range(200):
-        mid = (lo + hi) / 2.0
-        if (f(mid) > 0) == (f_lo > 0):
-            lo, f_lo = mid, f(mid)
-        else:
-            hi = mid
-    return (lo + hi) / 2.0
 
 
 def power(n):

@@ -5,22 +5,10 @@ from __future__ import annotations
 import math
 
 import pytest
-from roi_fixtures import BASELINE, baseline_rows, metric_values, table
+from roi_fixtures import BASELINE, baseline_rows, brentq, metric_values, table
 
 from roi.grid import combine, plan_sizes, plan_table
 from roi.load import validate_table
-
-
-def brentq(f, lo: float, hi: float) -> float:
-    """The root of a continuous f with a sign change on [lo, hi], by bisection (no scipy in the test deps)."""
-    f_lo = f(lo)
-    for _ in range(200):
-        mid = (lo + hi) / 2.0
-        if (f(mid) > 0) == (f_lo > 0):
-            lo, f_lo = mid, f(mid)
-        else:
-            hi = mid
-    return (lo + hi) / 2.0
 
 
 def saturating(n: float) -> float:

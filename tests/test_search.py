@@ -35,6 +35,7 @@ from designed import (  # noqa: E402
     designed_train_seconds,
     executions,
 )
+from roi_fixtures import brentq  # noqa: E402
 
 from roi.load import load_results  # noqa: E402
 from roi.report import analyse  # noqa: E402
@@ -42,19 +43,6 @@ from sweeps.config import Cell  # noqa: E402
 from sweeps.results import make_record, read_records  # noqa: E402
 from sweeps.search import PLAN_FILE, Adaptive, AdaptiveSizeSearcher  # noqa: E402
 from sweeps.tuner import connect, run_sweep  # noqa: E402
-
-
-def brentq(f, lo: float, hi: float) -> float:
-    """The root of a continuous f with a sign change on [lo, hi], by bisection (no scipy in the test deps)."""
-    f_lo = f(lo)
-    for _ in range(200):
-        mid = (lo + hi) / 2.0
-        if (f(mid) > 0) == (f_lo > 0):
-            lo, f_lo = mid, f(mid)
-        else:
-            hi = mid
-    return (lo + hi) / 2.0
-
 
 pytestmark = pytest.mark.ray
 TESTS = Path(__file__).resolve().parent
