@@ -103,22 +103,10 @@ def curve_figure(
         label, color = labels[key], _PALETTE[i % len(_PALETTE)]
         curve = dict(zip(GROUP_KEY, key, strict=True)) | {"cost_axis": cost_axis}
         if cur["n_seeds"].max() > 1:
-            x = list(cur["cost"]) + list(cur["cost"])[::-1]
-            y = list(cur[f"{column}_max"]) + list(cur[f"{column}_min"])[::-1]
             traces.append(
-                go.Scatter(
-                    x=x,
-                    y=y,
-                    fill="toself",
-                    fillcolor=_rgba(color, 0.18),
-                    line={"width": 0},
-                    hoverinfo="skip",
-                    name=f"{label} (seed min–max)",
-                    legendgroup=label,
-                    showlegend=False,
-                    meta={"role": "band", "curve": curve},
-                )
-            )
+                _band(cur["cost"], cur[f"{column}_min"], cur[f"{column}_max"], color=_rgba(color, 0.18),
+                      name=f"{label} (seed min–max)", label=label, meta={"role": "band", "curve": curve})
+            )  # fmt: skip
         traces.append(
             go.Scatter(
                 x=cur["cost"].tolist(),
@@ -259,25 +247,31 @@ def _threshold_line(summary: pd.DataFrame, cur: pd.DataFrame, *, curve: dict, la
     ]
 
 
+def _band(x, low, high, *, color: str, name: str, label: str, meta: dict):
+    """A filled band between ``low`` and ``high`` along ``x``, grouped with its curve in the legend."""
+    return go.Scatter(
+        x=list(x) + list(x)[::-1],
+        y=list(high) + list(low)[::-1],
+        fill="toself",
+        fillcolor=color,
+        line={"width": 0},
+        hoverinfo="skip",
+        name=name,
+        legendgroup=label,
+        showlegend=False,
+        meta=meta,
+    )
+
+
 def _forecast_traces(fc, *, column: str, curve: dict, label: str, color: str, unit: str) -> list:
     """The forecast past the last measured size: a dashed mean line and its bootstrap band over seeds."""
     c = fc.curve
     traces = []
     if c[f"{column}_low"].notna().any():
         traces.append(
-            go.Scatter(
-                x=list(c["grid"]) + list(c["grid"])[::-1],
-                y=list(c[f"{column}_high"]) + list(c[f"{column}_low"])[::-1],
-                fill="toself",
-                fillcolor=_rgba(color, 0.08),
-                line={"width": 0},
-                hoverinfo="skip",
-                name=f"{label} (forecast band)",
-                legendgroup=label,
-                showlegend=False,
-                meta={"role": "forecast_band", "curve": curve},
-            )
-        )
+            _band(c["grid"], c[f"{column}_low"], c[f"{column}_high"], color=_rgba(color, 0.08),
+                  name=f"{label} (forecast band)", label=label, meta={"role": "forecast_band", "curve": curve})
+        )  # fmt: skip
     traces.append(
         go.Scatter(
             x=c["grid"].tolist(),
