@@ -57,7 +57,9 @@ def recipe_pairs(texts: list[str], labels: list[str], *, seed: int) -> tuple[lis
     return anchors, positives
 
 
-def train_recipe(cfg: TrialConfig, texts: list[str], labels: list[str], *, seed: int) -> tuple[dict, float, int]:
+def train_recipe(
+    cfg: TrialConfig, texts: list[str], labels: list[str], *, seed: int, epochs: int = 1
+) -> tuple[dict, float, int]:
     """sentence-transformers' standard MNRL recipe; returns (encoder state dict, train seconds, steps)."""
     from datasets import Dataset
     from sentence_transformers import (
@@ -80,7 +82,7 @@ def train_recipe(cfg: TrialConfig, texts: list[str], labels: list[str], *, seed:
     with tempfile.TemporaryDirectory() as out:
         args = SentenceTransformerTrainingArguments(
             output_dir=out,
-            num_train_epochs=1,
+            num_train_epochs=epochs,
             per_device_train_batch_size=32,
             learning_rate=2e-5,
             lr_scheduler_type="constant",
@@ -191,13 +193,107 @@ def run(sweep: SweepConfig, *, sizes, seeds, group_sizes, tool_epochs: int, skip
     return results
 
 
+def run_against(run_dir: Path, *, sizes, seeds, recipe_epochs: str, out: Path | None) -> list[dict]:
+    """The recipe against a finished sweep's own trials: the tool's rows are the run's records (nothing retrained).
+
+    For each (size, seed) of the run's data-size records, the recipe trains on the same items (the trial's nested
+    order under the run's ``train.group_size``) for as many epochs as the tool's trial trained (``recipe_epochs``
+    ``same``: equal epochs, hence about equal optimizer steps, since both take batches of 32 from the N items), or
+    for its standard one epoch (``one``), or both; all are scored by the tool's evaluation on the same queries.
+    """
+    sweep = load_sweep_config(run_dir / "config.yaml")
+    cfg = sweep.trial
+    prepared = prepare_data(cfg)
+    pool = prepared.pool.data
+    g = cfg.train.group_size
+    records = sorted(
+        (json.loads(p.read_text()) for p in (run_dir / "records").glob("*.json")),
+        key=lambda r: (r["cell"]["size"], r["cell"]["seed"]),
+    )
+    records = [r for r in records if r["status"] == "ok"]
+    common = {"dataset": prepared.dataset, "eval_set": prepared.eval_id, "config": sweep.name, "run": str(run_dir)}
+    rows: list[dict] = []
+
+    def emit(row: dict) -> None:
+        rows.append(row)
+        shown = " ".join(f"{k}={v:.4f}" for k, v in row["metrics"].items())
+        print(
+            f"{row['dataset']} N={row['size']} seed={row['seed']} {row['method']}: {shown} "
+            f"train={row['train_seconds']:.1f}s epochs={row['epochs']} steps={row['steps']}",
+            flush=True,
+        )
+        if out is not None:
+            old = json.loads(out.read_text()) if out.exists() else {"rows": []}
+            old["rows"].append(row)
+            old["machine"] = f"{platform.node()}, torch threads {torch.get_num_threads()}"
+            out.write_text(json.dumps(old, indent=1))
+
+    train_recipe(cfg, [f"warm-up text {i}" for i in range(8)], [str(i // 2) for i in range(8)], seed=0)
+    for rec in records:
+        cell, last = rec["cell"], rec["rows"][-1]
+        metrics = {k: v for k, v in last.items() if "@" in k}
+        if cell["size"] == 0:
+            emit(
+                {
+                    **common,
+                    "method": "pretrained",
+                    "size": 0,
+                    "seed": 0,
+                    "group_size": 0,
+                    "metrics": metrics,
+                    "train_seconds": 0.0,
+                    "steps": 0,
+                    "epochs": 0,
+                }
+            )
+            continue
+        if cell["size"] not in sizes or cell["seed"] not in seeds:
+            continue
+        size, seed, epochs = cell["size"], cell["seed"], int(last["epochs"])
+        rule = cell.get("train_to", "epochs")
+        emit(
+            {
+                **common,
+                "method": f"tool supcon g{g} lr {cfg.train.lr:g} ({rule})",
+                "size": size,
+                "seed": seed,
+                "group_size": g,
+                "metrics": metrics,
+                "train_seconds": last["train_seconds"],
+                "steps": last.get("steps", -1),
+                "epochs": epochs,
+            }
+        )
+        order = nested_order(pool, seed=seed, group_size=g)[:size]
+        texts = [pool.items[i] for i in order]
+        labels = [pool.labels[i] for i in order]
+        plan = {"same": [epochs], "one": [1], "both": sorted({1, epochs})}[recipe_epochs]
+        for e in plan:
+            state, seconds, steps = train_recipe(cfg, texts, labels, seed=seed, epochs=e)
+            emit(
+                {
+                    **common,
+                    "method": f"recipe mnrl x{e}ep",
+                    "size": size,
+                    "seed": seed,
+                    "group_size": g,
+                    "metrics": score_weights(cfg, prepared, state),
+                    "train_seconds": seconds,
+                    "steps": steps,
+                    "epochs": e,
+                }
+            )
+    return rows
+
+
 def markdown(paths: list[Path]) -> str:
     """The measured rows of ``paths`` as one Markdown table, with each method's gain over the pretrained model."""
     rows = [r for p in paths for r in json.loads(p.read_text())["rows"]]
     base = {r["dataset"]: r["metrics"] for r in rows if r["method"] == "pretrained"}
     lines = [
-        "| dataset | N | seed | method | mRR / mAP / recall@20 | gain over pretrained (mRR / mAP / recall) | train s | steps |",
-        "|---|---|---|---|---|---|---|---|",
+        "| dataset | N | seed | method | mRR / mAP / recall@20 | gain over pretrained (mRR / mAP / recall) | train s "
+        "| epochs | steps |",
+        "|---|---|---|---|---|---|---|---|---|",
     ]
     for r in sorted(rows, key=lambda r: (r["dataset"], r["size"], r["group_size"], r["seed"], r["method"])):
         m, b = r["metrics"], base[r["dataset"]]
@@ -206,7 +302,7 @@ def markdown(paths: list[Path]) -> str:
         gains = " / ".join(f"{m[k] - b[k]:+.4f}" for k in keys)
         lines.append(
             f"| {r['dataset']} | {r['size']} | {r['seed']} | {r['method']} | {vals} | {gains} | "
-            f"{r['train_seconds']:.1f} | {r['steps']} |"
+            f"{r['train_seconds']:.1f} | {r.get('epochs', 0 if r['size'] == 0 else 1)} | {r['steps']} |"
         )
     return "\n".join(lines)
 
@@ -222,12 +318,19 @@ def main() -> None:
     parser.add_argument("--threads", type=int, default=None)
     parser.add_argument("--out", type=Path, default=None)
     parser.add_argument("--table", type=Path, nargs="+", default=None, help="print measured JSON files as Markdown")
+    parser.add_argument(
+        "--from-run", type=Path, default=None, help="a finished data-size run folder: its records are the tool's rows"
+    )
+    parser.add_argument("--recipe-epochs", choices=["same", "one", "both"], default="same")
     args = parser.parse_args()
     if args.table:
         print(markdown(args.table))
         return
     if args.threads:
         torch.set_num_threads(args.threads)
+    if args.from_run:
+        run_against(args.from_run, sizes=args.sizes, seeds=args.seeds, recipe_epochs=args.recipe_epochs, out=args.out)
+        return
     sweep = load_sweep_config(args.config)
     run(
         sweep,

@@ -239,7 +239,10 @@ class SweepSpec:
     # steps: at least sweep.epochs epochs and sweep.min_steps optimizer steps (small sizes repeat their items);
     # converged: early stopping on a validation carve-out of the N items (never the held-out set) after
     # sweep.patience epochs without improvement of sweep.monitor. steps and converged stop at sweep.epoch_cap.
-    train_to: Literal["epochs", "steps", "converged"] = "epochs"
+    # Default (None): steps for data_size, measured (benchmarks/RESULTS.md, "One size under each budget rule":
+    # one epoch at 200 items is 7 optimizer steps and understates what 200 labels are worth ~5x); epochs for
+    # the epochs experiment, which sets its epochs itself.
+    train_to: Literal["epochs", "steps", "converged"] | None = None
     min_steps: int = 100
     patience: int = 2
     epoch_cap: int = 20
@@ -247,6 +250,8 @@ class SweepSpec:
     monitor: Literal["mrr", "map", "recall"] = "map"
 
     def __post_init__(self) -> None:
+        if self.train_to is None:  # resolved here, once: the saved config.yaml names the rule a run used
+            object.__setattr__(self, "train_to", "steps" if self.experiment == "data_size" else "epochs")
         if self.sizes == "auto":
             if self.experiment != "data_size":
                 raise ValueError("sweep.sizes: auto is for the data_size experiment")

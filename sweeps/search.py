@@ -26,7 +26,7 @@ from ray.tune.search import Searcher
 
 from roi.grid import GridPlan, plan_table
 from roi.load import validate_table
-from sweeps.config import Cell, SweepConfig, SweepSpec
+from sweeps.config import Cell, SweepConfig, SweepSpec, budget_key
 from sweeps.errors import DataError, SweepInterrupted
 from sweeps.prepare import PreparedData
 from sweeps.results import read_records, records_to_table, write_table
@@ -76,14 +76,27 @@ class AdaptiveSizeSearcher(Searcher):
 
     Args:
         records: the run folder's records when the sweep starts (ok and failed).
-        seeds, epochs: every size runs with each seed, for this many epochs.
+        seeds, epochs: every size runs with each seed, for this many epochs (the minimum under ``steps``).
         adaptive: the resolved settings.
         k: the metrics' cut-off (``eval.k``), to rebuild the results table.
+        train_to, budget: the budget rule every size trains under and its settings (``Cell.train_to``,
+            ``Cell.budget``; see ``sweeps.config.cells_for``): one curve, one rule.
     """
 
-    def __init__(self, *, records: list[dict], seeds: tuple[int, ...], epochs: int, adaptive: Adaptive, k: int):
+    def __init__(
+        self,
+        *,
+        records: list[dict],
+        seeds: tuple[int, ...],
+        epochs: int,
+        adaptive: Adaptive,
+        k: int,
+        train_to: str = "epochs",
+        budget: str = "",
+    ):
         super().__init__(metric=None, mode=None)
         self.seeds, self.epochs, self.adaptive, self.k = tuple(seeds), int(epochs), adaptive, int(k)
+        self.train_to, self.budget = train_to, budget if train_to != "epochs" else ""
         self.records: dict[Cell, dict] = {}
         for rec in records:
             self._keep(rec)
@@ -130,10 +143,13 @@ class AdaptiveSizeSearcher(Searcher):
     # -------------------------------------------------------------------------------------------- decisions
     def _keep(self, rec: dict) -> None:
         cell = Cell(**rec["cell"])
-        if cell.size and cell.epochs != self.epochs:
-            return  # a record of another epochs setting (the fixed grid of an earlier file): not this curve
+        if cell.size and (cell.epochs, cell.train_to, cell.budget) != (self.epochs, self.train_to, self.budget):
+            return  # a record of another epochs setting or budget rule (an earlier file's grid): not this curve
         if rec.get("status") == "ok" or cell not in self.records:
             self.records[cell] = rec
+
+    def _cell(self, size: int, seed: int) -> Cell:
+        return Cell(size, self.epochs, seed, train_to=self.train_to, budget=self.budget)
 
     def _ok(self, cell: Cell) -> bool:
         rec = self.records.get(cell)
@@ -160,7 +176,7 @@ class AdaptiveSizeSearcher(Searcher):
         ok = [r for c, r in self.records.items() if r.get("status") == "ok"]
         pending = sorted({c.size for c in self.in_flight.values() if c.size > 0})
         failed_sizes = {c.size for c in self.failed_here if c.size > 0}
-        tried = sorted(s for s in failed_sizes if not any(self._ok(Cell(s, self.epochs, seed)) for seed in self.seeds))
+        tried = sorted(s for s in failed_sizes if not any(self._ok(self._cell(s, seed)) for seed in self.seeds))
         a = self.adaptive
         if not ok:
             table = None
@@ -189,7 +205,7 @@ class AdaptiveSizeSearcher(Searcher):
             return  # every decision needs the baseline
         # Sizes the records hold for some seeds but not all (a killed run, a failed seed): complete them first.
         sized = sorted({c.size for c in self.records if c.size > 0 and self._ok(c)})
-        missing = [Cell(s, self.epochs, seed) for s in sized for seed in self.seeds]
+        missing = [self._cell(s, seed) for s in sized for seed in self.seeds]
         self.queue += [c for c in missing if self._available(c)]
         if self.queue or any(c.size in sized for c in self.in_flight.values()):
             return
@@ -199,7 +215,7 @@ class AdaptiveSizeSearcher(Searcher):
         if plan.done:
             self.final = plan
             return
-        new = [Cell(s, self.epochs, seed) for s in plan.next_sizes for seed in self.seeds]
+        new = [self._cell(s, seed) for s in plan.next_sizes for seed in self.seeds]
         new = [c for c in new if self._available(c)]
         a = self.adaptive
         if self.sized_trials() + len(new) > a.max_trials:
@@ -241,7 +257,13 @@ def run_adaptive(
     """
     adaptive = resolve_adaptive(cfg.sweep, prepared)
     searcher = AdaptiveSizeSearcher(
-        records=records, seeds=cfg.sweep.seeds, epochs=cfg.sweep.epochs, adaptive=adaptive, k=cfg.trial.eval.k
+        records=records,
+        seeds=cfg.sweep.seeds,
+        epochs=cfg.sweep.epochs,
+        adaptive=adaptive,
+        k=cfg.trial.eval.k,
+        train_to=cfg.sweep.train_to,
+        budget=budget_key(cfg.sweep) if cfg.sweep.train_to != "epochs" else "",
     )
     print(
         f"[{cfg.name}] adaptive grid: from {adaptive.min_size:,} items up to {adaptive.max_size:,}, doubling until "

@@ -67,19 +67,21 @@ def fit_cell(config: dict, *, sweep: SweepConfig, prepared: PreparedData, num_gp
     tags = {"sweep": sweep.name, "cell": f"{prepared.dataset}-{cell.label}"}
     prefix = f"[{sweep.name} {prepared.dataset} size={cell.size} epochs={cell.epochs} seed={cell.seed}]"
     reports: list[EpochReport] = []
-    last_train = [0.0]
+    last = {"train_seconds": 0.0, "items_seen": 0}
 
     def on_epoch(rep: EpochReport) -> None:
         reports.append(rep)
-        delta = rep.train_seconds - last_train[0]
-        last_train[0] = rep.train_seconds
-        throughput = cell.size / delta if delta > 0 else 0.0
+        # Since the last report: under a step minimum the one report follows several epochs.
+        delta = rep.train_seconds - last["train_seconds"]
+        items = rep.items_seen - last["items_seen"]
+        last.update(train_seconds=rep.train_seconds, items_seen=rep.items_seen)
+        throughput = items / delta if delta > 0 and items > 0 else 0.0
         shown = " ".join(f"{k}={v:.4f}" for k, v in rep.metrics.items())
         log.info(
             "%s epoch %d/%d %s train=%.1fs (%.0f items/s) eval=%.1fs",
             prefix,
             rep.epoch,
-            cell.epochs,
+            rep.epochs,
             shown,
             rep.train_seconds,
             throughput,

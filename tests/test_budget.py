@@ -154,8 +154,11 @@ def test_step_minimum_trial_repeats_small_sizes_and_evaluates_its_end_only(tiny)
 
 
 def test_cells_and_ids_carry_the_budget_rule_and_fixed_epoch_ids_do_not_change():
-    fixed = SweepSpec(experiment="data_size", sizes=(100,), epochs=1)
+    fixed = SweepSpec(experiment="data_size", sizes=(100,), epochs=1, train_to="epochs")
     steps = SweepSpec(experiment="data_size", sizes=(100,), epochs=1, train_to="steps", min_steps=50)
+    # The defaults: a step minimum for data-size sweeps, fixed epochs for the epochs experiment.
+    assert SweepSpec(experiment="data_size", sizes=(100,)).train_to == "steps"
+    assert SweepSpec(experiment="epochs").train_to == "epochs"
     more = SweepSpec(experiment="data_size", sizes=(100,), epochs=1, train_to="steps", min_steps=80)
     (_, a), (_, b), (_, c) = cells_for(fixed), cells_for(steps), cells_for(more)
     assert a == Cell(100, 1, 0) and a.label == "n100-e1-s0" and b.label == "n100-e1-s0-steps"

@@ -111,7 +111,7 @@ def _searcher(records=(), **kw) -> AdaptiveSizeSearcher:
     adaptive = Adaptive(
         min_size=100, max_size=10_000, max_trials=kw.pop("max_trials", 40), max_gpu_hours=None, ratio=1.25, drop=0.7
     )
-    return AdaptiveSizeSearcher(records=list(records), seeds=(0, 1), epochs=1, adaptive=adaptive, k=20)
+    return AdaptiveSizeSearcher(records=list(records), seeds=(0, 1), epochs=1, adaptive=adaptive, k=20, **kw)
 
 
 @pytest.mark.parametrize("concurrency", [1, 3, 8])
@@ -133,6 +133,19 @@ def test_a_searcher_started_from_part_of_the_records_continues_to_the_same_sizes
     assert not set(rest) & set(done)  # nothing that finished runs again
     assert sorted({c.size for c in done + rest if c.size}) == sorted(EXPECTED_ORDER)
     assert len(done + rest) == 13
+
+
+def test_sizes_train_under_the_sweeps_budget_rule_and_other_rules_records_are_not_this_curve():
+    rule = {"train_to": "steps", "budget": "epoch_cap=20,min_steps=100"}
+    # A finished one-epoch search of the same data: none of its sizes counts for the step-minimum curve.
+    old = [_record(c) for c in _drive(_searcher(), concurrency=2)]
+    s = _searcher(records=old, **rule)
+    ran = _drive(s, concurrency=2)
+    sized = [c for c in ran if c.size]
+    assert all((c.train_to, c.budget) == (rule["train_to"], rule["budget"]) for c in sized)
+    assert list(dict.fromkeys(c.size for c in sized)) == EXPECTED_ORDER  # the whole search again, under its rule
+    assert Cell(0, 0, 0) not in ran  # the baseline has no rule: the earlier search's one is reused
+    assert all(c.label.endswith("-steps") for c in sized)
 
 
 def test_the_trial_budget_stops_the_search_and_says_so():
