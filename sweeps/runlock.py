@@ -136,6 +136,21 @@ class RunLock:
             self.folder.delete(LOCK_FILE)
 
 
+def lock_state(folder: RunFolder, *, now: float | None = None) -> str | None:
+    """One line on who holds ``folder``'s lock (for ``roi status``), or None when no driver holds it."""
+    holder = _read(folder)
+    if holder is None:
+        return None
+    if not holder:
+        return f"a {LOCK_FILE} that cannot be read: a driver may be running (the next one takes it over if not)"
+    now = time.time() if now is None else now
+    gone = stale_reason(holder, now=now, stale_after_s=STALE_AFTER_S)
+    if gone:
+        return f"the driver that held it is gone ({describe(holder)}; {gone}): roi sweep FILE --resume goes on"
+    age = now - float(holder.get("heartbeat_at", now))
+    return f"a driver is running ({describe(holder)}; heartbeat {age:.0f} s ago)"
+
+
 def _read(folder: RunFolder) -> dict | None:
     """The lock's content; None if there is no lock, {} if it cannot be read."""
     try:

@@ -11,6 +11,7 @@ import yaml
 from sweeps.config import Cell, SweepConfig, cells_for
 from sweeps.errors import ConfigError
 from sweeps.results import RunDir, read_records
+from sweeps.runlock import lock_state
 from sweeps.runs import DRIVER_STATE, require_compatible
 from sweeps.storage import RunFolder
 from sweeps.sweepfile import saved_sweep
@@ -25,6 +26,7 @@ class RunStatus:
     in_progress: list[Cell]  # cells of a driver that is running or was interrupted
     left: list[Cell]
     corrupt: list[Path | str]
+    driver: str | None = None  # who holds the run folder's lock (sweeps.runlock), None when nobody does
 
 
 def run_status(run_dir: RunDir) -> RunStatus:
@@ -64,6 +66,7 @@ def run_status(run_dir: RunDir) -> RunStatus:
         in_progress=in_progress,
         left=left,
         corrupt=scan.corrupt,
+        driver=lock_state(folder),
     )
 
 
@@ -80,6 +83,8 @@ def format_status(status: RunStatus) -> str:
         f"{status.name}: {len(status.done)}/{status.total} done, {len(status.failed)} failed, "
         f"{len(status.in_progress)} running or interrupted, {len(status.left)} not started"
     ]
+    if status.driver:
+        lines.append(f"  driver: {status.driver}")
     for cell, error in status.failed:
         lines.append(f"  failed  {cell.label}: {error.splitlines()[0] if error else ''}")
     for cell in status.in_progress:

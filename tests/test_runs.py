@@ -130,6 +130,24 @@ def test_a_lock_without_heartbeat_is_taken_over_and_a_fresh_one_elsewhere_is_not
         lock.release()
 
 
+def test_status_names_the_driver_that_holds_the_lock_and_says_when_it_is_gone(folder):
+    from sweeps.runlock import lock_state
+
+    assert lock_state(folder) is None
+    lock = RunLock.acquire(folder)
+    try:
+        line = lock_state(folder)
+        assert line.startswith("a driver is running") and f"pid {os.getpid()}" in line
+        assert f"host {socket.gethostname()}" in line
+    finally:
+        lock.release()
+    dead = {"host": socket.gethostname(), "pid": 2**22 + 17, "started_at": "then", "heartbeat_at": time.time()}
+    folder.write_text(LOCK_FILE, json.dumps(dead))
+    line = lock_state(folder)
+    assert line.startswith("the driver that held it is gone") and "is not running on this host" in line
+    assert "--resume" in line
+
+
 def test_the_heartbeat_is_renewed_while_the_lock_is_held(folder):
     lock = RunLock.acquire(folder, heartbeat_s=0.05)
     try:
