@@ -228,11 +228,17 @@ def run_against(run_dir: Path, *, sizes, seeds, recipe_epochs: str, out: Path | 
             old["machine"] = f"{platform.node()}, torch threads {torch.get_num_threads()}"
             out.write_text(json.dumps(old, indent=1))
 
+    # A stopped run goes on where it stopped: the (method, size, seed) rows already in --out are kept, not re-run.
+    done = set()
+    if out is not None and out.exists():
+        done = {(r["method"], r["size"], r["seed"]) for r in json.loads(out.read_text())["rows"]}
     train_recipe(cfg, [f"warm-up text {i}" for i in range(8)], [str(i // 2) for i in range(8)], seed=0)
     for rec in records:
         cell, last = rec["cell"], rec["rows"][-1]
         metrics = {k: v for k, v in last.items() if "@" in k}
         if cell["size"] == 0:
+            if ("pretrained", 0, 0) in done:
+                continue
             emit(
                 {
                     **common,
@@ -251,24 +257,28 @@ def run_against(run_dir: Path, *, sizes, seeds, recipe_epochs: str, out: Path | 
             continue
         size, seed, epochs = cell["size"], cell["seed"], int(last["epochs"])
         rule = cell.get("train_to", "epochs")
-        emit(
-            {
-                **common,
-                "method": f"tool supcon g{g} lr {cfg.train.lr:g} ({rule})",
-                "size": size,
-                "seed": seed,
-                "group_size": g,
-                "metrics": metrics,
-                "train_seconds": last["train_seconds"],
-                "steps": last.get("steps", -1),
-                "epochs": epochs,
-            }
-        )
+        tool = f"tool supcon g{g} lr {cfg.train.lr:g} ({rule})"
+        if (tool, size, seed) not in done:
+            emit(
+                {
+                    **common,
+                    "method": tool,
+                    "size": size,
+                    "seed": seed,
+                    "group_size": g,
+                    "metrics": metrics,
+                    "train_seconds": last["train_seconds"],
+                    "steps": last.get("steps", -1),
+                    "epochs": epochs,
+                }
+            )
         order = nested_order(pool, seed=seed, group_size=g)[:size]
         texts = [pool.items[i] for i in order]
         labels = [pool.labels[i] for i in order]
         plan = {"same": [epochs], "one": [1], "both": sorted({1, epochs})}[recipe_epochs]
         for e in plan:
+            if (f"recipe mnrl x{e}ep", size, seed) in done:
+                continue
             state, seconds, steps = train_recipe(cfg, texts, labels, seed=seed, epochs=e)
             emit(
                 {
