@@ -38,6 +38,13 @@ def recommendations(
     several = [k for k in ("dataset", "model") if summary[k].nunique() > 1] if not summary.empty else []
     if not summary.empty and summary.groupby("dataset")["eval_set"].nunique().max() > 1:
         several.append("eval_set")  # two query samples of one dataset
+    if not summary.empty:  # two curves of one experiment on one dataset (one epoch and a step minimum, say)
+        curves = summary[summary["experiment"].map(PRIMARY) == summary["cost_axis"]]
+        if (
+            not curves.empty
+            and curves.groupby(["dataset", "model", "eval_set", "experiment"])["setting"].nunique().max() > 1
+        ):
+            several.append("setting")
     out = []
     for _, row in summary.iterrows():
         if PRIMARY.get(row["experiment"]) != row["cost_axis"]:

@@ -43,6 +43,22 @@ def test_the_answer_states_the_gain_the_drop_point_and_the_price_past_it_in_item
     assert "past it each +1% costs 20.0x more (100 items vs 5 at the peak ROI)" in text
 
 
+def test_two_curves_of_one_dataset_say_which_setting_each_answer_is_about():
+    # The seed's one epoch per size beside the default step minimum, on the same data: two answers per metric.
+    steps = [
+        {**r, "train_to": "steps", "stop_reason": "steps", "final": True, "trial_id": r["trial_id"] + "-steps"}
+        for r in data_size_rows("found", NEVER, seeds=(0,))
+    ]
+    one_epoch = [{**r, "train_to": "epochs", "stop_reason": "epochs", "final": True} for r in _found_rows()]
+    base = [{**r, "train_to": "", "stop_reason": "", "final": True} for r in baseline_rows("found")]
+    answers = _analysis(base + one_epoch[len(base) :] + steps).answers
+    assert sorted(a["setting"] for a in answers) == ["epochs=1", "train_to=steps"]
+    for a in answers:
+        assert a["text"].startswith(f"{a['setting']}: mrr@20 gains")
+    (alone,) = _analysis(_found_rows()).answers
+    assert alone["text"].startswith("mrr@20 gains")  # one curve: no label
+
+
 def test_with_prices_the_step_past_the_drop_is_in_money():
     a = _analysis(_found_rows(), Prices(label_cost=0.08, gpu_hour=2.5, currency="EUR"))
     # 400 items x 0.08 = 32 EUR for +4 points, plus 4 GPU-s at 2.50 EUR/h: 8.0007 EUR per +1%.
