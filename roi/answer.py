@@ -38,13 +38,13 @@ def recommendations(
     several = [k for k in ("dataset", "model") if summary[k].nunique() > 1] if not summary.empty else []
     if not summary.empty and summary.groupby("dataset")["eval_set"].nunique().max() > 1:
         several.append("eval_set")  # two query samples of one dataset
-    if not summary.empty:  # two curves of one experiment on one dataset (one epoch and a step minimum, say)
+    # Two curves of one experiment on one dataset (one epoch and a step minimum, say): those answers name theirs.
+    curve_keys = ["dataset", "model", "eval_set", "experiment"]
+    shared: set[tuple] = set()
+    if not summary.empty:
         curves = summary[summary["experiment"].map(PRIMARY) == summary["cost_axis"]]
-        if (
-            not curves.empty
-            and curves.groupby(["dataset", "model", "eval_set", "experiment"])["setting"].nunique().max() > 1
-        ):
-            several.append("setting")
+        counts = curves.groupby(curve_keys)["setting"].nunique()
+        shared = set(counts[counts > 1].index)
     out = []
     for _, row in summary.iterrows():
         if PRIMARY.get(row["experiment"]) != row["cost_axis"]:
@@ -57,8 +57,9 @@ def recommendations(
                 mask &= prices[k] == v
             curve_prices = prices[mask]
         kind, text = _sentence(row, forecasts.get(key), curve_prices, price_spec)
-        if several:  # which dataset, where the report holds more than one (model and eval set likewise)
-            text = f"{' · '.join(str(row[k]) for k in several)}: {text}"
+        named = several + (["setting"] if tuple(row[k] for k in curve_keys) in shared else [])
+        if named:  # which dataset, where the report holds more than one (model, eval set, setting likewise)
+            text = f"{' · '.join(str(row[k]) for k in named)}: {text}"
         out.append(
             {
                 "dataset": row["dataset"],
