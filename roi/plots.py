@@ -9,6 +9,7 @@ things in the figure data rather than in pixels. The helpers at the end render H
 from __future__ import annotations
 
 import math
+import re
 import shutil
 from collections.abc import Sequence
 from pathlib import Path
@@ -336,3 +337,84 @@ def find_chromium() -> str | None:
 def write_pngs(figures: Sequence[go.Figure], paths: Sequence[Path]) -> None:
     """Export figures as PNG with kaleido (one browser for all); raises whatever kaleido raises."""
     pio.write_images(list(figures), [str(p) for p in paths], format="png", width=1000, height=600)
+
+
+def epoch_grid_figures(grid: pd.DataFrame) -> dict[str, go.Figure]:
+    """One heatmap per dataset and metric of the data x epochs grid (``roi.epoch_grid.grid_table``).
+
+    Returns:
+        name (``epoch_grid.<dataset>.<metric>``, unique) -> figure.
+    """
+    figures: dict[str, go.Figure] = {}
+    if grid.empty:
+        return figures
+    for keys, block in grid.groupby(["task", "model", "dataset", "eval_set", "metric", "epochs"], sort=False):
+        dataset, metric = keys[2], keys[4]
+        name = "epoch_grid." + ".".join(re.sub(r"[^A-Za-z0-9_-]+", "-", str(v)) for v in (dataset, metric))
+        while name in figures:  # the same dataset and metric for two models or evaluation sets
+            name += "-2"
+        figures[name] = epoch_grid_figure(block, name=name)
+    return figures
+
+
+def epoch_grid_figure(block: pd.DataFrame, *, name: str) -> go.Figure:
+    """A heatmap of mean relative improvement at each (size, epoch); the epochs validation chose are marked.
+
+    Args:
+        block: the ``grid_table`` rows of one dataset, model, evaluation set and metric.
+        name: the figure's name (its ``layout.meta.figure``).
+    """
+    block = block.sort_values(["size", "epoch"])
+    sizes = sorted(block["size"].unique())
+    epochs = sorted(block["epoch"].unique())
+    z = block.pivot(index="size", columns="epoch", values="improvement").reindex(index=sizes, columns=epochs)
+    extra = {
+        col: block.pivot(index="size", columns="epoch", values=col).reindex(index=sizes, columns=epochs)
+        for col in ("roi", "val_score", "chosen_by", "n_chosen")
+    }
+    custom = [
+        [[extra[c].iloc[i, j] for c in ("roi", "val_score", "chosen_by", "n_chosen")] for j in range(len(epochs))]
+        for i in range(len(sizes))
+    ]
+    ylabels = [f"{s:,}" for s in sizes]  # categorical rows: every size one row, whatever their spacing
+    dataset, metric = block["dataset"].iloc[0], block["metric"].iloc[0]
+    traces: list = [
+        go.Heatmap(
+            z=z.to_numpy().tolist(),
+            x=[int(e) for e in epochs],
+            y=ylabels,
+            customdata=custom,
+            colorscale="Viridis",
+            colorbar={"title": "improvement", "tickformat": ".0%"},
+            texttemplate="%{z:+.1%}",
+            hovertemplate=(
+                "%{y} items, epoch %{x}<br>improvement %{z:+.2%}<br>ROI %{customdata[0]:.3g} per item<br>"
+                "validation %{customdata[1]:.4f}<br>chosen by %{customdata[2]} of %{customdata[3]} seeds<extra></extra>"
+            ),
+            meta={"role": "grid"},
+        )
+    ]
+    best = block[block["best"]]
+    if not best.empty:
+        traces.append(
+            go.Scatter(
+                x=best["epoch"].astype(int).tolist(),
+                y=[f"{s:,}" for s in best["size"]],
+                mode="lines+markers",
+                marker={"symbol": "star", "size": 16, "color": "white", "line": {"color": "black", "width": 1}},
+                line={"color": "white", "dash": "dot"},
+                name="best epoch (validation)",
+                hovertemplate="%{y} items: epoch %{x} chosen on validation<extra></extra>",
+                meta={"role": "best"},
+            )
+        )
+    return go.Figure(
+        data=traces,
+        layout=dict(
+            title=f"Relative improvement at each size and epoch — {dataset} · {metric} (★ chosen on validation)",
+            xaxis={"title": "epoch", "dtick": 1},
+            yaxis={"title": "labeled items", "type": "category"},
+            template=_TEMPLATE,
+            meta={"figure": name, "shows": "epoch_grid", "dataset": dataset, "metric": metric},
+        ),
+    )

@@ -187,7 +187,15 @@ def records_to_table(records: Iterable[dict], *, k: int) -> pd.DataFrame:
         )
         if not rec["rows"]:  # a failed trial that reported nothing: one row that carries the failure
             rows.append(
-                {**base, "epoch": 0, "steps": 0, "final": True, "stop_reason": "", "val_seconds": 0.0, "val_score": None}
+                {
+                    **base,
+                    "epoch": 0,
+                    "steps": 0,
+                    "final": True,
+                    "stop_reason": "",
+                    "val_seconds": 0.0,
+                    "val_score": None,
+                }
             )
             continue
         for i, r in enumerate(rec["rows"]):
