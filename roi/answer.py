@@ -38,6 +38,8 @@ def recommendations(
     several = [k for k in ("dataset", "model") if summary[k].nunique() > 1] if not summary.empty else []
     if not summary.empty and summary.groupby("dataset")["eval_set"].nunique().max() > 1:
         several.append("eval_set")  # two query samples of one dataset
+    if not summary.empty and summary.groupby(["dataset", "experiment"])["setting"].nunique().max() > 1:
+        several.append("setting")  # two curves of one dataset: e.g. the last epoch and the best on validation
     out = []
     for _, row in summary.iterrows():
         if PRIMARY.get(row["experiment"]) != row["cost_axis"]:

@@ -28,6 +28,7 @@ TRIAL_COLUMNS: tuple[str, ...] = (
     "steps",
     "train_to",
     "stop_reason",
+    "val_score",
     "metric",
     "value",
     "baseline",
