@@ -109,7 +109,8 @@ def grid_table(improvements: pd.DataFrame, best: pd.DataFrame) -> pd.DataFrame:
         One row per ``GRID_KEY``, size and epoch: n_seeds, value, baseline, improvement (mean, and min/max over
         seeds), roi (improvement / size, mean over seeds), val_score (mean; NaN without), train_seconds (mean,
         cumulative to that epoch), chosen_by (seeds whose validation chose this epoch), n_chosen (seeds with a
-        choice at this size), best (the epoch most seeds chose, ties: the earliest). Sorted by size, epoch.
+        choice at this size), best (the epoch most seeds chose, ties: the earliest). Sorted by dataset, metric
+        (in the order of ``improvements``), size and epoch.
     """
     rows = grid_rows(improvements)
     rows = rows[rows["value"].notna()]
@@ -150,4 +151,9 @@ def grid_table(improvements: pd.DataFrame, best: pd.DataFrame) -> pd.DataFrame:
     )
     marked = ranked.drop_duplicates([*GRID_KEY, "size"], keep="first").index
     out["best"] = out.index.isin(marked)
-    return out.reset_index(drop=True)
+    # Metrics in the order the report analyses them (the order of ``improvements``), not alphabetical.
+    rank = {m: i for i, m in enumerate(dict.fromkeys(improvements["metric"]))}
+    out = out.assign(_rank=out["metric"].map(rank)).sort_values(
+        ["task", "model", "dataset", "eval_set", "epochs", "_rank", "size", "epoch"], kind="stable"
+    )
+    return out.drop(columns="_rank").reset_index(drop=True)

@@ -60,10 +60,16 @@ class Budget:
         return cls(train_to="epochs", epochs=epochs)
 
     @classmethod
-    def for_cell(cls, spec, *, epochs: int, train_to: str) -> Budget:
-        """The budget of one grid cell of ``spec`` (a ``SweepSpec``): its epochs and rule, the spec's settings."""
+    def for_cell(cls, spec, *, epochs: int, train_to: str, select_epoch: bool | None = None) -> Budget:
+        """The budget of one grid cell of ``spec`` (a ``SweepSpec``): its epochs and rule, the spec's settings.
+
+        ``select_epoch``: whether the cell carves out validation (``Cell.selects_epoch``); None = as ``spec`` says.
+        A trial runs what its cell (and so its id) says, even where a cell was made without the spec's rule.
+        """
+        if select_epoch is None:
+            select_epoch = spec.select_epoch == "validation"
         if train_to == "epochs":
-            if spec.select_epoch == "validation":
+            if select_epoch:
                 return cls(
                     epochs=max(1, epochs), select_epoch=True, val_fraction=spec.val_fraction, monitor=spec.monitor
                 )

@@ -327,6 +327,11 @@ class Cell:
             rule = "-val"  # an epoch grid that carves out validation: its items train on fewer items
         return f"n{self.size}-e{self.epochs}-s{self.seed}{rule}"
 
+    @property
+    def selects_epoch(self) -> bool:
+        """An epoch grid with a validation carve-out (``sweep.select_epoch: validation``)."""
+        return self.train_to == "epochs" and "select_epoch=validation" in self.budget.split(",")
+
 
 def budget_key(spec: SweepSpec) -> str:
     """The settings of ``spec``'s budget rule as a short string (empty for ``epochs``)."""

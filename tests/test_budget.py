@@ -304,7 +304,7 @@ def test_epoch_grid_with_validation_scores_every_epoch_on_items_that_never_train
     monkeypatch.setattr(trial_module, "build_train_set", spy_build)
     spec = SweepSpec(experiment="data_size", sizes=(64,), epochs=3, select_epoch="validation", val_fraction=0.25)
     (_, cell) = cells_for(spec)
-    budget = Budget.for_cell(spec, epochs=cell.epochs, train_to=cell.train_to)
+    budget = Budget.for_cell(spec, epochs=cell.epochs, train_to=cell.train_to, select_epoch=cell.selects_epoch)
     reports = run_trial(cfg, prepared=prepared, size=64, epochs=3, seed=0, budget=budget)
     assert events == ["train", "val", "held-out"] * 3
     assert [(r.epoch, r.epochs, r.final, r.stop_reason) for r in reports] == [

@@ -178,6 +178,10 @@ def test_report_renders_the_grid_view(tmp_path, monkeypatch):
     ].iloc[0]
     # validation chose epochs 2, 3, 4: +10%, +15%, +25% (the held-out peaks would say +20%, +30%, +40%)
     assert row["best_improvement"] == pytest.approx(0.25) and row["best_cost"] == 500
+    answers = [a["text"] for a in paths.analysis.answers if a["metric"] == "mrr@20"]
+    assert any(t.startswith("best of 4 epochs (validation): mrr@20 gains +25.0%") for t in answers)
+    assert any(t.startswith("epochs=4: mrr@20 gains +25.0%") for t in answers)  # two curves, each named
+    assert list(dict.fromkeys(paths.analysis.epoch_grid["metric"])) == ["mrr@20", "map@20", "recall@20"]
 
 
 def test_report_of_a_grid_without_validation_scores_says_why_nothing_is_chosen(tmp_path, monkeypatch):
@@ -204,8 +208,11 @@ def test_select_epoch_is_checked_at_the_edge_and_is_part_of_the_trial_id():
     assert plain == Cell(100, 5, 0)  # a grid without validation keeps the id it always had
     from sweeps.budget import Budget
 
-    budget = Budget.for_cell(spec, epochs=5, train_to="epochs")
-    assert budget.select_epoch and budget.validates and budget.planned_epochs(3) == 5
+    budget = Budget.for_cell(spec, epochs=5, train_to="epochs", select_epoch=cell.selects_epoch)
+    assert cell.selects_epoch and budget.select_epoch and budget.validates and budget.planned_epochs(3) == 5
+    assert budget == Budget.for_cell(spec, epochs=5, train_to="epochs")  # the spec's rule when no cell says
+    # A trial runs what its cell (its id) says: a plain cell under this spec (roi trial) carves nothing out.
+    assert not Budget.for_cell(spec, epochs=5, train_to="epochs", select_epoch=plain.selects_epoch).validates
     assert not Budget.for_cell(dataclasses.replace(spec, select_epoch="none"), epochs=5, train_to="epochs").validates
     for bad, field in (
         (dict(epochs=1), "sweep.epochs"),
