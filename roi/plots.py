@@ -358,7 +358,8 @@ def epoch_grid_figures(grid: pd.DataFrame) -> dict[str, go.Figure]:
 
 
 def epoch_grid_figure(block: pd.DataFrame, *, name: str) -> go.Figure:
-    """A heatmap of mean relative improvement at each (size, epoch); the epochs validation chose are marked.
+    """A heatmap of mean relative improvement at each (size, epoch); the epoch validation chose for each size
+    (``best``) is starred in its cell's text and outlined by a shape named ``best epoch (validation)``.
 
     Args:
         block: the ``grid_table`` rows of one dataset, model, evaluation set and metric.
@@ -378,43 +379,52 @@ def epoch_grid_figure(block: pd.DataFrame, *, name: str) -> go.Figure:
     ]
     ylabels = [f"{s:,}" for s in sizes]  # categorical rows: every size one row, whatever their spacing
     dataset, metric = block["dataset"].iloc[0], block["metric"].iloc[0]
-    traces: list = [
-        go.Heatmap(
-            z=z.to_numpy().tolist(),
-            x=[int(e) for e in epochs],
-            y=ylabels,
-            customdata=custom,
-            colorscale="Viridis",
-            colorbar={"title": "improvement", "tickformat": ".0%"},
-            texttemplate="%{z:+.1%}",
-            hovertemplate=(
-                "%{y} items, epoch %{x}<br>improvement %{z:+.2%}<br>ROI %{customdata[0]:.3g} per item<br>"
-                "validation %{customdata[1]:.4f}<br>chosen by %{customdata[2]} of %{customdata[3]} seeds<extra></extra>"
-            ),
-            meta={"role": "grid"},
-        )
+    marked = block.pivot(index="size", columns="epoch", values="best").reindex(index=sizes, columns=epochs)
+    marked = marked.fillna(False).astype(bool)
+    text = [
+        [
+            "" if pd.isna(z.iloc[i, j]) else f"{z.iloc[i, j]:+.1%}" + (" ★" if marked.iloc[i, j] else "")
+            for j in range(len(epochs))
+        ]
+        for i in range(len(sizes))
     ]
+    heatmap = go.Heatmap(
+        z=z.to_numpy().tolist(),
+        x=[int(e) for e in epochs],
+        y=ylabels,
+        text=text,
+        customdata=custom,
+        colorscale="Viridis",
+        colorbar={"title": "improvement", "tickformat": ".0%"},
+        texttemplate="%{text}",
+        hovertemplate=(
+            "%{y} items, epoch %{x}<br>improvement %{z:+.2%}<br>ROI %{customdata[0]:.3g} per item<br>"
+            "validation %{customdata[1]:.4f}<br>chosen by %{customdata[2]} of %{customdata[3]} seeds<extra></extra>"
+        ),
+        meta={"role": "grid"},
+    )
+    # The chosen cells outlined (a category axis places row i at i): the eye follows the best epoch across sizes.
     best = block[block["best"]]
-    if not best.empty:
-        traces.append(
-            go.Scatter(
-                x=best["epoch"].astype(int).tolist(),
-                y=[f"{s:,}" for s in best["size"]],
-                mode="lines+markers",
-                marker={"symbol": "star", "size": 16, "color": "white", "line": {"color": "black", "width": 1}},
-                line={"color": "white", "dash": "dot"},
-                name="best epoch (validation)",
-                hovertemplate="%{y} items: epoch %{x} chosen on validation<extra></extra>",
-                meta={"role": "best"},
-            )
-        )
+    shapes = [
+        {
+            "type": "rect",
+            "name": "best epoch (validation)",
+            "x0": float(e) - 0.46,
+            "x1": float(e) + 0.46,
+            "y0": sizes.index(s) - 0.44,
+            "y1": sizes.index(s) + 0.44,
+            "line": {"color": "white", "width": 3},
+        }
+        for e, s in zip(best["epoch"], best["size"], strict=True)
+    ]
     return go.Figure(
-        data=traces,
+        data=[heatmap],
         layout=dict(
             title=f"Relative improvement at each size and epoch — {dataset} · {metric} (★ chosen on validation)",
             xaxis={"title": "epoch", "dtick": 1},
             yaxis={"title": "labeled items", "type": "category"},
             template=_TEMPLATE,
+            shapes=shapes,
             meta={"figure": name, "shows": "epoch_grid", "dataset": dataset, "metric": metric},
         ),
     )

@@ -163,10 +163,13 @@ def test_report_renders_the_grid_view(tmp_path, monkeypatch):
     heatmap = plots.epoch_grid_figures(paths.analysis.epoch_grid)["epoch_grid.clinc150.mrr-20"]
     assert heatmap.layout.meta["shows"] == "epoch_grid"
     assert 'id="fig-epoch_grid-clinc150-mrr@20"' not in page and "fig-epoch_grid-clinc150-mrr-20" in page
-    best = next(t for t in heatmap.data if t.meta["role"] == "best")
-    assert list(best.x) == [VAL_BEST[s] for s in SIZES] and list(best.y) == ["100", "200", "500"]
-    grid = next(t for t in heatmap.data if t.meta["role"] == "grid")
-    assert grid.z[0] == pytest.approx(HELD[100]) and list(grid.x) == [1, 2, 3, 4]
+    (grid,) = heatmap.data
+    assert grid.meta["role"] == "grid" and list(grid.x) == [1, 2, 3, 4] and list(grid.y) == ["100", "200", "500"]
+    assert grid.z[0] == pytest.approx(HELD[100])  # row 0: size 100, held-out improvement at epochs 1..4
+    starred = {(grid.y[i], grid.x[j]) for i, row in enumerate(grid.text) for j, t in enumerate(row) if "★" in t}
+    assert starred == {(f"{s}", VAL_BEST[s]) for s in SIZES} and grid.text[0][1] == "+10.0% ★"
+    outlined = {(round((sh.x0 + sh.x1) / 2), round((sh.y0 + sh.y1) / 2)) for sh in heatmap.layout.shapes}
+    assert outlined == {(VAL_BEST[s], i) for i, s in enumerate(SIZES)}  # category row i is at y = i
     assert paths.figures["epoch_grid.clinc150.mrr-20"].is_file()
     readme = paths.readme.read_text(encoding="utf-8")
     assert "## Data x epochs" in readme and "best of 4 epochs (validation)" in readme
