@@ -323,8 +323,8 @@ class Cell:
     @property
     def label(self) -> str:
         rule = "" if self.train_to == "epochs" else f"-{self.train_to}"
-        if self.train_to == "epochs" and self.budget:
-            rule = "-val"  # an epoch grid that carves out validation: its items train on fewer items
+        if self.selects_epoch:
+            rule = "-val"  # an epoch grid that carves out validation: it trains on fewer of its N items
         return f"n{self.size}-e{self.epochs}-s{self.seed}{rule}"
 
     @property
