@@ -226,3 +226,14 @@ def test_select_epoch_is_checked_at_the_edge_and_is_part_of_the_trial_id():
         with pytest.raises(ConfigError) as err:
             SweepSpec(**{**dataclasses.asdict(spec), **bad})
         assert err.value.field == field and err.value.fix
+
+
+def test_roi_report_prints_the_grid(tmp_path, capsys, monkeypatch):
+    from roi.cli import main
+
+    monkeypatch.setattr(plots, "find_chromium", lambda: None)
+    designed().to_csv(tmp_path / "results.csv", index=False)
+    assert main(["report", str(tmp_path), "--n-boot", "10", "--no-png"]) == 0
+    out = capsys.readouterr().out
+    assert "data x epochs (improvement · ROI per item; * = the epoch chosen on validation):" in out
+    assert "+15.0% · 0.00075/item *" in out and "epoch 3 (2 of 2 seeds)" in out  # size 200, mrr@20
