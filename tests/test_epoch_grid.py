@@ -18,7 +18,7 @@ from roi_fixtures import baseline_rows, metric_values, table
 from roi import plots
 from roi.curves import relative_improvement, roi_curve
 from roi.epoch_grid import best_epoch_points, best_epochs, best_setting, grid_table
-from roi.report import write_report
+from roi.report import analyse, write_report
 from sweeps.config import Cell, SweepSpec, cells_for
 from sweeps.errors import ConfigError
 
@@ -187,11 +187,13 @@ def test_report_renders_the_grid_view(tmp_path, monkeypatch):
     assert list(dict.fromkeys(paths.analysis.epoch_grid["metric"])) == ["mrr@20", "map@20", "recall@20"]
 
 
-def test_report_of_a_grid_without_validation_scores_says_why_nothing_is_chosen(tmp_path, monkeypatch):
-    monkeypatch.setattr(plots, "find_chromium", lambda: None)
-    paths = write_report(designed(val=False), out_dir=tmp_path / "report", n_boot=10, png=False)
-    assert any("no validation scores" in n for n in paths.analysis.notes)
-    assert not paths.analysis.summary["setting"].str.contains("validation").any()
+def test_report_of_a_grid_without_validation_scores_says_why_nothing_is_chosen():
+    analysis = analyse(designed(val=False), n_boot=10)
+    assert any("no validation scores" in n for n in analysis.notes)
+    assert not analysis.summary["setting"].str.contains("validation").any()  # no best-epoch curve
+    assert len(analysis.epoch_grid) == len(SIZES) * EPOCHS * 3 and not analysis.epoch_grid["best"].any()
+    (heatmap,) = [f for n, f in plots.epoch_grid_figures(analysis.epoch_grid).items() if n.endswith("mrr-20")]
+    assert not heatmap.layout.shapes and not any("★" in t for row in heatmap.data[0].text for t in row)
 
 
 def test_older_tables_without_val_score_still_load():
