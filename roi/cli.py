@@ -51,7 +51,7 @@ def run_report(args: argparse.Namespace) -> int:
     from roi.load import load_results
     from roi.price import prices_for
     from roi.report import default_out_dir, write_report
-    from roi.tables import format_terminal, summary_table
+    from roi.tables import epoch_grid_display, format_terminal, summary_table
 
     try:
         if args.n_boot < 1:
@@ -84,6 +84,10 @@ def run_report(args: argparse.Namespace) -> int:
     print()
     print(format_terminal(summary_table(analysis.summary)))
     print()
+    if not analysis.epoch_grid.empty:  # the data x epochs grid: improvement and ROI per item, * = validation's pick
+        print("data x epochs (improvement · ROI per item; * = the epoch chosen on validation):")
+        print(format_terminal(epoch_grid_display(analysis.epoch_grid)))
+        print()
     print(f"note: {paths.png_note}")
     print(f"report: {paths.html}")
     print(f"tables and figures: {paths.out_dir}")

@@ -21,6 +21,7 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 
+from roi.epoch_grid import best_epoch_points, best_epochs
 from roi.errors import RoiInputError
 
 DEFAULT_DROP = 0.7
@@ -57,6 +58,7 @@ _ROW_COLUMNS: tuple[str, ...] = (
     "train_to",
     "stop_reason",
     "final",
+    "val_score",
 )
 
 
@@ -181,7 +183,9 @@ def select_points(improvements: pd.DataFrame) -> pd.DataFrame:
 
     Data-size curves take the final row of each trial (``final``), grid = size, setting = ``epochs=E`` under the
     fixed-epoch rule, ``train_to=steps`` / ``train_to=converged`` otherwise: sizes that trained different numbers of
-    epochs under one budget rule form one curve.
+    epochs under one budget rule form one curve. A data x epochs grid whose rows carry validation scores
+    (``sweep.select_epoch: validation``) adds one more data-size curve, setting ``best of E epochs (validation)``:
+    each trial's row at the epoch its validation score chose (``roi.epoch_grid``).
     Epoch curves take every epoch row, grid = epoch, setting = ``size=N``; where several trials report the same
     epoch (one run per epoch count), the trial that ended there wins, since it trained with that schedule.
 
@@ -197,6 +201,9 @@ def select_points(improvements: pd.DataFrame) -> pd.DataFrame:
     fixed = rule.isin(["", "epochs"])
     setting = ("epochs=" + data["epochs"].astype(str)).where(fixed, "train_to=" + rule.astype(str))
     data = data.assign(setting=setting, grid=data["size"])
+    best = best_epoch_points(improvements, best_epochs(improvements))
+    if not best.empty:
+        data = pd.concat([data, best], ignore_index=True)
     ep = improvements[(improvements["experiment"] == "epochs") & (improvements["epoch"] >= 1)]
     ep = ep.assign(setting="size=" + ep["size"].astype(str), grid=ep["epoch"], _final=ep["epoch"] == ep["epochs"])
     ep = ep.sort_values(["_final", "epochs", "trial_id"], ascending=[False, False, True], kind="stable").drop(

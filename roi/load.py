@@ -44,6 +44,7 @@ OPTIONAL_FLOAT_COLUMNS: tuple[str, ...] = (
     "peak_memory_mb",
     "steps",
     "val_seconds",
+    "val_score",  # the row's model on the validation carve-out of its N items; NaN without one
 )
 OPTIONAL_STRING_COLUMNS: tuple[str, ...] = ("sweep", "trial_id", "gpu_type", "error", "train_to", "stop_reason")
 # The trial's last row (the data-size curve's point); derived as epoch == epochs for tables without it.

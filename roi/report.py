@@ -30,11 +30,12 @@ from roi.curves import (
     summarize,
 )
 from roi.definitions import definitions_html, definitions_markdown
+from roi.epoch_grid import best_epochs, best_setting, grid_table
 from roi.errors import RoiInputError
 from roi.forecast import Forecast, forecast_all, forecast_curves_table, forecast_summary
 from roi.load import NOTES_ATTR, SOURCE_ATTR, resolve_metrics, validate_table
 from roi.price import Prices, price_display, price_table
-from roi.tables import summary_notes, summary_table, to_markdown, trials_table
+from roi.tables import epoch_grid_display, summary_notes, summary_table, to_markdown, trials_table
 
 MARKER = ".roi-report"  # marks a folder as ours, so a re-run may replace it and nothing else
 HTML_TRIAL_ROWS = 2000  # the page stays light; the files hold every row
@@ -55,6 +56,9 @@ class Analysis:
     prices: pd.DataFrame = field(default_factory=pd.DataFrame)  # roi.price.price_table
     price_spec: Prices = field(default_factory=Prices)
     answers: list[dict] = field(default_factory=list)  # roi.answer.recommendations: the report's first section
+    # the data x epochs grid (roi.epoch_grid): empty unless a data-size sweep evaluated more than one epoch
+    epoch_grid: pd.DataFrame = field(default_factory=pd.DataFrame)
+    best_epochs: pd.DataFrame = field(default_factory=pd.DataFrame)  # per trial, the epoch chosen on validation
 
 
 @dataclass
@@ -141,6 +145,15 @@ def analyse(
     if (curves.groupby(list(CURVE_KEY))["n_seeds"].nunique() > 1).any():
         notes.append("some grid points have fewer seeds than others (a partial sweep?): means use the seeds present")
 
+    # The choice reads the validated table's keys, epochs and val_score only (roi.epoch_grid.best_epochs).
+    best = best_epochs(table)
+    grid = grid_table(improvements, best)
+    if not grid.empty and best.empty:
+        notes.append(
+            "the data x epochs grid has no validation scores (sweep.select_epoch: validation records them): no best "
+            "epoch is chosen; picking it on the held-out metrics would overstate what a user gets"
+        )
+
     summary = summarize(points, curves, drop=drop, n_boot=n_boot, seed=boot_seed, metric_order=chosen)
     summary["note"] = summary_notes(summary)
     forecasts = forecast_all(points, drop=drop, n_boot=n_boot, seed=boot_seed)
@@ -162,6 +175,8 @@ def analyse(
         prices=priced,
         price_spec=prices,
         answers=answers,
+        epoch_grid=grid,
+        best_epochs=best,
     )
 
 
@@ -217,6 +232,7 @@ def write_report(
     if out_dir.exists() and (not out_dir.is_dir() or (any(out_dir.iterdir()) and not (out_dir / MARKER).exists())):
         raise RoiInputError(f"{out_dir}: exists and is not a roi report; choose a new folder with --out")
     figures = plots.build_figures(analysis.curves, analysis.summary, forecasts=analysis.forecasts)
+    grid_figures = plots.epoch_grid_figures(analysis.epoch_grid)
 
     try:
         out_dir.parent.mkdir(parents=True, exist_ok=True)
@@ -227,11 +243,11 @@ def write_report(
         tables = _write_tables(tmp, analysis)
         fig_files = {}
         (tmp / "figures").mkdir()
-        for name, fig in figures.items():
+        for name, fig in {**figures, **grid_figures}.items():
             fig_files[name] = Path("figures") / f"{name}.json"
             (tmp / fig_files[name]).write_text(fig.to_json())
-        pngs, png_note = _write_pngs(tmp, figures, enabled=png, plots=plots)
-        page = _html_page(analysis, figures, tables=tables, png_note=png_note, plots=plots)
+        pngs, png_note = _write_pngs(tmp, {**figures, **grid_figures}, enabled=png, plots=plots)
+        page = _html_page(analysis, figures, tables=tables, png_note=png_note, plots=plots, grid_figures=grid_figures)
         (tmp / "report.html").write_text(page, encoding="utf-8")
         (tmp / "README.md").write_text(
             _readme(analysis, tables=tables, figures=fig_files, pngs=pngs, png_note=png_note), encoding="utf-8"
@@ -271,7 +287,13 @@ def _write_tables(folder: Path, analysis: Analysis) -> dict[str, Path]:
         "costs": analysis.prices,
         "forecast": forecast_curves_table(analysis.forecasts),
     }
-    display = {"summary": summary_table(analysis.summary), "costs": price_display(analysis.prices, analysis.price_spec)}
+    if not analysis.epoch_grid.empty:
+        frames |= {"epoch_grid": analysis.epoch_grid, "best_epochs": analysis.best_epochs}
+    display = {
+        "summary": summary_table(analysis.summary),
+        "costs": price_display(analysis.prices, analysis.price_spec),
+        "epoch_grid": epoch_grid_display(analysis.epoch_grid),
+    }
     for name, frame in frames.items():
         for ext in ("csv", "parquet", "json", "md"):
             rel = Path(f"{name}.{ext}")
@@ -309,7 +331,9 @@ def _write_pngs(folder: Path, figures: dict, *, enabled: bool, plots) -> tuple[d
     return rel, f"PNG files written with kaleido and {browser}."
 
 
-def _html_page(analysis: Analysis, figures: dict, *, tables: dict[str, Path], png_note: str, plots) -> str:
+def _html_page(
+    analysis: Analysis, figures: dict, *, tables: dict[str, Path], png_note: str, plots, grid_figures: dict
+) -> str:
     """One self-contained page: plotly.js inlined once, no network needed to open it."""
     esc = html.escape
     summary = summary_table(analysis.summary)
@@ -344,6 +368,7 @@ def _html_page(analysis: Analysis, figures: dict, *, tables: dict[str, Path], pn
         else "No prices given (roi report --label-cost 0.08 --gpu-hour 2.50 --currency EUR): costs in labeled items and GPU-seconds."
     )
     files = ", ".join(esc(str(p)) for p in tables.values())
+    grid_html = _grid_html(analysis, grid_figures, plots=plots)
     generated = datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
     return f"""<!DOCTYPE html>
 <html lang="en"><head><meta charset="utf-8"><title>ROI report: {esc(analysis.source)}</title>
@@ -368,6 +393,7 @@ Generated {generated} by roi {__version__}.</p>
 {costs.to_html(index=False, escape=True, na_rep="", border=0)}
 <h2>Figures</h2>
 {"".join(figs_html)}
+{grid_html}
 <h2>Notes</h2><ul>{notes}</ul>
 <h2>Per-trial points</h2>{more}
 {shown.to_html(index=False, escape=True, na_rep="", border=0, float_format=lambda v: f"{v:.6g}")}
@@ -376,6 +402,39 @@ Generated {generated} by roi {__version__}.</p>
 {definitions_html(drop=analysis.drop)}
 </body></html>
 """
+
+
+GRID_INTRO = (
+    "Every size trained {epochs} epochs and was evaluated on the held-out set after each. A cell: the mean relative "
+    "improvement at that size and epoch, and the ROI per labeled item (improvement / size). * marks the epoch chosen "
+    "on validation: per seed, the epoch whose model scored best on a validation carve-out of that trial's own N "
+    "items (ties: the earlier), never on the held-out set; * is the epoch most seeds chose. The data-size curve at "
+    "those epochs (each seed at its own choice) is the summary's curve '{setting}', with its drop point; its cost in "
+    "training time is all {epochs} epochs, which choosing needed."
+)
+
+
+def _grid_intro(analysis: Analysis) -> str:
+    epochs = ", ".join(str(e) for e in sorted(analysis.epoch_grid["epochs"].unique()))
+    setting = best_setting(int(analysis.epoch_grid["epochs"].max()))
+    return GRID_INTRO.format(epochs=epochs, setting=setting)
+
+
+def _grid_html(analysis: Analysis, grid_figures: dict, *, plots) -> str:
+    """The data x epochs section: the grid table and one heatmap per dataset and metric (empty without a grid)."""
+    if analysis.epoch_grid.empty:
+        return ""
+    esc = html.escape
+    table = epoch_grid_display(analysis.epoch_grid)
+    heatmaps = "".join(
+        f'<section class="figure" id="section-{esc(name)}"><h3>{esc(fig.layout.title.text)}</h3>'
+        f"{plots.figure_div(fig, div_id='fig-' + name.replace('.', '-'))}</section>"
+        for name, fig in grid_figures.items()
+    )
+    return (
+        f'<h2 id="epoch-grid">Data x epochs</h2><p>{esc(_grid_intro(analysis))}</p>'
+        f"{table.to_html(index=False, escape=True, na_rep='', border=0)}{heatmaps}"
+    )
 
 
 def _readme(
@@ -398,6 +457,11 @@ def _readme(
         "## Cost",
         "",
         to_markdown(price_display(analysis.prices, analysis.price_spec)),
+        *(
+            ["## Data x epochs", "", _grid_intro(analysis), "", to_markdown(epoch_grid_display(analysis.epoch_grid))]
+            if not analysis.epoch_grid.empty
+            else []
+        ),
         "## Notes",
         "",
         *[f"- {n}" for n in [*analysis.notes, png_note]],

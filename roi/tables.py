@@ -28,6 +28,7 @@ TRIAL_COLUMNS: tuple[str, ...] = (
     "steps",
     "train_to",
     "stop_reason",
+    "val_score",
     "metric",
     "value",
     "baseline",
@@ -194,3 +195,30 @@ def format_terminal(table: pd.DataFrame, *, note_column: str = "note") -> str:
     lines.insert(1, "  ".join("-" * w for w in widths))
     lines += [f"[{i}] {note}" for i, note in enumerate(notes, start=1)]
     return "\n".join(lines)
+
+
+def epoch_grid_display(grid: pd.DataFrame) -> pd.DataFrame:
+    """The data x epochs grid for reading: one row per size (and dataset, metric), one column per epoch.
+
+    A cell reads ``+12.3% · 0.00123/item``: the mean relative improvement at that (size, epoch) and the ROI per
+    labeled item; ``*`` marks the epoch chosen on validation (``roi.epoch_grid.grid_table``'s ``best``). The last
+    column says which epoch validation chose for how many seeds.
+    """
+    if grid.empty:
+        return pd.DataFrame()
+    several = [k for k in ("model", "eval_set") if grid[k].nunique() > 1]
+    rows = []
+    for keys, block in grid.groupby(["task", "model", "dataset", "eval_set", "metric", "epochs", "size"], sort=False):
+        row = dict(zip(["task", "model", "dataset", "eval_set", "metric", "epochs", "size"], keys, strict=True))
+        out = {k: row[k] for k in ("dataset", *several, "metric")} | {"size": f"{row['size']:,}"}
+        for _, cell in block.sort_values("epoch").iterrows():
+            mark = " *" if cell["best"] else ""
+            out[f"epoch {cell['epoch']}"] = f"{cell['improvement']:+.1%} · {format_number(cell['roi'], 3)}/item{mark}"
+        chosen = block[block["chosen_by"] > 0].sort_values("epoch")
+        n = int(block["n_chosen"].max()) if len(block) else 0
+        out["chosen on validation"] = (
+            ", ".join(f"epoch {int(c['epoch'])} ({int(c['chosen_by'])} of {n} seeds)" for _, c in chosen.iterrows())
+            or "no validation scores"
+        )
+        rows.append(out)
+    return pd.DataFrame(rows)

@@ -10,6 +10,11 @@
   the best epoch's model (weights restored), and the training seconds of every epoch it ran: the epochs
   after the best are what early stopping costs a user too.
 
+An ``epochs`` budget with ``select_epoch`` (``sweep.select_epoch: validation``) is the data x epochs grid with a
+validation score per epoch: the carve-out of ``converged`` (the same items, the same score), but no stopping;
+every epoch is evaluated on the held-out set and carries its validation score, so the report picks the best epoch
+per size on validation (``roi.epoch_grid``). The carved items do not train, as under ``converged``.
+
 Why a trial stopped (``stop_reason`` in the results table): ``epochs`` (its fixed epochs), ``steps`` (the step
 minimum set the epoch count), ``converged`` (no improvement for ``patience`` epochs), ``cap`` (``epoch_cap``).
 """
@@ -34,22 +39,40 @@ class Budget:
     patience: int = 2  # converged
     epoch_cap: int = 20  # steps, converged
     val_fraction: float = 0.2  # converged
-    monitor: str = "map"  # converged: the validation metric (mrr, map or recall at the eval k)
+    monitor: str = "map"  # converged, select_epoch: the validation metric (mrr, map or recall at the eval k)
+    select_epoch: bool = False  # epochs: carve out validation and score it after every epoch (no stopping)
 
     def __post_init__(self) -> None:
         if self.epochs < 1 or self.epoch_cap < 1 or self.patience < 1 or self.min_steps < 0:
             raise ValueError("budget: epochs, epoch_cap and patience must be >= 1 and min_steps >= 0")
         if not 0.0 < self.val_fraction < 1.0:
             raise ValueError(f"budget: val_fraction must be between 0 and 1, got {self.val_fraction}")
+        if self.select_epoch and self.train_to != "epochs":
+            raise ValueError("budget: select_epoch applies to train_to epochs (converged chooses its epoch itself)")
+
+    @property
+    def validates(self) -> bool:
+        """Whether the trial carves a validation share out of its N items (and trains on the rest)."""
+        return self.train_to == "converged" or self.select_epoch
 
     @classmethod
     def fixed(cls, epochs: int) -> Budget:
         return cls(train_to="epochs", epochs=epochs)
 
     @classmethod
-    def for_cell(cls, spec, *, epochs: int, train_to: str) -> Budget:
-        """The budget of one grid cell of ``spec`` (a ``SweepSpec``): its epochs and rule, the spec's settings."""
+    def for_cell(cls, spec, *, epochs: int, train_to: str, select_epoch: bool | None = None) -> Budget:
+        """The budget of one grid cell of ``spec`` (a ``SweepSpec``): its epochs and rule, the spec's settings.
+
+        ``select_epoch``: whether the cell carves out validation (``Cell.selects_epoch``); None = as ``spec`` says.
+        A trial runs what its cell (and so its id) says, even where a cell was made without the spec's rule.
+        """
+        if select_epoch is None:
+            select_epoch = spec.select_epoch == "validation"
         if train_to == "epochs":
+            if select_epoch:
+                return cls(
+                    epochs=max(1, epochs), select_epoch=True, val_fraction=spec.val_fraction, monitor=spec.monitor
+                )
             return cls.fixed(max(1, epochs))
         return cls(
             train_to=train_to,
@@ -81,6 +104,14 @@ class Budget:
 
     def identity(self) -> dict:
         """What of the budget shapes a trial's outcome (part of its id when the rule is not ``epochs``)."""
+        if self.train_to == "epochs" and self.select_epoch:
+            # the carve-out changes what trains: a grid with validation is not the same trial as one without
+            return {
+                "train_to": "epochs",
+                "select_epoch": "validation",
+                "val_fraction": self.val_fraction,
+                "monitor": self.monitor,
+            }
         if self.train_to == "epochs":
             return {"train_to": "epochs"}
         if self.train_to == "steps":

@@ -248,6 +248,11 @@ class SweepSpec:
     epoch_cap: int = 20
     val_fraction: float = 0.2
     monitor: Literal["mrr", "map", "recall"] = "map"
+    # data_size, train_to: epochs, epochs > 1: a data x epochs grid (every epoch is evaluated on the held-out set).
+    # "validation" also carves sweep.val_fraction of each trial's N items out as validation (as converged does;
+    # those items do not train) and scores sweep.monitor on it after every epoch (results column val_score), so
+    # `roi report` picks the best epoch per size on validation, never on the held-out set. "none": no carve-out.
+    select_epoch: Literal["none", "validation"] = "none"
 
     def __post_init__(self) -> None:
         if self.train_to is None:  # resolved here, once: the saved config.yaml names the rule a run used
@@ -283,6 +288,29 @@ class SweepSpec:
             raise ValueError(f"sweep.val_fraction must be between 0 and 1, got {self.val_fraction}")
         if not self.seeds or len(set(self.seeds)) != len(self.seeds):
             raise ValueError(f"sweep.seeds must be a non-empty list of distinct seeds, got {list(self.seeds)}")
+        if self.select_epoch != "none":
+            self._check_select_epoch()
+
+    def _check_select_epoch(self) -> None:
+        # One message per way to get it wrong, each with the fix: the grid needs fixed epochs > 1 on listed sizes.
+        if self.experiment != "data_size" or self.sizes == "auto":
+            raise ConfigError(
+                "select_epoch needs a data_size sweep with listed sizes",
+                field="sweep.select_epoch",
+                fix="set sweep.experiment: data_size and list sweep.sizes (not auto), or remove sweep.select_epoch",
+            )
+        if self.train_to != "epochs":
+            raise ConfigError(
+                f"select_epoch picks among fixed epochs; train_to: {self.train_to} already decides them",
+                field="sweep.select_epoch",
+                fix="set sweep.train_to: epochs (the default), or remove sweep.select_epoch",
+            )
+        if self.epochs < 2:
+            raise ConfigError(
+                f"select_epoch needs more than one epoch to choose from (sweep.epochs is {self.epochs})",
+                field="sweep.epochs",
+                fix="set sweep.epochs to the most epochs any size may need, e.g. 5",
+            )
 
 
 @dataclass(frozen=True)
@@ -293,12 +321,21 @@ class Cell:
     epochs: int  # epochs rule: the epochs; steps, converged: the minimum epochs
     seed: int
     train_to: str = "epochs"  # the budget rule (sweeps/budget.py)
-    budget: str = ""  # the rule's settings when it is not epochs ("min_steps=100,epoch_cap=20"): part of the id
+    # the rule's settings when it is not epochs ("min_steps=100,epoch_cap=20"), or the validation carve-out of
+    # an epochs grid (select_epoch: validation): part of the id
+    budget: str = ""
 
     @property
     def label(self) -> str:
         rule = "" if self.train_to == "epochs" else f"-{self.train_to}"
+        if self.selects_epoch:
+            rule = "-val"  # an epoch grid that carves out validation: it trains on fewer of its N items
         return f"n{self.size}-e{self.epochs}-s{self.seed}{rule}"
+
+    @property
+    def selects_epoch(self) -> bool:
+        """An epoch grid with a validation carve-out (``sweep.select_epoch: validation``)."""
+        return self.train_to == "epochs" and "select_epoch=validation" in self.budget.split(",")
 
 
 def budget_key(spec: SweepSpec) -> str:
@@ -309,13 +346,20 @@ def budget_key(spec: SweepSpec) -> str:
     return ",".join(f"{k}={v}" for k, v in sorted(ident.items()) if k != "train_to")
 
 
+def cell_rule(spec: SweepSpec) -> dict[str, str]:
+    """The budget fields of a data-size cell: none for plain fixed epochs (ids as before budget rules existed)."""
+    if spec.train_to == "epochs" and spec.select_epoch == "none":
+        return {}
+    return {"train_to": spec.train_to, "budget": budget_key(spec)}
+
+
 def cells_for(spec: SweepSpec) -> list[Cell]:
     """The grid of a sweep, baseline first. The baseline is evaluated once: it does not depend on the seed."""
     cells = [Cell(size=0, epochs=0, seed=spec.seeds[0])]
     if spec.experiment == "data_size" and spec.sizes == "auto":
         pass  # the adaptive grid's sizes come from its searcher (sweeps/search.py) as results arrive
     elif spec.experiment == "data_size":
-        rule = {} if spec.train_to == "epochs" else {"train_to": spec.train_to, "budget": budget_key(spec)}
+        rule = cell_rule(spec)
         cells += [
             Cell(size=s, epochs=spec.epochs, seed=seed, **rule)
             for seed in spec.seeds

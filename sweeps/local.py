@@ -43,7 +43,9 @@ def run_cells(
                 epochs=cell.epochs,
                 seed=cell.seed,
                 on_epoch=(lambda rep, c=cell: on_epoch(c, rep)) if on_epoch else None,
-                budget=Budget.for_cell(cfg.sweep, epochs=cell.epochs, train_to=cell.train_to),
+                budget=Budget.for_cell(
+                    cfg.sweep, epochs=cell.epochs, train_to=cell.train_to, select_epoch=cell.selects_epoch
+                ),
             )
             record = make_record(
                 sweep=cfg.name,

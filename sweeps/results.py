@@ -45,8 +45,9 @@ ID_COLUMNS = (
 COST_COLUMNS = ("train_seconds", "eval_seconds", "items_seen", "gpu_type", "num_gpus", "gpu_seconds", "peak_memory_mb")
 # How long each trial trained and why it stopped (sweeps/budget.py): `steps` (optimizer steps up to the row),
 # `train_to` (the budget rule), `stop_reason` (final rows: epochs, steps, converged, cap), `final` (the trial's
-# last row: the point a data-size curve uses), `val_seconds` (validation scoring under converged).
-BUDGET_COLUMNS = ("steps", "train_to", "stop_reason", "final", "val_seconds")
+# last row: the point a data-size curve uses), `val_seconds` (validation scoring under converged or
+# select_epoch), `val_score` (the row's model on the validation carve-out; NaN without one).
+BUDGET_COLUMNS = ("steps", "train_to", "stop_reason", "final", "val_seconds", "val_score")
 
 
 def result_columns(k: int) -> tuple[str, ...]:
@@ -69,7 +70,8 @@ def trial_id(cfg: TrialConfig, cell: Cell, *, data_id: str) -> str:
     """Stable id of a trial: its settings, its cell, and the content of its data (training pool and evaluation,
     ``PreparedData.data_id``): an edited data file gives new trials, a moved one the same."""
     cell_dict = to_dict(cell)
-    if cell.train_to == "epochs":  # ids of fixed-epoch trials stay what they were before budget rules existed
+    if cell.train_to == "epochs" and not cell.budget:
+        # ids of plain fixed-epoch trials stay what they were before budget rules existed
         cell_dict.pop("train_to")
         cell_dict.pop("budget")
     blob = {"trial": portable_config(cfg), "cell": cell_dict, "data": data_id}
@@ -184,7 +186,17 @@ def records_to_table(records: Iterable[dict], *, k: int) -> pd.DataFrame:
             train_to=cell.get("train_to", "epochs") if cell["size"] else "",
         )
         if not rec["rows"]:  # a failed trial that reported nothing: one row that carries the failure
-            rows.append({**base, "epoch": 0, "steps": 0, "final": True, "stop_reason": "", "val_seconds": 0.0})
+            rows.append(
+                {
+                    **base,
+                    "epoch": 0,
+                    "steps": 0,
+                    "final": True,
+                    "stop_reason": "",
+                    "val_seconds": 0.0,
+                    "val_score": None,
+                }
+            )
             continue
         for i, r in enumerate(rec["rows"]):
             row = dict(base)
@@ -199,6 +211,7 @@ def records_to_table(records: Iterable[dict], *, k: int) -> pd.DataFrame:
                 final=bool(final),
                 stop_reason=r.get("stop_reason", "epochs" if final and cell["size"] else ""),
                 val_seconds=float(r.get("val_seconds", 0.0)),
+                val_score=r.get("val_score"),
             )
             row["gpu_type"] = r.get("device", "cpu")
             row.update({key: r.get(key) for key in metric_keys(k)})
@@ -211,6 +224,7 @@ def records_to_table(records: Iterable[dict], *, k: int) -> pd.DataFrame:
     df["stop_reason"] = df["stop_reason"].fillna("")
     df["final"] = df["final"].fillna(False).astype(bool)
     df["steps"] = df["steps"].fillna(0).astype("int64")
+    df["val_score"] = pd.to_numeric(df["val_score"], errors="coerce").astype("float64")  # None -> NaN
     return df.sort_values(
         ["dataset", "model", "experiment", "seed", "size", "epochs", "epoch"], kind="stable"
     ).reset_index(drop=True)

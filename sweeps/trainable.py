@@ -109,7 +109,9 @@ def fit_cell(config: dict, *, sweep: SweepConfig, prepared: PreparedData, num_gp
             seed=cell.seed,
             runtime=runtime,
             on_epoch=on_epoch,
-            budget=Budget.for_cell(sweep.sweep, epochs=cell.epochs, train_to=cell.train_to),
+            budget=Budget.for_cell(
+                sweep.sweep, epochs=cell.epochs, train_to=cell.train_to, select_epoch=cell.selects_epoch
+            ),
         )
     except UserError as exc:
         status, error = "failed", exc.message

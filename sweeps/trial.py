@@ -48,8 +48,9 @@ class EpochReport:
     final: bool = False  # the trial's last report: the point a data-size curve uses
     train_to: str = ""  # the budget rule (empty for the baseline)
     stop_reason: str = ""  # final report: epochs, steps, converged or cap
-    val_seconds: float = 0.0  # cumulative validation scoring (converged), not part of train_seconds
-    val_score: float | None = None  # converged: the reported model's validation score (budget.monitor)
+    val_seconds: float = 0.0  # cumulative validation scoring (converged, select_epoch), not part of train_seconds
+    # the reported model's validation score (budget.monitor): converged (the best epoch's), select_epoch (this epoch's)
+    val_score: float | None = None
 
     def as_row(self) -> dict:
         row = asdict(self)
@@ -79,7 +80,8 @@ def run_trial(
         eval_epochs: the epochs to evaluate after (default: every one under ``epochs``, the last one under
             ``steps``). The last epoch is always evaluated; an independent e-epoch run needs only its final
             metrics, and evaluation can cost more than training. ``converged`` evaluates the held-out set once,
-            on the best epoch's model, after it stopped.
+            on the best epoch's model, after it stopped. With ``budget.select_epoch`` every evaluated epoch is
+            first scored on the validation carve-out (``val_score``); nothing here chooses among them.
         budget: how long to train (``sweeps.budget``); ``budget.epochs`` replaces ``epochs`` when given.
 
     Returns:
@@ -118,7 +120,8 @@ def run_trial(
         take(pool, order, size)  # raises a DataError when the pool is too small: never a silent cap
         positions = order[:size]
         val = None
-        if budget.train_to == "converged":
+        if budget.validates:  # converged, or an epoch grid that selects its epoch on validation
+            # The carved items never train: a score on items the model trained on would not be validation.
             val = carve_validation(pool, positions, fraction=budget.val_fraction, seed=seed)
             positions = val.train_positions
         n_train = len(positions)
@@ -132,8 +135,25 @@ def run_trial(
         if eval_epochs is None and budget.train_to == "steps":
             eval_epochs = ()  # a step minimum is a way to train, not an epoch grid: evaluate the end only
         # converged: stop on the validation carve-out; the held-out set is evaluated once, after stopping.
-        stopper = EarlyStopping(patience=budget.patience) if val is not None else None
+        stopper = EarlyStopping(patience=budget.patience) if budget.train_to == "converged" else None
         monitor = f"{budget.monitor}@{cfg.eval.k}"
+
+        def validate() -> float:
+            """The model's validation score now (``budget.monitor``); its seconds go to ``val_seconds``."""
+            nonlocal val_seconds
+            scores, seconds = score_validation(
+                model,
+                pool,
+                val,
+                query_features=prepared.pool.query_features,
+                doc_features=prepared.pool.doc_features,
+                k=cfg.eval.k,
+                batch_size=cfg.eval.batch_size,
+                runtime=runtime,
+            )
+            val_seconds += seconds
+            return scores[monitor]
+
         reason = budget.fixed_reason(steps_per_epoch) if stopper is None else "cap"
         best: dict = {}
         for epoch in range(1, planned + 1):
@@ -156,28 +176,22 @@ def run_trial(
             if stopper is None:
                 if eval_epochs is None or epoch in eval_epochs or epoch == planned:
                     last = epoch == planned
+                    # select_epoch: validation first, so the row's score is of the same model; the choice among
+                    # the rows is the report's (roi.epoch_grid), on val_score alone.
+                    score = validate() if val is not None else None
                     emit(
                         evaluate_epoch(
                             model, prepared, cfg, runtime=runtime, size=size, epochs=planned, epoch=epoch, seed=seed,
                             train_seconds=train_seconds, items_seen=items_seen, loss=loss, steps=steps, final=last,
-                            train_to=budget.train_to, stop_reason=reason if last else "",
+                            train_to=budget.train_to, stop_reason=reason if last else "", val_seconds=val_seconds,
+                            val_score=score,
                         )
                     )  # fmt: skip
                 continue
-            scores, seconds = score_validation(
-                model,
-                pool,
-                val,
-                query_features=prepared.pool.query_features,
-                doc_features=prepared.pool.doc_features,
-                k=cfg.eval.k,
-                batch_size=cfg.eval.batch_size,
-                runtime=runtime,
-            )
-            val_seconds += seconds
-            if stopper.update(epoch, scores[monitor]):
+            score = validate()
+            if stopper.update(epoch, score):
                 # On the device: a copy of the weights is cheap next to re-training to the best epoch.
-                best = {"epoch": epoch, "steps": steps, "score": scores[monitor]}
+                best = {"epoch": epoch, "steps": steps, "score": score}
                 best["state"] = {k: v.detach().clone() for k, v in model.state_dict().items()}
             if stopper.should_stop:
                 reason = "converged"

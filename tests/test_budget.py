@@ -269,3 +269,68 @@ def test_older_tables_without_budget_columns_still_load():
     assert df["stop_reason"].tolist() == ["", "", "epochs", "", "epochs"]
     points = roi_curve(relative_improvement(df, metrics=["mrr@20"]))
     assert points[points["cost_axis"] == "size"]["grid"].tolist() == [100, 200]
+
+
+def test_epoch_grid_with_validation_scores_every_epoch_on_items_that_never_train(tiny, monkeypatch):
+    # sweep.select_epoch: validation. Every epoch: train, score the carve-out, evaluate the held-out set; the
+    # carve-out is the trial's own items, removed from training; nothing in the trial chooses an epoch.
+    cfg, prepared = tiny
+    events: list[str] = []
+    scored: list[float] = []
+    seen: dict = {}
+    real_validation, real_evaluate = trial_module.score_validation, trial_module.evaluate
+    real_train, real_build = trial_module.train_one_epoch, trial_module.build_train_set
+
+    def spy_validation(model, pool, val, **kwargs):
+        assert pool is prepared.pool.data  # the training pool, never the held-out set
+        seen["val"] = val
+        events.append("val")
+        metrics, seconds = real_validation(model, pool, val, **kwargs)
+        scored.append(metrics["map@20"])
+        return metrics, seconds
+
+    def spy_evaluate(model, eval_set, **kwargs):
+        events.append("held-out")
+        return real_evaluate(model, eval_set, **kwargs)
+
+    def spy_train(*args, **kwargs):
+        events.append("train")
+        return real_train(*args, **kwargs)
+
+    def spy_build(pool, positions):
+        seen["trained"] = np.array(positions)
+        return real_build(pool, positions)
+
+    monkeypatch.setattr(trial_module, "score_validation", spy_validation)
+    monkeypatch.setattr(trial_module, "evaluate", spy_evaluate)
+    monkeypatch.setattr(trial_module, "train_one_epoch", spy_train)
+    monkeypatch.setattr(trial_module, "build_train_set", spy_build)
+    spec = SweepSpec(experiment="data_size", sizes=(64,), epochs=3, select_epoch="validation", val_fraction=0.25)
+    (_, cell) = cells_for(spec)
+    budget = Budget.for_cell(spec, epochs=cell.epochs, train_to=cell.train_to, select_epoch=cell.selects_epoch)
+    reports = run_trial(cfg, prepared=prepared, size=64, epochs=3, seed=0, budget=budget)
+    assert events == ["train", "val", "held-out"] * 3
+    assert [(r.epoch, r.epochs, r.final, r.stop_reason) for r in reports] == [
+        (1, 3, False, ""),
+        (2, 3, False, ""),
+        (3, 3, True, "epochs"),
+    ]
+    assert [r.val_score for r in reports] == scored and all(0.0 <= s <= 1.0 for s in scored)
+    seconds = [r.val_seconds for r in reports]
+    assert 0 < seconds[0] < seconds[1] < seconds[2]  # cumulative, apart from train_seconds
+    val = seen["val"]
+    assert set(seen["trained"]).isdisjoint(val.val_positions) and len(val.val_positions) > 0
+    assert (
+        sorted([*seen["trained"], *val.val_positions]) == sorted(val.index_positions) and len(val.index_positions) == 64
+    )
+    assert reports[-1].items_seen == 3 * len(seen["trained"])  # the carved items never trained
+
+    # Every epoch row of the results table carries its validation score.
+    tid = trial_id(cfg, cell, data_id="d")
+    record = make_record(
+        sweep="s", experiment="data_size", tid=tid, cfg=cfg, cell=cell, dataset="ds", eval_set="ev", data_id="d",
+        num_gpus=0.0, rows=[r.as_row() for r in reports],
+    )  # fmt: skip
+    rows = records_to_table([record], k=20)
+    assert rows["val_score"].tolist() == pytest.approx(scored) and rows["val_score"].notna().all()
+    assert tid.startswith("n64-e3-s0-val-") and tid != trial_id(cfg, Cell(64, 3, 0), data_id="d")

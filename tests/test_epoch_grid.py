@@ -1,0 +1,241 @@
+"""The data x epochs grid (issue 11, item 2): the best epoch per size chosen on validation, never on the held-out
+set, its data-size curve, the grid table and heatmap in the report, and the sweep-file option that asks for it.
+
+The designed grid: sizes 100, 200, 500, epochs 1..4, seeds 0 and 1. The validation score peaks at a known epoch
+per size (VAL_BEST) while the held-out improvement peaks at another (HELD_BEST), so a choice that looked at the
+held-out columns would pick different epochs and different improvements.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+
+import numpy as np
+import pandas as pd
+import pytest
+from roi_fixtures import baseline_rows, metric_values, table
+
+from roi import plots
+from roi.curves import relative_improvement, roi_curve
+from roi.epoch_grid import best_epoch_points, best_epochs, best_setting, grid_table
+from roi.report import analyse, write_report
+from sweeps.config import Cell, SweepSpec, cells_for
+from sweeps.errors import ConfigError
+
+SIZES = (100, 200, 500)
+EPOCHS = 4
+SEEDS = (0, 1)
+# size -> validation score per epoch 1..4 (seed 0); seed 1 ties epochs 2 and 3 at size 100: the earlier wins.
+VAL = {100: [0.50, 0.62, 0.60, 0.55], 200: [0.40, 0.50, 0.58, 0.57], 500: [0.30, 0.35, 0.45, 0.47]}
+VAL_SEED1_100 = [0.50, 0.61, 0.61, 0.55]
+VAL_BEST = {100: 2, 200: 3, 500: 4}
+# size -> held-out relative improvement per epoch 1..4: peaks at epoch 4, 1 and 2, never where validation does.
+HELD = {100: [0.05, 0.10, 0.12, 0.20], 200: [0.30, 0.20, 0.15, 0.10], 500: [0.20, 0.40, 0.30, 0.25]}
+HELD_BEST = {100: 4, 200: 1, 500: 2}
+SECONDS_PER_EPOCH = 2.0  # per 100 items
+
+
+def grid_rows(*, val: bool = True, dataset: str = "clinc150") -> list[dict]:
+    rows = []
+    for seed in SEEDS:
+        for size in SIZES:
+            scores = VAL_SEED1_100 if (seed, size) == (1, 100) else VAL[size]
+            for epoch in range(1, EPOCHS + 1):
+                seconds = SECONDS_PER_EPOCH * size / 100 * epoch
+                rows.append(
+                    {
+                        "sweep": "grid",
+                        "experiment": "data_size",
+                        "trial_id": f"{dataset}-n{size}-e{EPOCHS}-s{seed}-val",
+                        "status": "ok",
+                        "task": "text-to-text",
+                        "model": "package:tiny",
+                        "dataset": dataset,
+                        "eval_set": f"eval-{dataset}",
+                        "seed": seed,
+                        "size": size,
+                        "epochs": EPOCHS,
+                        "epoch": epoch,
+                        "train_seconds": seconds,
+                        "eval_seconds": 1.0,
+                        "items_seen": size * epoch,
+                        "gpu_type": "NVIDIA H100",
+                        "num_gpus": 1.0,
+                        "gpu_seconds": seconds,
+                        "peak_memory_mb": 100.0,
+                        "train_to": "epochs",
+                        "final": epoch == EPOCHS,
+                        "stop_reason": "epochs" if epoch == EPOCHS else "",
+                        "val_seconds": 0.1 * epoch,
+                        "val_score": scores[epoch - 1] if val else np.nan,
+                        "error": "",
+                        **metric_values(HELD[size][epoch - 1]),
+                    }
+                )
+    return rows
+
+
+def designed(*, val: bool = True) -> pd.DataFrame:
+    base = [
+        {**r, "final": True, "train_to": "", "val_seconds": 0.0, "val_score": np.nan} for r in baseline_rows("clinc150")
+    ]
+    return table(base + grid_rows(val=val))
+
+
+def test_best_epoch_is_the_validation_peak_not_the_held_out_one():
+    best = best_epochs(designed()).set_index(["size", "seed"])
+    assert best["best_epoch"].to_dict() == {(s, seed): VAL_BEST[s] for s in SIZES for seed in SEEDS}
+    assert best.loc[(100, 1), "best_val_score"] == 0.61  # the tie at epochs 2 and 3 goes to the earlier one
+    assert (best["n_scored"] == EPOCHS).all() and (best["epochs"] == EPOCHS).all()
+    assert all(VAL_BEST[s] != HELD_BEST[s] for s in SIZES)  # the design: the two peaks never agree
+
+
+def test_the_choice_never_reads_the_held_out_columns():
+    df = designed()
+    chosen = best_epochs(df)
+    metrics = [c for c in df.columns if "@" in c]
+    rng = np.random.default_rng(0)
+    scrambled = df.assign(**{m: rng.permutation(df[m].to_numpy()) for m in metrics})
+    pd.testing.assert_frame_equal(best_epochs(scrambled), chosen)
+    pd.testing.assert_frame_equal(best_epochs(df.drop(columns=metrics)), chosen)  # no metric column at all
+    # Only val_score moves it: the held-out peak becomes the choice when validation says so.
+    moved = df.assign(val_score=np.where(df["epoch"] == df["size"].map(HELD_BEST), 0.99, df["val_score"]))
+    assert best_epochs(moved).set_index("size")["best_epoch"].to_dict() == HELD_BEST
+
+
+def test_without_validation_scores_nothing_is_chosen_and_other_rules_are_not_a_grid():
+    assert best_epochs(designed(val=False)).empty
+    converged = designed().assign(train_to="converged")  # converged rows carry val_score of their best model
+    assert best_epochs(converged).empty
+
+
+def test_best_epoch_curve_takes_each_seed_at_its_own_choice_and_pays_for_all_epochs():
+    df = designed()
+    improvements = relative_improvement(df, metrics=["mrr@20"])
+    points = best_epoch_points(improvements, best_epochs(df))
+    assert set(points["setting"]) == {best_setting(EPOCHS)} == {"best of 4 epochs (validation)"}
+    assert sorted(zip(points["size"], points["seed"], points["epoch"], strict=True)) == sorted(
+        (s, seed, VAL_BEST[s]) for s in SIZES for seed in SEEDS
+    )
+    # improvement is the held-out one at the chosen epoch; the training cost is the whole 4-epoch run
+    by_size = points.groupby("size")
+    assert by_size["improvement"].mean().to_dict() == pytest.approx({s: HELD[s][VAL_BEST[s] - 1] for s in SIZES})
+    assert by_size["gpu_seconds"].mean().to_dict() == pytest.approx(
+        {s: SECONDS_PER_EPOCH * s / 100 * EPOCHS for s in SIZES}
+    )
+    curve = roi_curve(improvements)
+    best_curve = curve[(curve["setting"] == best_setting(EPOCHS)) & (curve["cost_axis"] == "size")]
+    plain = curve[(curve["setting"] == f"epochs={EPOCHS}") & (curve["cost_axis"] == "size")]
+    assert best_curve.groupby("grid")["roi"].mean().to_dict() == pytest.approx(
+        {s: HELD[s][VAL_BEST[s] - 1] / s for s in SIZES}
+    )
+    assert plain.groupby("grid")["improvement"].mean().to_dict() == pytest.approx({s: HELD[s][-1] for s in SIZES})
+
+
+def test_grid_table_marks_the_chosen_epoch_per_size():
+    df = designed()
+    grid = grid_table(relative_improvement(df, metrics=["mrr@20", "map@20"]), best_epochs(df))
+    mrr = grid[grid["metric"] == "mrr@20"].set_index(["size", "epoch"])
+    assert len(mrr) == len(SIZES) * EPOCHS and (mrr["n_seeds"] == 2).all()
+    assert mrr["improvement"].to_dict() == pytest.approx(
+        {(s, e): HELD[s][e - 1] for s in SIZES for e in range(1, EPOCHS + 1)}
+    )
+    assert mrr["roi"].to_dict() == pytest.approx(
+        {(s, e): HELD[s][e - 1] / s for s in SIZES for e in range(1, EPOCHS + 1)}
+    )
+    assert {k for k, v in mrr["best"].items() if v} == {(s, VAL_BEST[s]) for s in SIZES}
+    assert mrr.loc[(100, 2), ["chosen_by", "n_chosen"]].tolist() == [2, 2]
+    assert mrr.loc[(100, 3), "chosen_by"] == 0 and mrr.loc[(100, 2), "val_score"] == pytest.approx(0.615)
+    # The grid is there without validation scores too, with nothing marked.
+    bare = grid_table(relative_improvement(designed(val=False), metrics=["mrr@20"]), best_epochs(designed(val=False)))
+    assert len(bare) == len(SIZES) * EPOCHS and not bare["best"].any() and (bare["chosen_by"] == 0).all()
+
+
+def test_report_renders_the_grid_view(tmp_path, monkeypatch):
+    monkeypatch.setattr(plots, "find_chromium", lambda: None)
+    paths = write_report(designed(), out_dir=tmp_path / "report", n_boot=20)
+    page = paths.html.read_text(encoding="utf-8")
+    assert '<h2 id="epoch-grid">Data x epochs</h2>' in page and "never on the held-out set" in page
+    assert "+20.0% · 0.002/item" in page  # size 100, epoch 4 of mrr@20: the held-out peak, not marked
+    assert "+10.0% · 0.001/item *" in page  # size 100, epoch 2: the validation choice, marked
+    assert "epoch 2 (2 of 2 seeds)" in page
+    assert "epoch_grid.csv" in {p.name for p in paths.tables.values()}
+    heatmap = plots.epoch_grid_figures(paths.analysis.epoch_grid)["epoch_grid.clinc150.mrr-20"]
+    assert heatmap.layout.meta["shows"] == "epoch_grid"
+    assert 'id="fig-epoch_grid-clinc150-mrr@20"' not in page and "fig-epoch_grid-clinc150-mrr-20" in page
+    (grid,) = heatmap.data
+    assert grid.meta["role"] == "grid" and list(grid.x) == [1, 2, 3, 4] and list(grid.y) == ["100", "200", "500"]
+    assert grid.z[0] == pytest.approx(HELD[100])  # row 0: size 100, held-out improvement at epochs 1..4
+    starred = {(grid.y[i], grid.x[j]) for i, row in enumerate(grid.text) for j, t in enumerate(row) if "★" in t}
+    assert starred == {(f"{s}", VAL_BEST[s]) for s in SIZES} and grid.text[0][1] == "+10.0% ★"
+    outlined = {(round((sh.x0 + sh.x1) / 2), round((sh.y0 + sh.y1) / 2)) for sh in heatmap.layout.shapes}
+    assert outlined == {(VAL_BEST[s], i) for i, s in enumerate(SIZES)}  # category row i is at y = i
+    assert paths.figures["epoch_grid.clinc150.mrr-20"].is_file()
+    readme = paths.readme.read_text(encoding="utf-8")
+    assert "## Data x epochs" in readme and "best of 4 epochs (validation)" in readme
+    summary = paths.analysis.summary
+    row = summary[
+        (summary["setting"] == "best of 4 epochs (validation)")
+        & (summary["cost_axis"] == "size")
+        & (summary["metric"] == "mrr@20")
+    ].iloc[0]
+    # validation chose epochs 2, 3, 4: +10%, +15%, +25% (the held-out peaks would say +20%, +30%, +40%)
+    assert row["best_improvement"] == pytest.approx(0.25) and row["best_cost"] == 500
+    answers = [a["text"] for a in paths.analysis.answers if a["metric"] == "mrr@20"]
+    assert any(t.startswith("best of 4 epochs (validation): mrr@20 gains +25.0%") for t in answers)
+    assert any(t.startswith("epochs=4: mrr@20 gains +25.0%") for t in answers)  # two curves, each named
+    assert list(dict.fromkeys(paths.analysis.epoch_grid["metric"])) == ["mrr@20", "map@20", "recall@20"]
+
+
+def test_report_of_a_grid_without_validation_scores_says_why_nothing_is_chosen():
+    analysis = analyse(designed(val=False), n_boot=10)
+    assert any("no validation scores" in n for n in analysis.notes)
+    assert not analysis.summary["setting"].str.contains("validation").any()  # no best-epoch curve
+    assert len(analysis.epoch_grid) == len(SIZES) * EPOCHS * 3 and not analysis.epoch_grid["best"].any()
+    (heatmap,) = [f for n, f in plots.epoch_grid_figures(analysis.epoch_grid).items() if n.endswith("mrr-20")]
+    assert not heatmap.layout.shapes and not any("★" in t for row in heatmap.data[0].text for t in row)
+
+
+def test_older_tables_without_val_score_still_load():
+    old = designed().drop(columns=["val_score", "val_seconds"])
+    from roi.load import validate_table
+
+    df = validate_table(old)
+    assert df["val_score"].isna().all() and (df["val_seconds"] == 0).all()
+
+
+def test_select_epoch_is_checked_at_the_edge_and_is_part_of_the_trial_id():
+    spec = SweepSpec(experiment="data_size", sizes=(100,), epochs=5, select_epoch="validation")
+    (_, cell) = cells_for(spec)
+    assert cell.label == "n100-e5-s0-val" and cell.train_to == "epochs"
+    assert cell.budget == "monitor=map,select_epoch=validation,val_fraction=0.2"
+    plain = cells_for(dataclasses.replace(spec, select_epoch="none"))[1]
+    assert plain == Cell(100, 5, 0)  # a grid without validation keeps the id it always had
+    from sweeps.budget import Budget
+
+    budget = Budget.for_cell(spec, epochs=5, train_to="epochs", select_epoch=cell.selects_epoch)
+    assert cell.selects_epoch and budget.select_epoch and budget.validates and budget.planned_epochs(3) == 5
+    assert budget == Budget.for_cell(spec, epochs=5, train_to="epochs")  # the spec's rule when no cell says
+    # A trial runs what its cell (its id) says: a plain cell under this spec (roi trial) carves nothing out.
+    assert not Budget.for_cell(spec, epochs=5, train_to="epochs", select_epoch=plain.selects_epoch).validates
+    assert not Budget.for_cell(dataclasses.replace(spec, select_epoch="none"), epochs=5, train_to="epochs").validates
+    for bad, field in (
+        (dict(epochs=1), "sweep.epochs"),
+        (dict(train_to="converged"), "sweep.select_epoch"),
+        (dict(experiment="epochs"), "sweep.select_epoch"),
+        (dict(sizes="auto"), "sweep.select_epoch"),
+    ):
+        with pytest.raises(ConfigError) as err:
+            SweepSpec(**{**dataclasses.asdict(spec), **bad})
+        assert err.value.field == field and err.value.fix
+
+
+def test_roi_report_prints_the_grid(tmp_path, capsys, monkeypatch):
+    from roi.cli import main
+
+    monkeypatch.setattr(plots, "find_chromium", lambda: None)
+    designed().to_csv(tmp_path / "results.csv", index=False)
+    assert main(["report", str(tmp_path), "--n-boot", "10", "--no-png"]) == 0
+    out = capsys.readouterr().out
+    assert "data x epochs (improvement · ROI per item; * = the epoch chosen on validation):" in out
+    assert "+15.0% · 0.00075/item *" in out and "epoch 3 (2 of 2 seeds)" in out  # size 200, mrr@20
