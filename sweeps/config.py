@@ -256,7 +256,9 @@ class SweepSpec:
 
     def __post_init__(self) -> None:
         if self.train_to is None:  # resolved here, once: the saved config.yaml names the rule a run used
-            object.__setattr__(self, "train_to", "steps" if self.experiment == "data_size" else "epochs")
+            # A data x epochs grid (select_epoch) is fixed epochs by definition; other data-size sweeps get steps.
+            grid = self.experiment != "data_size" or self.select_epoch != "none"
+            object.__setattr__(self, "train_to", "epochs" if grid else "steps")
         if self.sizes == "auto":
             if self.experiment != "data_size":
                 raise ValueError("sweep.sizes: auto is for the data_size experiment")
@@ -303,7 +305,7 @@ class SweepSpec:
             raise ConfigError(
                 f"select_epoch picks among fixed epochs; train_to: {self.train_to} already decides them",
                 field="sweep.select_epoch",
-                fix="set sweep.train_to: epochs (the default), or remove sweep.select_epoch",
+                fix="set sweep.train_to: epochs (or leave it out: with select_epoch it defaults to epochs), or remove sweep.select_epoch",
             )
         if self.epochs < 2:
             raise ConfigError(
