@@ -3,10 +3,8 @@
 Each test injects one fault into a sweep on an embedded Ray (CPU) and asserts the known answer: the final
 table, how often each cell ran (marker files, see ``tests/designed.py``), and what the failed records say.
 One Ray (started the way ``roi sweep`` starts it: ``sweeps.tuner.connect(None)``) serves the module; the
-killed drivers run in subprocesses, with their own Ray where the test is about that Ray (the first kill,
-Ctrl-C) and joined to the module's Ray otherwise (a Ray start is the slowest part of these tests). What each
-test injects and asserts: ``docs/reliability.md``. Worker SIGKILL, too many GPUs and a changed config are in
-``tests/test_tuner.py``.
+killed drivers run in subprocesses with their own Ray. What each test injects and asserts:
+``docs/reliability.md``. Worker SIGKILL, too many GPUs and a changed config are in ``tests/test_tuner.py``.
 """
 
 from __future__ import annotations
@@ -88,10 +86,7 @@ ray.cloudpickle.register_pickle_by_value(designed)
 from sweeps.tuner import run_sweep
 
 storage, temp_dir = sys.argv[1], sys.argv[2]
-if temp_dir.startswith("gcs:"):  # join the test module's Ray (a driver of its own, without a Ray of its own)
-    ray.init(address=temp_dir[4:], log_to_driver=False)
-else:
-    ray.init(address="local", num_cpus=2, num_gpus=0, include_dashboard=False, _temp_dir=temp_dir, log_to_driver=False)
+ray.init(address="local", num_cpus=2, num_gpus=0, include_dashboard=False, _temp_dir=temp_dir, log_to_driver=False)
 cfg = designed.designed_config(storage, **{grid!r})
 out = run_sweep(cfg, resume=True, prepared=designed.DesignedPrepared(), trainable=designed.designed_cell)
 print("finished", out.ran, out.skipped, out.failed, flush=True)
@@ -125,11 +120,6 @@ def _kill_leftovers(temp_dirs: list[str]) -> list[int]:
     return left
 
 
-def _gcs_address() -> str:
-    """The address of the module's Ray, for a driver subprocess that joins it instead of starting its own."""
-    return ray.get_runtime_context().gcs_address
-
-
 def _finished_labels(run_dir: Path) -> set[str]:
     return {label for label, rec in _by_label(run_dir).items() if rec["status"] == "ok"}
 
@@ -156,12 +146,12 @@ def _wait_for_records(proc: subprocess.Popen, run_dir: Path, n: int, log_path: P
         time.sleep(0.05)
 
 
-def _slow_grid(tmp_path: Path, name: str) -> tuple[Path, Path, Path]:
-    """Storage for ``KILL_GRID`` at 0.8 s per cell, its run folder and a driver log path."""
+def _slow_grid(tmp_path: Path, name: str) -> tuple[Path, Path, str, Path]:
+    """Storage for ``KILL_GRID`` at 0.8 s per cell, its run folder, a Ray temp dir and a driver log path."""
     storage = tmp_path / name
     storage.mkdir()
     (storage / "delay").write_text("0.4")
-    return storage, storage / KILL_GRID["name"], tmp_path / "driver.log"
+    return storage, storage / KILL_GRID["name"], tempfile.mkdtemp(prefix="rayd", dir="/tmp"), tmp_path / "driver.log"
 
 
 def _script(tmp_path: Path, template: str) -> Path:
@@ -182,14 +172,10 @@ def test_driver_killed_at_three_moments_resumes_to_the_undisturbed_table(embedde
     kills = []  # (records when killed, finished labels, execution counts at the kill)
     try:
         for kill_at in (1, 3, 5):
-            # The first driver starts its own embedded Ray, as `roi sweep` does, under a short temp dir of its
-            # own (Ray's socket paths must stay under 108 bytes) that names its processes: the kill must take
-            # that Ray down with it. The next two join the module's Ray (two Ray starts saved): what they
-            # prove is about the records, which only the driver writes, whoever runs the trials.
-            own_ray = kill_at == 1
-            temp_dir = tempfile.mkdtemp(prefix="rayk", dir="/tmp") if own_ray else f"gcs:{_gcs_address()}"
-            if own_ray:
-                temp_dirs.append(temp_dir)
+            # Each driver starts its own embedded Ray, under a short temp dir of its own (Ray's socket
+            # paths must stay under 108 bytes) that names its processes.
+            temp_dir = tempfile.mkdtemp(prefix="rayk", dir="/tmp")
+            temp_dirs.append(temp_dir)
             log_path = tmp_path / f"driver-{kill_at}.log"
             proc = _start_driver(script, storage, temp_dir, log_path)
             _wait_for_records(proc, run_dir, kill_at, log_path)
@@ -199,13 +185,13 @@ def test_driver_killed_at_three_moments_resumes_to_the_undisturbed_table(embedde
             proc.wait(timeout=30)
             assert len(finished) >= kill_at, f"only {len(finished)} records before the deadline"
             kills.append((kill_at, finished, counts))
-            if own_ray:  # the killed driver's Ray (gcs_server, raylet, workers) must not linger
-                deadline = time.time() + 15
-                while _ray_processes(temp_dir) and time.time() < deadline:
-                    time.sleep(0.2)
-                assert _ray_processes(temp_dir) == [], (
-                    f"Ray processes of the killed driver survive: {_ray_processes(temp_dir)}"
-                )
+            # The killed driver's Ray (gcs_server, raylet, workers) must not linger.
+            deadline = time.time() + 15
+            while _ray_processes(temp_dir) and time.time() < deadline:
+                time.sleep(0.2)
+            assert _ray_processes(temp_dir) == [], (
+                f"Ray processes of the killed driver survive: {_ray_processes(temp_dir)}"
+            )
             assert read_records(run_dir).corrupt == []  # atomic writes: a kill never leaves a half record
     finally:
         _kill_leftovers(temp_dirs)
@@ -251,8 +237,7 @@ def test_ctrl_c_is_an_interruption_not_a_finished_sweep(embedded_ray, tmp_path):
     from sweeps.runs import DRIVER_STATE
     from sweeps.status import run_status
 
-    storage, run_dir, log_path = _slow_grid(tmp_path, "killed")
-    temp_dir = tempfile.mkdtemp(prefix="rayd", dir="/tmp")  # its own Ray: Ctrl-C reaches that Ray's processes too
+    storage, run_dir, temp_dir, log_path = _slow_grid(tmp_path, "killed")
     try:
         proc = _start_driver(_script(tmp_path, INTERRUPTED_DRIVER), storage, temp_dir, log_path)
         _wait_for_records(proc, run_dir, 2, log_path)
@@ -287,11 +272,10 @@ def test_a_second_driver_on_the_same_run_folder_is_refused_and_each_cell_runs_on
     from sweeps.errors import ConfigError
     from sweeps.runlock import LOCK_FILE
 
-    storage, run_dir, log_path = _slow_grid(tmp_path, "twice")
+    storage, run_dir, temp_dir, log_path = _slow_grid(tmp_path, "twice")
     cfg = designed_config(storage, **KILL_GRID)
-    # The first driver joins the module's Ray (a Ray start saved): the lock is the run folder's, not Ray's.
-    first = _start_driver(_script(tmp_path, DRIVER), storage, f"gcs:{_gcs_address()}", log_path)
     try:
+        first = _start_driver(_script(tmp_path, DRIVER), storage, temp_dir, log_path)
         _wait_for_records(first, run_dir, 1, log_path)
         with pytest.raises(ConfigError) as refused:
             run_sweep(cfg, resume=True, prepared=DesignedPrepared(), trainable=designed_cell)
@@ -299,9 +283,8 @@ def test_a_second_driver_on_the_same_run_folder_is_refused_and_each_cell_runs_on
             assert named in refused.value.message, refused.value.message
         assert first.wait(timeout=180) == 0, log_path.read_text()[-3000:]
     finally:
-        if first.poll() is None:
-            os.killpg(first.pid, signal.SIGKILL)
-            first.wait(timeout=30)
+        _kill_leftovers([temp_dir])
+        shutil.rmtree(temp_dir, ignore_errors=True)
     assert "finished 9 0 0" in log_path.read_text()
     assert not (run_dir / LOCK_FILE).exists()  # released by the driver that finished
     again = run_sweep(cfg, resume=True, prepared=DesignedPrepared(), trainable=designed_cell)

@@ -13,9 +13,11 @@ import dataclasses
 import json
 import math
 import os
+import shutil
 import signal
 import subprocess
 import sys
+import tempfile
 import time
 from pathlib import Path
 
@@ -194,12 +196,24 @@ import designed
 ray.cloudpickle.register_pickle_by_value(designed)
 from sweeps.tuner import run_sweep
 
-storage, address = sys.argv[1], sys.argv[2]
-ray.init(address=address, log_to_driver=False)  # the test module's Ray: a driver of its own, no Ray start
+storage, temp_dir = sys.argv[1], sys.argv[2]
+ray.init(address="local", num_cpus=2, num_gpus=0, include_dashboard=False, _temp_dir=temp_dir, log_to_driver=False)
 cfg = designed.designed_adaptive_config(storage, max_concurrent=2)
 out = run_sweep(cfg, resume=True, prepared=designed.DesignedPrepared(), trainable=designed.designed_cell)
 print("finished", out.ran, out.failed, flush=True)
 """
+
+
+def _kill_ray_of(temp_dir: str) -> None:
+    """SIGKILL, by pid, the processes of the killed driver's own Ray (their command lines name its temp dir)."""
+    for proc in Path("/proc").iterdir():
+        if not proc.name.isdigit() or int(proc.name) == os.getpid():
+            continue
+        try:
+            if temp_dir in (proc / "cmdline").read_bytes().decode(errors="replace"):
+                os.kill(int(proc.name), signal.SIGKILL)
+        except (OSError, ProcessLookupError):
+            continue
 
 
 @pytest.mark.timeout(300)
@@ -210,14 +224,13 @@ def test_a_killed_adaptive_sweep_resumes_to_the_same_sizes_and_table(embedded_ra
     run_dir = storage / "adaptive"
     script = tmp_path / "driver.py"
     script.write_text(DRIVER.format(tests=str(TESTS)))
-    # The driver joins the module's Ray (a Ray start saved); killing it kills its trials there (its job ends).
-    gcs = ray.get_runtime_context().gcs_address
+    temp_dir = tempfile.mkdtemp(prefix="rays", dir="/tmp")
     env = {k: v for k, v in os.environ.items() if k != "RAY_ADDRESS"}
     log = tmp_path / "driver.log"
     try:
         with open(log, "w") as fh:
             proc = subprocess.Popen(
-                [sys.executable, str(script), str(storage), gcs],
+                [sys.executable, str(script), str(storage), temp_dir],
                 cwd=ROOT,
                 env=env,
                 stdout=fh,
@@ -232,9 +245,12 @@ def test_a_killed_adaptive_sweep_resumes_to_the_same_sizes_and_table(embedded_ra
             assert proc.poll() is None, log.read_text()[-3000:]
             time.sleep(0.05)
         before = {(r["cell"]["size"], r["cell"]["seed"]) for r in read_records(run_dir).records}
-    finally:
         os.killpg(proc.pid, signal.SIGKILL)
         proc.wait(timeout=30)
+    finally:
+        time.sleep(1)
+        _kill_ray_of(temp_dir)
+        shutil.rmtree(temp_dir, ignore_errors=True)
     assert 6 <= len(before) < 13
     (storage / "delay").unlink()
     cfg = designed_adaptive_config(storage, max_concurrent=2)
