@@ -137,6 +137,9 @@ def main() -> None:
     parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1])
     parser.add_argument("--variants", nargs="+", default=["fp32", "bf16", "bf16+compile"], choices=list(VARIANTS))
     parser.add_argument("--threads", type=int, default=None, help="torch CPU threads")
+    parser.add_argument(
+        "--eval-repeats", type=int, default=3, help="timed evaluations (best of, after a warm-up) against encode-only"
+    )
     parser.add_argument("--deadline-s", type=float, default=None, help="skip the variants that would start after this")
     parser.add_argument("--out", type=Path, default=None)
     args = parser.parse_args()
@@ -149,7 +152,7 @@ def main() -> None:
     prepared = prepare_data(cfg)
     device = resolve_runtime(cfg.device, "fp32").device_name
     print(f"{sweep.name}: {cfg.model.name} on {device}, {args.size} items x {args.epochs} epochs, seeds {args.seeds}")
-    ev = eval_vs_encode(cfg, prepared)
+    ev = eval_vs_encode(cfg, prepared, repeats=args.eval_repeats)
     print(
         f"evaluation of the pretrained model: {ev['index_items']:,} items embedded + {ev['queries']:,} queries searched "
         f"exactly (top-{cfg.eval.k}) + metrics in {ev['eval_s']:.3f}s; embedding alone {ev['encode_s']:.3f}s: "

@@ -44,6 +44,8 @@ def test_levers_and_packing_run_and_keep_the_metrics(tmp_path):
         "bf16",
         "--threads",
         "1",
+        "--eval-repeats",
+        "1",
         "--out",
         str(tmp_path / "levers.json"),
     )
