@@ -26,7 +26,7 @@ from ray.tune.search import Searcher
 
 from roi.grid import GridPlan, plan_table
 from roi.load import validate_table
-from sweeps.config import Cell, SweepConfig, SweepSpec, budget_key
+from sweeps.config import Cell, SweepConfig, SweepSpec, cell_rule
 from sweeps.errors import DataError, SweepInterrupted
 from sweeps.prepare import PreparedData
 from sweeps.results import read_records, records_to_table, write_table
@@ -262,8 +262,7 @@ def run_adaptive(
         epochs=cfg.sweep.epochs,
         adaptive=adaptive,
         k=cfg.trial.eval.k,
-        train_to=cfg.sweep.train_to,
-        budget=budget_key(cfg.sweep) if cfg.sweep.train_to != "epochs" else "",
+        **cell_rule(cfg.sweep),  # the sweep's budget rule: its sizes are one curve under it
     )
     print(
         f"[{cfg.name}] adaptive grid: from {adaptive.min_size:,} items up to {adaptive.max_size:,}, doubling until "
