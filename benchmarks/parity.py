@@ -113,6 +113,24 @@ def score_weights(cfg: TrialConfig, prepared: PreparedData, state: dict) -> dict
     return report.metrics
 
 
+def emit_row(rows: list[dict], row: dict, *, out: Path | None) -> None:
+    """Keep, print and append one measured row to ``out`` at once (a stopped run keeps what it measured)."""
+    rows.append(row)
+    shown = " ".join(f"{k}={v:.4f}" for k, v in row["metrics"].items())
+    print(
+        f"{row['dataset']} N={row['size']} seed={row['seed']} {row['method']}: {shown} "
+        f"train={row['train_seconds']:.1f}s epochs={row.get('epochs', '-')} steps={row['steps']}",
+        flush=True,
+    )
+    if out is not None:
+        old = json.loads(out.read_text()) if out.exists() else {"rows": []}
+        old["rows"].append(row)
+        old["machine"] = (
+            f"{platform.node()} {platform.processor() or platform.machine()}, torch threads {torch.get_num_threads()}"
+        )
+        out.write_text(json.dumps(old, indent=1))
+
+
 def run(sweep: SweepConfig, *, sizes, seeds, group_sizes, tool_epochs: int, skip_recipe: bool, out: Path | None):
     cfg = sweep.trial
     prepared = prepare_data(cfg)
@@ -120,20 +138,7 @@ def run(sweep: SweepConfig, *, sizes, seeds, group_sizes, tool_epochs: int, skip
     results: list[dict] = []
 
     def emit(row: dict) -> None:
-        results.append(row)
-        shown = " ".join(f"{k}={v:.4f}" for k, v in row["metrics"].items())
-        print(
-            f"{row['dataset']} N={row['size']} seed={row['seed']} {row['method']}: {shown} "
-            f"train={row['train_seconds']:.1f}s steps={row['steps']}",
-            flush=True,
-        )
-        if out is not None:
-            old = json.loads(out.read_text()) if out.exists() else {"rows": []}
-            old["rows"].append(row)
-            old["machine"] = (
-                f"{platform.node()} {platform.processor() or platform.machine()}, torch threads {torch.get_num_threads()}"
-            )
-            out.write_text(json.dumps(old, indent=1))
+        emit_row(results, row, out=out)
 
     if not skip_recipe:  # the trainer imports much of its stack lazily in its first steps: pay that untimed
         train_recipe(cfg, [f"warm-up text {i}" for i in range(8)], [str(i // 2) for i in range(8)], seed=0)
@@ -215,18 +220,7 @@ def run_against(run_dir: Path, *, sizes, seeds, recipe_epochs: str, out: Path | 
     rows: list[dict] = []
 
     def emit(row: dict) -> None:
-        rows.append(row)
-        shown = " ".join(f"{k}={v:.4f}" for k, v in row["metrics"].items())
-        print(
-            f"{row['dataset']} N={row['size']} seed={row['seed']} {row['method']}: {shown} "
-            f"train={row['train_seconds']:.1f}s epochs={row['epochs']} steps={row['steps']}",
-            flush=True,
-        )
-        if out is not None:
-            old = json.loads(out.read_text()) if out.exists() else {"rows": []}
-            old["rows"].append(row)
-            old["machine"] = f"{platform.node()}, torch threads {torch.get_num_threads()}"
-            out.write_text(json.dumps(old, indent=1))
+        emit_row(rows, row, out=out)
 
     # A stopped run goes on where it stopped: the (method, size, seed) rows already in --out are kept, not re-run.
     done = set()
