@@ -13,6 +13,7 @@ import dataclasses
 import numpy as np
 import pandas as pd
 import pytest
+from roi_fixtures import _row as fixture_row
 from roi_fixtures import baseline_rows, metric_values, table
 
 from roi import plots
@@ -43,34 +44,23 @@ def grid_rows(*, val: bool = True, dataset: str = "clinc150") -> list[dict]:
             for epoch in range(1, EPOCHS + 1):
                 seconds = SECONDS_PER_EPOCH * size / 100 * epoch
                 rows.append(
-                    {
-                        "sweep": "grid",
-                        "experiment": "data_size",
-                        "trial_id": f"{dataset}-n{size}-e{EPOCHS}-s{seed}-val",
-                        "status": "ok",
-                        "task": "text-to-text",
-                        "model": "package:tiny",
-                        "dataset": dataset,
-                        "eval_set": f"eval-{dataset}",
-                        "seed": seed,
-                        "size": size,
-                        "epochs": EPOCHS,
-                        "epoch": epoch,
-                        "train_seconds": seconds,
-                        "eval_seconds": 1.0,
-                        "items_seen": size * epoch,
-                        "gpu_type": "NVIDIA H100",
-                        "num_gpus": 1.0,
-                        "gpu_seconds": seconds,
-                        "peak_memory_mb": 100.0,
-                        "train_to": "epochs",
-                        "final": epoch == EPOCHS,
-                        "stop_reason": "epochs" if epoch == EPOCHS else "",
-                        "val_seconds": 0.1 * epoch,
-                        "val_score": scores[epoch - 1] if val else np.nan,
-                        "error": "",
-                        **metric_values(HELD[size][epoch - 1]),
-                    }
+                    fixture_row(
+                        experiment="data_size",
+                        dataset=dataset,
+                        seed=seed,
+                        size=size,
+                        epochs=EPOCHS,
+                        epoch=epoch,
+                        seconds=seconds,
+                        values=metric_values(HELD[size][epoch - 1]),
+                        sweep="grid",
+                        trial_id=f"{dataset}-n{size}-e{EPOCHS}-s{seed}-val",
+                        train_to="epochs",
+                        final=epoch == EPOCHS,
+                        stop_reason="epochs" if epoch == EPOCHS else "",
+                        val_seconds=0.1 * epoch,
+                        val_score=scores[epoch - 1] if val else np.nan,
+                    )
                 )
     return rows
 
