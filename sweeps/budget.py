@@ -31,7 +31,7 @@ StopReason = Literal["epochs", "steps", "converged", "cap"]
 
 @dataclass(frozen=True)
 class Budget:
-    """One trial's training budget; built from the sweep spec (``from_spec``) or ``Budget.fixed(epochs)``."""
+    """One trial's training budget; built from the sweep spec (``Budget.for_cell``) or ``Budget.fixed(epochs)``."""
 
     train_to: TrainTo = "epochs"
     epochs: int = 1  # epochs: exactly this; steps: at least this

@@ -61,7 +61,7 @@ def evaluate(
     Args:
         query_features: preprocessed items (labeled data) or queries (pairs) of ``eval_set``.
         doc_features: preprocessed documents (pairs); ignored for labeled data.
-        queries: positions of the queries to score (see ``select_queries``).
+        queries: positions of the queries to score (see ``sweeps.data.split.sample_queries``).
     """
     queries = np.array(queries)  # a private, writable copy (Ray hands out read-only shared arrays)
     runtime.synchronize()

@@ -85,7 +85,7 @@ def _encode(model: RetrievalModel, data: RetrievalData) -> Encoded:
 
 
 def prepare_data(cfg: TrialConfig, *, model: RetrievalModel | None = None) -> PreparedData:
-    """Load, split and preprocess ``cfg.data`` (paths already resolved, see ``config.resolve_paths``)."""
+    """Load, split and preprocess ``cfg.data`` (paths already resolved, see ``sweepfile.resolve_paths``)."""
     data = load_data(cfg.data)
     check_compatible(cfg, data)
     split = split_data(data, cfg.split, max_eval=cfg.eval.max_index)

@@ -82,10 +82,6 @@ def record_relpath(tid: str) -> str:
     return f"{RECORDS_DIR}/{tid}.json"
 
 
-def record_path(run_dir: RunDir, tid: str) -> Path | str:
-    return RunFolder.coerce(run_dir).location(record_relpath(tid))
-
-
 def make_record(
     *,
     sweep: str,

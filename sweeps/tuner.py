@@ -15,7 +15,6 @@ The project's extensions of Tune (the hung-trial scheduler, the callbacks, gauge
 from __future__ import annotations
 
 import dataclasses
-import logging
 import os
 import time
 from collections.abc import Callable
@@ -33,8 +32,6 @@ from sweeps.results import make_record, read_records, trial_id, write_record
 from sweeps.runs import Run, close_run, mark_running, open_run
 from sweeps.trainable import fit_cell
 from sweeps.tune_ext import ProgressCallback, RecordCallback, TrialTimeout, describe_error
-
-log = logging.getLogger("sweeps.tuner")
 
 
 @dataclass(frozen=True)

@@ -25,7 +25,7 @@ def load_data(cfg: DataConfig, *, base_dir: Path | None = None) -> RetrievalData
     Args:
         cfg: the data section of a sweep file.
         base_dir: the config file's folder; relative ``data.path``/``data.image_root`` resolve against it
-            (None: the current directory, for configs whose paths ``config.resolve_paths`` made absolute).
+            (None: the current directory, for configs whose paths ``sweepfile.resolve_paths`` made absolute).
 
     ``data.max_items`` keeps a seeded sample (seed ``MAX_ITEMS_SEED``) of that many items; in labeled data,
     labels the sample leaves with one item are dropped, so slightly fewer may remain.
