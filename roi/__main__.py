@@ -1,4 +1,4 @@
-"""``python -m roi report RUN_DIR``."""
+"""``python -m roi report RUN_DIR``, ``python -m roi backtest RUN_DIR``."""
 
 from __future__ import annotations
 

@@ -1,6 +1,8 @@
-"""``roi report RUN_DIR``: parsing and printing only; the work is in ``roi.report``.
+"""``roi report RUN_DIR`` and ``roi backtest RUN_DIR``: parsing and printing only; the work is in ``roi.report``
+and ``roi.forecast``.
 
-``add_report_arguments`` and ``run_report`` let another CLI (``sweeps.cli``) mount the same subcommand.
+``add_report_arguments``/``run_report`` and ``add_backtest_arguments``/``run_backtest`` let another CLI
+(``sweeps.cli``, the ``roi`` command) mount the same subcommands.
 """
 
 from __future__ import annotations
@@ -127,6 +129,16 @@ def run_backtest(args: argparse.Namespace) -> int:
     return 0
 
 
+BACKTEST_HELP = "the forecast's error: fit on small sizes, predict the larger measured ones"
+
+
+def add_backtest_arguments(parser: argparse.ArgumentParser) -> None:
+    """Add the ``backtest`` subcommand's arguments to ``parser`` (``roi backtest`` and ``python -m roi backtest``)."""
+    parser.add_argument("run_dir", type=str, metavar="RUN_DIR", help="run folder or table file")
+    parser.add_argument("--fit-up-to", type=float, default=1000, help="fit on sizes <= this (default 1000)")
+    parser.add_argument("--metric", action="extend", nargs="+", default=None, help="metric columns or names")
+
+
 def build_parser() -> argparse.ArgumentParser:
     """The standalone parser: ``python -m roi report ...``, ``python -m roi backtest ...``."""
     parser = argparse.ArgumentParser(prog="roi", description="ROI of fine-tuning from a results table (docs/roi.md)")
@@ -134,10 +146,8 @@ def build_parser() -> argparse.ArgumentParser:
     report = sub.add_parser("report", help="ROI curves, drop points, tables and charts from a results table")
     add_report_arguments(report)
     report.set_defaults(func=run_report)
-    bt = sub.add_parser("backtest", help="the forecast's error: fit on small sizes, predict the larger measured ones")
-    bt.add_argument("run_dir", type=str, metavar="RUN_DIR", help="run folder or table file")
-    bt.add_argument("--fit-up-to", type=float, default=1000, help="fit on sizes <= this (default 1000)")
-    bt.add_argument("--metric", action="extend", nargs="+", default=None, help="metric columns or names")
+    bt = sub.add_parser("backtest", help=BACKTEST_HELP)
+    add_backtest_arguments(bt)
     bt.set_defaults(func=run_backtest)
     return parser
 

@@ -1,4 +1,4 @@
-"""The ``roi`` command: ``trial``, ``sweep``, ``status`` and ``report`` subcommands.
+"""The ``roi`` command: ``trial``, ``sweep``, ``status``, ``report`` and ``backtest`` subcommands.
 
 Parsing only: each subcommand turns its arguments into a config and calls one function. Heavy imports
 (torch, ray) happen inside the subcommand that needs them, so ``roi report`` works where only the
@@ -140,6 +140,7 @@ def build_parser() -> argparse.ArgumentParser:
     _add_sweep(sub)
     _add_status(sub)
     _add_report(sub)
+    _add_backtest(sub)
     return parser
 
 
@@ -149,6 +150,14 @@ def _add_report(sub) -> None:
     p = sub.add_parser("report", help="ROI curves, drop points, tables and charts from a results table")
     add_report_arguments(p)
     p.set_defaults(func=run_report)
+
+
+def _add_backtest(sub) -> None:
+    from roi.cli import BACKTEST_HELP, add_backtest_arguments, run_backtest
+
+    p = sub.add_parser("backtest", help=BACKTEST_HELP)
+    add_backtest_arguments(p)
+    p.set_defaults(func=run_backtest)
 
 
 def _message(exc: UserError) -> str:
