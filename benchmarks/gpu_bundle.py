@@ -9,7 +9,7 @@
   - ``reference_loops.py``: ``../shared/bench/reference_loops.py``, the plain PyTorch baseline.
 
 ``random-bert --to DIR`` (run ON the GPU machine) saves a randomly initialised bert-base (config defaults) with
-MiniLM's WordPiece tokenizer: the seed's text architecture on real CLINC150 token lengths, without 440 MB of
+MiniLM's WordPiece tokenizer: the Jina study's text architecture on real CLINC150 token lengths, without 440 MB of
 weights to carry. Its metrics mean nothing; its throughput is the point.
 """
 

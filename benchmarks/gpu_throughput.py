@@ -2,7 +2,7 @@
 
 What runs is the real code: ``sweeps.train.train_one_epoch`` (collate with dynamic padding, the tower's
 forward under the runtime's autocast, the contrastive loss, fused AdamW, the constant schedule) and
-``sweeps.evaluate.evaluate`` (embed, exact top-20 search, metrics). The models are the seed's architectures,
+``sweeps.evaluate.evaluate`` (embed, exact top-20 search, metrics). The models are the Jina study's architectures,
 randomly initialised from their configs and loaded through the normal ``build_model`` path (a local folder,
 a torchvision name with ``weights: none``), since no weights can be downloaded on the GPU machine.
 
@@ -63,7 +63,7 @@ def _random_folder(kind: str) -> str:
 
 
 def _model(kind: str, *, tiny: bool, task: str, **options):
-    """The seed's architecture at full size from a saved random folder, or the project's own tiny twin."""
+    """The Jina study's architecture at full size from a saved random folder, or the project's own tiny twin."""
     if tiny:  # the tiny twins the tests use (sweeps.models), no folder needed
         name = {"hf-text": "google-bert/bert-base-cased", "clip": "openai/clip-vit-base-patch32"}[kind]
         return build_model(ModelConfig(kind=kind, name=name, tiny=True, **options), task=task)

@@ -1,6 +1,6 @@
-"""The seed's whole study on one 8-GPU node, simulated from measured costs (docs/study-plan.md).
+"""The whole Jina study on one 8-GPU node, simulated from measured costs (docs/study-plan.md).
 
-Every trial of the 14 sweep files in ``sweeps/configs/seed/`` (cells from the files themselves, via the project's
+Every trial of the 14 sweep files in ``sweeps/configs/jina/`` (cells from the files themselves, via the project's
 config loader) gets a duration from measured per-item costs; the trials are then scheduled onto the node's GPUs as
 Tune would place them (a trial starts as soon as a GPU, or a fraction of one, is free, in the order it was
 submitted). Printed: the wall time, GPU-hours (busy training/evaluating, and held by trials), host memory of the
@@ -23,7 +23,7 @@ from pathlib import Path
 from sweeps.config import cells_for
 from sweeps.sweepfile import load_sweep_config
 
-SEED = Path(__file__).resolve().parents[1] / "sweeps" / "configs" / "seed"
+JINA = Path(__file__).resolve().parents[1] / "sweeps" / "configs" / "jina"
 H200 = "benchmarks/results/h200-2026-11-30 (one NVIDIA H200, torch 2.11, bf16 autocast, eager, the project's loops)"
 
 MEASURED = {
@@ -78,7 +78,7 @@ ASSUMED = {
     "params_m.clip": 151.3,
 }
 
-# The seed's data sets as the sweep files read them: images decoded, eval index and query counts.
+# The Jina study's data sets as the sweep files read them: images decoded, eval index and query counts.
 # Sources: dataset cards / docs/datasets.md; eval sizes follow the files' split settings.
 DATASETS = {
     "clinc150": {"structure": "labeled", "texts": 19500, "images": 0, "eval_index": 4500, "eval_queries": 0},
@@ -278,7 +278,7 @@ def main() -> None:
             raise SystemExit(f"unknown input {key!r}; known: {', '.join(sorted(v))}")
         v[key] = float(value)
 
-    files = sorted(SEED.glob("*.yaml"))
+    files = sorted(JINA.glob("*.yaml"))
     plans = {}
     for compile_mode in ("off", "reduce-overhead"):
         sweeps = [trials_of(f, v, compile_mode=compile_mode) for f in files]

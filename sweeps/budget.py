@@ -1,6 +1,6 @@
 """How long one trial trains: the per-size training budget a user would choose (``sweep.train_to``).
 
-- ``epochs``: exactly ``sweep.epochs`` epochs at every size (the seed's protocol). At 100 items and batch 32
+- ``epochs``: exactly ``sweep.epochs`` epochs at every size (the Jina study's protocol). At 100 items and batch 32
   that is 4 optimizer steps: the small end of a data-size curve then measures how little was trained.
 - ``steps``: at least ``sweep.epochs`` epochs and at least ``sweep.min_steps`` optimizer steps, in whole
   epochs (small sizes repeat their items), at most ``sweep.epoch_cap`` epochs.

@@ -120,7 +120,7 @@ def resolve_runtime(device: str = "auto", precision: str = "auto", *, task: str 
         # bf16 keeps fp32's range (no loss scaling) and roughly doubles matmul throughput on Ampere+;
         # on the CPU autocast mostly slows things down, so fp32 there.
         # including_emulation=False: pre-Ampere cards (T4, V100) run bf16 without tensor cores, slower than fp32.
-        # Text towers are the exception, measured on an H200 (benchmarks/RESULTS.md, GPU): at the seed's shapes
+        # Text towers are the exception, measured on an H200 (benchmarks/RESULTS.md, GPU): at the Jina study's shapes
         # (batches of 128 short sentences) they are bound by kernel launches, so bf16 autocast's extra casts
         # cost more than its matmuls save (MiniLM on CLINC150: fp32/TF32 1.10-1.35x faster; bert-base: equal)
         # and bf16 lowered recall@20 by 0.003 on all three seeds. Image towers gain from bf16 (resnet50

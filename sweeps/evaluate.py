@@ -1,4 +1,4 @@
-"""Embed the held-out set, search it exactly, score the top-k: the seed's evaluation, once per call."""
+"""Embed the held-out set, search it exactly, score the top-k: the Jina study's evaluation, once per call."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""Retrieval metrics exactly as the seed computed them (docarray's definitions, used by Finetuner).
+"""Retrieval metrics exactly as the Jina study computed them (docarray's definitions, used by Finetuner).
 
 Inputs are the top-k result lists already cut to k (a query never retrieves itself) as a boolean
 relevance matrix, plus the number of relevant items each query could have found. Per query, with

@@ -200,7 +200,7 @@ def test_unknown_id_is_told_apart_from_no_network(hub, monkeypatch):
 # --- ids: the real huggingface_hub parser, no download ------------------------------------------------
 
 
-SEED = Path(__file__).resolve().parents[1] / "sweeps" / "configs" / "seed"
+JINA = Path(__file__).resolve().parents[1] / "sweeps" / "configs" / "jina"
 
 
 def test_bare_ids_fail_the_real_hub_parser_and_name_the_full_id():
@@ -216,14 +216,14 @@ def test_bare_ids_fail_the_real_hub_parser_and_name_the_full_id():
         check_hub_id("a/b/c")
 
 
-def test_seed_ids_are_namespaced_for_the_real_hub_parser():
-    """Every seed dataset id passes huggingface_hub's parser; every hub model id is 'namespace/name'."""
+def test_jina_study_ids_are_namespaced_for_the_real_hub_parser():
+    """Every Jina-study dataset id passes huggingface_hub's parser; every hub model id is 'namespace/name'."""
     from huggingface_hub.utils import validate_repo_id
 
     from sweeps.data.hub import check_hub_id
     from sweeps.sweepfile import load_sweep_config
 
-    files = sorted(SEED.glob("*.yaml"))
+    files = sorted(JINA.glob("*.yaml"))
     assert len(files) == 14
     hub_ids, model_names = set(), set()
     for file in files:
@@ -242,13 +242,13 @@ def test_config_refuses_a_bare_dataset_id(tmp_path):
     from sweeps.errors import ConfigError
     from sweeps.sweepfile import load_sweep_config
 
-    text = (SEED / "clinc150-data.yaml").read_text().replace("clinc/clinc_oos", "clinc_oos")
+    text = (JINA / "clinc150-data.yaml").read_text().replace("clinc/clinc_oos", "clinc_oos")
     assert "hub_id: clinc_oos" in text
-    (tmp_path / "seed.yaml").write_text(text)
+    (tmp_path / "jina.yaml").write_text(text)
     with pytest.raises(ConfigError) as info:
-        load_sweep_config(tmp_path / "seed.yaml")
+        load_sweep_config(tmp_path / "jina.yaml")
     message = str(info.value)
-    assert message.startswith(f"{tmp_path / 'seed.yaml'}: data.hub_id: 'clinc_oos' has no namespace")
+    assert message.startswith(f"{tmp_path / 'jina.yaml'}: data.hub_id: 'clinc_oos' has no namespace")
     assert "set data.hub_id: clinc/clinc_oos" in message
 
 
@@ -375,7 +375,7 @@ def test_hub_labels_need_two_items_with_singletons_error(hub):
 
 
 def test_package_import_does_not_load_datasets():
-    code = "import sys, sweeps.data, sweeps.data.split, sweeps.data.files, sweeps.data.hub; print('datasets' in sys.modules)"
+    code = "import sys, sweeps.data, sweeps.data.split, sweeps.data.files, sweeps.data.tables, sweeps.data.hub; print('datasets' in sys.modules)"
     out = subprocess.run(
         [sys.executable, "-c", code],
         capture_output=True,

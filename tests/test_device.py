@@ -56,7 +56,7 @@ def test_auto_precision_uses_bf16_only_where_the_card_has_it(fake_gpu, native, e
     [("text-to-text", None), ("text-to-image", torch.bfloat16), ("image-to-image", torch.bfloat16)],
 )
 def test_auto_precision_trains_text_towers_in_fp32(fake_gpu, task, expected):
-    # Measured on an H200 (benchmarks/RESULTS.md): text towers at the seed's shapes are no faster in bf16 and
+    # Measured on an H200 (benchmarks/RESULTS.md): text towers at the Jina study's shapes are no faster in bf16 and
     # lose recall; image towers gain. An explicit precision is never overridden.
     fake_gpu.setattr(torch.cuda, "is_bf16_supported", lambda including_emulation=True: True)
     assert resolve_runtime("auto", "auto", task=task).amp_dtype == expected

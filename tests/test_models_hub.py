@@ -9,8 +9,8 @@ import socket
 
 import pytest
 
+from sweeps.dns_check import unreachable_reason
 from sweeps.errors import ModelError
-from sweeps.hub_access import unreachable_reason
 from sweeps.models._hub import load_pretrained
 
 transformers = pytest.importorskip("transformers")

@@ -44,7 +44,7 @@ def test_the_answer_states_the_gain_the_drop_point_and_the_price_past_it_in_item
 
 
 def test_two_curves_of_one_dataset_say_which_setting_each_answer_is_about():
-    # The seed's one epoch per size beside the default step minimum, on the same data: two answers per metric.
+    # The Jina study's one epoch per size beside the default step minimum, on the same data: two answers per metric.
     steps = [
         {**r, "train_to": "steps", "stop_reason": "steps", "final": True, "trial_id": r["trial_id"] + "-steps"}
         for r in data_size_rows("found", NEVER, seeds=(0,))

@@ -162,7 +162,7 @@ def test_the_heartbeat_is_renewed_while_the_lock_is_held(folder):
 
 
 def test_the_saved_config_yaml_loads_back_to_the_same_sweep(tmp_path):
-    # Every shipped sweep file (the seed's too): its run folder's config.yaml is a sweep file giving it back.
+    # Every shipped sweep file (the Jina study's too): its run folder's config.yaml is a sweep file giving it back.
     configs = sorted((Path(__file__).resolve().parents[1] / "sweeps" / "configs").rglob("*.yaml"))
     assert len(configs) > 10
     for path in configs:

@@ -1,5 +1,5 @@
 """The study planner (benchmarks/study_plan.py): its scheduler on designed trials with known makespans, and
-the real plan over the 14 seed files runs."""
+the real plan over the 14 Jina-study sweep files runs."""
 
 from __future__ import annotations
 
@@ -68,7 +68,7 @@ def test_host_memory_counts_one_shared_copy_or_one_per_running_trial():
     assert host_memory_gb(sweeps, plan["timeline"], ZERO, shared=False) == 40.0  # + a private copy per trial
 
 
-def test_the_plan_over_the_seed_files_runs(tmp_path):
+def test_the_plan_over_the_jina_study_files_runs(tmp_path):
     out = tmp_path / "plan.json"
     res = subprocess.run(
         [sys.executable, str(REPO / "benchmarks" / "study_plan.py"), "--out", str(out)],
@@ -80,7 +80,7 @@ def test_the_plan_over_the_seed_files_runs(tmp_path):
     assert res.returncode == 0, res.stderr[-2000:]
     plan = json.loads(out.read_text())
     assert len(plan["files"]) == 14 and {f["file"] for f in plan["files"]} == {
-        p.name for p in (REPO / "sweeps" / "configs" / "seed").glob("*.yaml")
+        p.name for p in (REPO / "sweeps" / "configs" / "jina").glob("*.yaml")
     }
     # every cell of every file is a trial: e.g. celeba-data has 9 sizes x 3 seeds + the baseline
     assert next(f for f in plan["files"] if f["file"] == "celeba-data.yaml")["trials"] == 28

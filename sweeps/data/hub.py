@@ -18,40 +18,17 @@ or ``~/.cache/finetuning-budget``, so the rest of the pipeline sees image paths.
 written, so a 5,000-item sample of CelebA writes 5,000 files, not 200,000.
 
 Only the splits a sweep reads are downloaded when the repository lists its files per split (the parquet
-layout of every seed dataset): ``datasets.load_dataset_builder`` resolves the config's files per split (no
+layout of every Jina-study dataset): ``datasets.load_dataset_builder`` resolves the config's files per split (no
 data download), and ``load_dataset`` gets just those as ``data_files``; their size (from the hub's file
 metadata) is logged before the download, as a warning above ``LARGE_DOWNLOAD_BYTES``. Otherwise (no
 per-split files) the whole dataset is loaded as before.
 
 An id is checked with ``huggingface_hub``'s own parser before anything is fetched (a bare ``clinc_oos`` is
 refused there, as the hub refuses it); a machine whose DNS cannot resolve the hub fails at once
-(``sweeps/hub_access.py``) instead of after ~30 s of retries, unless ``HF_HUB_OFFLINE=1`` asks for the cache.
+(``sweeps/dns_check.py``) instead of after ~30 s of retries, unless ``HF_HUB_OFFLINE=1`` asks for the cache.
 
-The seed's seven datasets (ids, schemas, licences and download sizes: docs/datasets.md):
-
-=================  =========================================================================================
-Clinc150           ``hub_id: clinc/clinc_oos``, ``hub_config: plus``, ``text_column: text``,
-                   ``label_column: intent``, ``exclude_labels: [oos]``; ``hub_eval_split: test`` for the
-                   official split. Offline: the ``clinc150`` format on ``data_full.json``.
-QuoraQA            ``hub_id: sentence-transformers/quora-duplicates``, ``hub_config: pair``,
-                   ``structure: pairs``, ``query_column: anchor``, ``document_column: positive``.
-Flickr8K           ``hub_id: jxie/flickr8k``, ``structure: pairs``,
-                   ``query_column: caption_0,caption_1,caption_2,caption_3,caption_4``,
-                   ``document_column: image``.
-Flickr30K          ``hub_id: lmms-lab/flickr30k`` (parquet; split ``test`` holds all 31,783 images),
-                   ``hub_split: test``, ``structure: pairs``, ``query_column: caption`` (a list of 5),
-                   ``document_column: image``. ``nlphuji/flickr30k`` has a loading script, which recent
-                   ``datasets`` releases no longer run.
-COCO Captions      ``hub_id: lmms-lab/COCO-Caption2017``, ``hub_split: val`` (5,000 images),
-                   ``structure: pairs``, ``query_column: answer`` (a list of 5 captions),
-                   ``document_column: image``. Offline: the ``coco-captions`` format on the official JSON
-                   and image folder.
-Totally-Looks-Like no hub copy: write a ``pairs-csv`` (``query,document``) of image paths relative to the CSV
-                   (left image, right image); image columns are recognised by extension.
-CelebA             ``hub_id: flwrlabs/celeba``, ``hub_config: img_align+identity+attr``,
-                   ``image_column: image``, ``text_column: ''``, ``label_column: celeb_id``; splits
-                   train/valid/test (identities do not overlap); ``max_items`` keeps the run small.
-=================  =========================================================================================
+The Jina study's seven datasets (ids, configs, columns, licences, download sizes, and the offline formats
+that read Clinc150 and COCO from their official files): docs/datasets.md.
 """
 
 from __future__ import annotations
@@ -66,8 +43,8 @@ from typing import Any
 from sweeps.config import KNOWN_HUB_IDS, DataConfig
 from sweeps.data.assemble import make_labeled, make_pairs, sample_index, usable_index
 from sweeps.data.items import LabeledItems, Modality, Pairs, RetrievalData
+from sweeps.dns_check import unreachable_reason
 from sweeps.errors import DataError
-from sweeps.hub_access import unreachable_reason
 
 log = logging.getLogger(__name__)
 

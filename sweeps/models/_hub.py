@@ -2,7 +2,7 @@
 
 Every load failure a user can fix becomes a ``ModelError`` naming the config field and the fix. When the hub's
 host cannot be resolved (no network), a hub id is read from the local Hugging Face cache only, so a missing
-model fails at once instead of after ~30 s of retries (``sweeps/hub_access.py``). Loads run without
+model fails at once instead of after ~30 s of retries (``sweeps/dns_check.py``). Loads run without
 transformers' progress bars: every trial loads its model, and a "Loading weights" bar per trial would fill
 the sweep's log between its one-line-per-trial messages.
 """
@@ -16,8 +16,8 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import TypeVar
 
+from sweeps.dns_check import unreachable_reason
 from sweeps.errors import ModelError
-from sweeps.hub_access import unreachable_reason
 
 T = TypeVar("T")
 

@@ -137,7 +137,7 @@ def decode_images(
     """Decode ``paths`` into one (N, S, S, 3) uint8 array, on every core this process may use.
 
     Processes, not threads: PIL releases the GIL while it decodes and resizes, but the per-image Python and
-    NumPy work holds it, and a GPU node's driver has tens of cores (the seed's largest set, CelebA, is
+    NumPy work holds it, and a GPU node's driver has tens of cores (the Jina study's largest set, CelebA, is
     120,000 images). The worker processes are forked after one shared anonymous memory map is made, and
     each writes its images straight into it: no pixels travel through pipes, and the map is the result.
     Without ``fork`` (not Linux), or once this process has started or joined Ray, the same work runs on threads.

@@ -8,7 +8,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from sweeps.hub_access import unreachable_reason
+from sweeps.dns_check import unreachable_reason
 from sweeps.models._hub import load_pretrained, looks_like_hub_id, offline_clip_tokenizer, resolve_name
 from sweeps.models._images import ImageSpec
 from sweeps.models.base import Tower, seeded
