@@ -17,9 +17,8 @@ from sweeps.data.files import (
     load_clinc150,
     load_coco_captions,
     load_image_folder,
-    load_labeled_table,
-    load_pairs_table,
 )
+from sweeps.data.tables import load_labeled_table, load_pairs_table
 from sweeps.errors import DataError
 
 DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data"

@@ -30,7 +30,7 @@ def load_data(cfg: DataConfig, *, base_dir: Path | None = None) -> RetrievalData
     ``data.max_items`` keeps a seeded sample (seed ``MAX_ITEMS_SEED``) of that many items; in labeled data,
     labels the sample leaves with one item are dropped, so slightly fewer may remain.
     """
-    from sweeps.data import files  # local imports keep `import sweeps.data` light for the analysis half
+    from sweeps.data import files, tables  # local imports keep `import sweeps.data` light for the analysis half
 
     path = _resolve(cfg.path, base_dir)
     fmt = cfg.format
@@ -63,7 +63,7 @@ def load_data(cfg: DataConfig, *, base_dir: Path | None = None) -> RetrievalData
     if fmt == "clinc150":
         data = files.load_clinc150(path, exclude_labels=cfg.exclude_labels, singletons=cfg.singletons)
     elif fmt in ("labeled-csv", "labeled-jsonl"):
-        data = files.load_labeled_table(
+        data = tables.load_labeled_table(
             path,
             kind="csv" if fmt == "labeled-csv" else "jsonl",
             text_column=cfg.text_column,
@@ -73,7 +73,7 @@ def load_data(cfg: DataConfig, *, base_dir: Path | None = None) -> RetrievalData
             delimiter=cfg.delimiter,
         )
     elif fmt in ("pairs-csv", "pairs-jsonl"):
-        data = files.load_pairs_table(
+        data = tables.load_pairs_table(
             path,
             kind="csv" if fmt == "pairs-csv" else "jsonl",
             query_column=cfg.query_column,
