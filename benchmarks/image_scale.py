@@ -41,7 +41,8 @@ import numpy as np
 import psutil
 import torch
 
-from sweeps.config import TrialConfig, build
+from sweeps.config import TrialConfig
+from sweeps.dataclass_io import build
 from sweeps.models._images import ImageSpec, decode_images, default_workers, load_image
 from sweeps.prepare import PreparedData, prepare_data
 

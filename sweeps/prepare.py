@@ -12,10 +12,11 @@ from typing import Any
 
 import numpy as np
 
-from sweeps.config import TrialConfig, config_hash
+from sweeps.config import TrialConfig
 from sweeps.data import load_data
 from sweeps.data.items import LabeledItems, Pairs, RetrievalData
 from sweeps.data.split import sample_queries, split_data
+from sweeps.dataclass_io import config_hash
 from sweeps.errors import ConfigError
 from sweeps.models import RetrievalModel, build_model
 

@@ -16,7 +16,8 @@ from pathlib import Path, PurePosixPath
 
 import pandas as pd
 
-from sweeps.config import Cell, TrialConfig, config_hash, to_dict
+from sweeps.config import Cell, TrialConfig
+from sweeps.dataclass_io import config_hash, to_dict
 from sweeps.metrics import metric_keys
 from sweeps.storage import RunFolder
 

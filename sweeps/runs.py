@@ -26,7 +26,8 @@ from typing import TYPE_CHECKING, Any
 
 import pandas as pd
 
-from sweeps.config import Cell, SweepConfig, to_dict
+from sweeps.config import Cell, SweepConfig
+from sweeps.dataclass_io import to_dict
 from sweeps.errors import ConfigError, DataError
 from sweeps.results import (
     LOCATION_FIELDS,

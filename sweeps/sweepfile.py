@@ -15,7 +15,8 @@ from typing import Any
 
 import yaml
 
-from sweeps.config import SweepConfig, TrialConfig, build, to_dict
+from sweeps.config import SweepConfig, TrialConfig
+from sweeps.dataclass_io import build, to_dict
 from sweeps.errors import ConfigError
 from sweeps.storage import is_uri
 

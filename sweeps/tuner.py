@@ -25,7 +25,8 @@ import pandas as pd
 import ray
 from ray import tune
 
-from sweeps.config import Cell, SweepConfig, cells_for, config_hash, to_dict
+from sweeps.config import Cell, SweepConfig, cells_for
+from sweeps.dataclass_io import config_hash, to_dict
 from sweeps.errors import ConfigError, SweepInterrupted
 from sweeps.prepare import PreparedData
 from sweeps.results import make_record, read_records, trial_id, write_record

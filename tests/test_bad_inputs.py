@@ -382,7 +382,7 @@ def test_bad_trial_arguments(capsys, tmp_path, argv, named):
 
 
 def _old_run_folder(tmp_path: Path, *, record_version=1, config_extra: dict | None = None) -> tuple[Path, Path]:
-    from sweeps.config import to_dict
+    from sweeps.dataclass_io import to_dict
     from sweeps.sweepfile import load_sweep_config
 
     path = sweep_file(tmp_path)

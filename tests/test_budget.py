@@ -11,8 +11,9 @@ from roi.curves import relative_improvement, roi_curve
 from roi.load import validate_table
 from sweeps import trial as trial_module
 from sweeps.budget import Budget, EarlyStopping
-from sweeps.config import Cell, SweepSpec, TrialConfig, build, cells_for
+from sweeps.config import Cell, SweepSpec, TrialConfig, cells_for
 from sweeps.data.items import LabeledItems
+from sweeps.dataclass_io import build
 from sweeps.errors import DataError
 from sweeps.prepare import prepare_data
 from sweeps.results import make_record, records_to_table, trial_id
@@ -166,7 +167,7 @@ def test_cells_and_ids_carry_the_budget_rule_and_fixed_epoch_ids_do_not_change()
     ids = {trial_id(cfg, cell, data_id="d") for cell in (a, b, c)}
     assert len(ids) == 3  # rule and its settings are part of a trial's identity
     # A fixed-epoch trial keeps the id it had before budget rules existed (no train_to/budget in its hash).
-    from sweeps.config import config_hash
+    from sweeps.dataclass_io import config_hash
     from sweeps.results import portable_config
 
     old = f"n100-e1-s0-{config_hash({'trial': portable_config(cfg), 'cell': {'size': 100, 'epochs': 1, 'seed': 0}, 'data': 'd'}, length=10)}"

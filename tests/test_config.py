@@ -4,7 +4,8 @@ from pathlib import Path
 
 import pytest
 
-from sweeps.config import SweepConfig, TrialConfig, build, config_hash, to_dict
+from sweeps.config import SweepConfig, TrialConfig
+from sweeps.dataclass_io import build, config_hash, to_dict
 from sweeps.errors import ConfigError
 from sweeps.sweepfile import load_sweep_config
 

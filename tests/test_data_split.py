@@ -233,7 +233,8 @@ def test_a_last_batch_of_one_label_joins_the_one_before():
 
 
 def test_labeled_batches_must_hold_more_than_one_group(tmp_path):
-    from sweeps.config import TrialConfig, build
+    from sweeps.config import TrialConfig
+    from sweeps.dataclass_io import build
     from sweeps.errors import ConfigError
     from sweeps.prepare import check_compatible
 

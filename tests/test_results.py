@@ -5,7 +5,8 @@ import json
 import pandas as pd
 import pytest
 
-from sweeps.config import Cell, TrialConfig, build
+from sweeps.config import Cell, TrialConfig
+from sweeps.dataclass_io import build
 from sweeps.errors import ConfigError
 from sweeps.results import (
     make_record,

@@ -13,7 +13,8 @@ import pytest
 
 from roi.load import OPTIONAL_FLOAT_COLUMNS, OPTIONAL_STRING_COLUMNS, REQUIRED_COLUMNS, load_results
 from roi.report import analyse
-from sweeps.config import Cell, TrialConfig, build
+from sweeps.config import Cell, TrialConfig
+from sweeps.dataclass_io import build
 from sweeps.results import make_record, records_to_table, result_columns, trial_id, write_table
 
 SCHEMA = Path(__file__).resolve().parents[1] / "docs" / "results-schema.md"

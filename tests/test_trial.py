@@ -8,7 +8,8 @@ import numpy as np
 import pytest
 import torch
 
-from sweeps.config import TrialConfig, build
+from sweeps.config import TrialConfig
+from sweeps.dataclass_io import build
 from sweeps.errors import ConfigError, DataError
 from sweeps.prepare import prepare_data
 from sweeps.sweepfile import resolve_paths
