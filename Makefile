@@ -24,10 +24,10 @@ $(VENV)/.installed: pyproject.toml | $(BIN)/python
 
 install: $(VENV)/.installed ## create .venv and install the project with CPU faiss, offline weights and dev tools
 
-test: install ## install, then run the test suite (what CI runs)
+test: install ## the fast tier (under 5 min on 2 cores): unit tests, designed trainables, one small real sweep
 	$(BIN)/python -m pytest
 
-test-all: install ## the test suite including slow tests
+test-all: install ## every test: + the cluster, killed drivers, benchmark scripts, real-model trials (what CI runs)
 	$(BIN)/python -m pytest -m ""
 
 lint: install ## ruff

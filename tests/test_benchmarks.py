@@ -10,6 +10,10 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
+pytestmark = pytest.mark.slow  # each script runs in its own process, with real models: minutes (make test-all)
+
 REPO = Path(__file__).resolve().parents[1]
 SMOKE = "sweeps/configs/smoke.yaml"
 

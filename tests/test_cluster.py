@@ -34,7 +34,7 @@ pytest.importorskip("ray")
 
 from sweeps.results import read_records  # noqa: E402
 
-pytestmark = pytest.mark.ray
+pytestmark = [pytest.mark.ray, pytest.mark.slow]  # a two-node cluster and Ray jobs: minutes (make test-all)
 
 ROOT = Path(__file__).resolve().parents[1]
 BIN = Path(sys.executable).parent  # the venv's bin: ray, roi

@@ -43,7 +43,7 @@ from sweeps.prepare import prepare_data  # noqa: E402
 from sweeps.results import read_records  # noqa: E402
 from sweeps.tuner import connect, run_sweep  # noqa: E402
 
-pytestmark = pytest.mark.ray
+pytestmark = [pytest.mark.ray, pytest.mark.slow]  # drivers killed and resumed, hung trials: minutes (make test-all)
 
 TESTS = Path(__file__).resolve().parent
 ROOT = TESTS.parent

@@ -16,7 +16,8 @@ import numpy as np
 import pytest
 import torch
 
-from sweeps.config import TrialConfig, build
+from sweeps.config import TrialConfig
+from sweeps.dataclass_io import build
 from sweeps.models._images import ImageFeatures
 from sweeps.sweepfile import resolve_paths
 
@@ -83,17 +84,12 @@ def prepared_faces(shared_data):
 
 
 @pytest.fixture(scope="module")
-def ray_two_cpus():
+def ray_two_cpus(ray_local):
     # Workers cannot import the tests folder: ship this module's probe by value.
     ray.cloudpickle.register_pickle_by_value(sys.modules[__name__])
-    started = not ray.is_initialized()
-    if started:
-        ray.init(address="local", num_cpus=2, include_dashboard=False, log_to_driver=False)
-    yield
-    if started:
-        ray.shutdown()
 
 
+@pytest.mark.slow  # two Ray workers, one trains
 @pytest.mark.ray
 def test_two_trials_share_one_read_only_copy_of_the_decoded_images(prepared_faces, ray_two_cpus):
     cfg, prepared = prepared_faces

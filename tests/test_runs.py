@@ -31,6 +31,7 @@ def _listing(folder: Path) -> dict[str, bytes]:
     return {str(p.relative_to(folder)): p.read_bytes() for p in sorted(folder.rglob("*")) if p.is_file()}
 
 
+@pytest.mark.slow  # a second real sweep, with its own embedded Ray
 @pytest.mark.timeout(120)
 def test_roi_sweep_on_changed_data_leaves_the_run_folder_untouched(capsys, tmp_path):
     from sweeps.prepare import prepare_data

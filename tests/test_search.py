@@ -42,7 +42,7 @@ from roi.report import analyse  # noqa: E402
 from sweeps.config import Cell  # noqa: E402
 from sweeps.results import make_record, read_records  # noqa: E402
 from sweeps.search import PLAN_FILE, Adaptive, AdaptiveSizeSearcher  # noqa: E402
-from sweeps.tuner import connect, run_sweep  # noqa: E402
+from sweeps.tuner import run_sweep  # noqa: E402
 
 pytestmark = pytest.mark.ray
 TESTS = Path(__file__).resolve().parent
@@ -158,15 +158,6 @@ def test_the_trial_budget_stops_the_search_and_says_so():
 # --------------------------------------------------------------------------- in Ray Tune, with the designed trainable
 
 
-@pytest.fixture(scope="module")
-def embedded_ray():
-    if ray.is_initialized():
-        ray.shutdown()
-    connect(None, num_cpus=2, logical_gpus=0)
-    yield
-    ray.shutdown()
-
-
 def _values(table: pd.DataFrame) -> pd.DataFrame:
     return table[["seed", "size", "epoch", "mrr@20"]].sort_values(["seed", "size", "epoch"]).reset_index(drop=True)
 
@@ -181,8 +172,9 @@ def _expected_values() -> pd.DataFrame:
     return pd.DataFrame(rows).sort_values(["seed", "size", "epoch"]).reset_index(drop=True)
 
 
+@pytest.mark.slow  # 13 trials in Tune; the searcher itself is tested above without Ray
 @pytest.mark.timeout(300)
-def test_adaptive_sweep_in_tune_finds_and_brackets_the_designed_drop_point(embedded_ray, tmp_path):
+def test_adaptive_sweep_in_tune_finds_and_brackets_the_designed_drop_point(ray_local, tmp_path):
     cfg = designed_adaptive_config(tmp_path, max_concurrent=2)
     out = run_sweep(cfg, prepared=DesignedPrepared(), trainable=designed_cell)
     assert out.failed == 0
@@ -229,8 +221,9 @@ def _kill_ray_of(temp_dir: str) -> None:
             continue
 
 
+@pytest.mark.slow  # a driver killed and resumed
 @pytest.mark.timeout(300)
-def test_a_killed_adaptive_sweep_resumes_to_the_same_sizes_and_table(embedded_ray, tmp_path):
+def test_a_killed_adaptive_sweep_resumes_to_the_same_sizes_and_table(ray_local, tmp_path):
     storage = tmp_path / "killed"
     storage.mkdir()
     (storage / "delay").write_text("0.5")  # the kill lands while trials run

@@ -71,13 +71,6 @@ from sweeps.tuner import run_sweep  # noqa: E402
 ray.cloudpickle.register_pickle_by_value(designed)  # workers cannot import the tests folder
 
 
-@pytest.fixture(scope="module")
-def ray_local():
-    ray.init(num_cpus=2, num_gpus=0, include_dashboard=False, log_to_driver=False)
-    yield
-    ray.shutdown()
-
-
 @pytest.mark.ray
 @pytest.mark.timeout(120)
 def test_designed_sweep_on_a_uri_writes_resumes_and_reports_through_the_uri_path(

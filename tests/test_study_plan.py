@@ -68,6 +68,7 @@ def test_host_memory_counts_one_shared_copy_or_one_per_running_trial():
     assert host_memory_gb(sweeps, plan["timeline"], ZERO, shared=False) == 40.0  # + a private copy per trial
 
 
+@pytest.mark.slow  # the benchmark script over 14 sweep files
 def test_the_plan_over_the_jina_study_files_runs(tmp_path):
     out = tmp_path / "plan.json"
     res = subprocess.run(

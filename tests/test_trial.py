@@ -44,6 +44,7 @@ def clinc(shared_data):
     return cfg, prepared
 
 
+@pytest.mark.slow  # MiniLM on real CLINC150
 def test_clinc150_baseline_is_computed_and_stable(clinc):
     cfg, prepared = clinc
     first = run_trial(cfg, prepared=prepared, size=0, epochs=0, seed=0)
@@ -56,6 +57,7 @@ def test_clinc150_baseline_is_computed_and_stable(clinc):
     assert second[0].metrics == m  # the baseline depends on neither the seed nor the run
 
 
+@pytest.mark.slow  # MiniLM on real CLINC150
 def test_clinc150_finetuning_raises_recall(clinc):
     cfg, prepared = clinc
     base = run_trial(cfg, prepared=prepared, size=0, epochs=0, seed=0)[0].metrics
@@ -71,6 +73,7 @@ def test_size_larger_than_pool_is_a_clear_error(clinc):
         run_trial(cfg, prepared=prepared, size=4001, epochs=1, seed=0)
 
 
+@pytest.mark.slow  # a real-model trial
 def test_text_to_image_trial_on_coco_mini(shared_data):
     cfg = _cfg(
         shared_data,
@@ -97,6 +100,7 @@ def test_text_to_image_trial_on_coco_mini(shared_data):
     assert 0.0 <= m["recall@20"] <= 1.0
 
 
+@pytest.mark.slow  # a real-model trial
 def test_image_to_image_trial_on_att_faces(shared_data):
     cfg = _cfg(
         shared_data,
@@ -216,6 +220,7 @@ def test_joint_pair_forward_trains_exactly_like_two_forward_passes():
     assert loss_joint > 0
 
 
+@pytest.mark.slow  # torch.compile
 def test_compiled_towers_give_the_eager_metrics(tmp_path):
     # train.compile changes how the towers run, not what they compute. Dropout is off here because inductor
     # draws dropout masks from its own random stream (equal in distribution, not bit for bit; measured with

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import dataclasses
 import json
-import socket
 import time
 import urllib.request
 from pathlib import Path
@@ -31,24 +30,6 @@ SMOKE = Path(__file__).resolve().parents[1] / "sweeps" / "configs" / "smoke.yaml
 
 # Workers cannot import the tests folder: ship the designed trainable by value.
 ray.cloudpickle.register_pickle_by_value(designed)
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-@pytest.fixture(scope="module")
-def metrics_port():
-    return _free_port()
-
-
-@pytest.fixture(scope="module")
-def ray_local(metrics_port):
-    ray.init(num_cpus=2, num_gpus=2, include_dashboard=False, _metrics_export_port=metrics_port, log_to_driver=False)
-    yield
-    ray.shutdown()
 
 
 @pytest.fixture(scope="module")
@@ -141,6 +122,7 @@ def test_fractional_gpus_pack_trials_on_one_card(ray_local, smoke, tmp_path):
     assert (out.table["gpu_seconds"] == out.table["train_seconds"] * 0.25).all()
 
 
+@pytest.mark.slow  # a killed trial process and its retry
 def test_a_killed_trial_process_is_retried_and_the_sweep_completes(ray_local, smoke, tmp_path):
     (tmp_path / "kill_once").mkdir()
     (tmp_path / "kill_once" / "n100-e2-s0").touch()
@@ -159,7 +141,7 @@ def test_more_gpus_than_the_machine_has_is_an_error_at_once(ray_local, smoke, tm
     assert time.perf_counter() - start < 30  # not a sweep pending forever
 
 
-def test_real_smoke_sweep_end_to_end_with_live_metrics(ray_local, smoke, tmp_path, metrics_port):
+def test_real_smoke_sweep_end_to_end_with_live_metrics(ray_local, smoke, tmp_path):
     cfg = dataclasses.replace(smoke[0], name="metrics-sweep", storage=str(tmp_path))
     out = run_sweep(cfg, prepared=smoke[1])
     table = out.table
@@ -178,7 +160,7 @@ def test_real_smoke_sweep_end_to_end_with_live_metrics(ray_local, smoke, tmp_pat
     # The node's metrics agent exports on a timer (about every 5-10 s): poll until the final values arrive.
     deadline, text = time.time() + 90, ""
     while time.time() < deadline:
-        text = urllib.request.urlopen(f"http://127.0.0.1:{metrics_port}/metrics", timeout=5).read().decode()
+        text = urllib.request.urlopen(f"http://127.0.0.1:{ray_local.metrics_port}/metrics", timeout=5).read().decode()
         if exported("trials_done") == {"": 3.0} and len(exported("latest_mrr")) == 3:
             break
         time.sleep(2)
@@ -196,6 +178,7 @@ def test_real_smoke_sweep_end_to_end_with_live_metrics(ray_local, smoke, tmp_pat
     assert speed["ha-intents-n0-e0-s0"] == 0.0 and speed["ha-intents-n64-e1-s0"] > 0
 
 
+@pytest.mark.slow  # three sweeps, each with retries
 def test_a_failure_record_tells_the_latest_error_readably(ray_local, smoke, tmp_path):
     # A crashing trial is recorded with its own error (not Ray's wrapper header with colour codes); when it
     # crashes again on --resume with another error, the record says the new one.
