@@ -64,11 +64,23 @@ def test_early_stopping_picks_the_epoch_the_designed_curve_dictates():
     assert patient.best_epoch == 8 and not patient.should_stop
 
 
+def _stop(budget: Budget, steps_per_epoch: int, scores=None) -> tuple[int, str]:
+    """(epochs run, stop reason) of ``budget`` at a constant number of steps per epoch (and validation scores)."""
+    stopping = budget.stopping()
+    for epoch in range(1, 1000):
+        score = scores[epoch - 1] if scores else None
+        verdict = stopping.after_epoch(epoch, steps=epoch * steps_per_epoch, score=score)
+        if verdict.stop:
+            return epoch, verdict.reason
+    raise AssertionError("never stopped")
+
+
 def test_step_minimum_sets_whole_epochs_up_to_the_cap():
     steps = Budget(train_to="steps", epochs=1, min_steps=100, epoch_cap=20)
-    assert (steps.planned_epochs(4), steps.fixed_reason(4)) == (20, "cap")  # 25 epochs needed, capped
-    assert (steps.planned_epochs(40), steps.fixed_reason(40)) == (3, "steps")  # 120 steps >= 100
-    assert (steps.planned_epochs(200), steps.fixed_reason(200)) == (1, "epochs")  # one epoch is already enough
+    assert (steps.planned_epochs(4), _stop(steps, 4)) == (20, (20, "cap"))  # 25 epochs needed, capped
+    assert (steps.planned_epochs(40), _stop(steps, 40)) == (3, (3, "steps"))  # 120 steps >= 100
+    assert (steps.planned_epochs(200), _stop(steps, 200)) == (1, (1, "epochs"))  # one epoch is already enough
+    assert Budget.fixed(3).planned_epochs(1) == 3 and _stop(Budget.fixed(3), 1) == (3, "epochs")
     assert Budget.fixed(3).planned_epochs(1) == 3 and Budget(train_to="converged", epoch_cap=7).planned_epochs(5) == 7
 
 
@@ -156,9 +168,17 @@ def test_step_minimum_trial_repeats_small_sizes_and_evaluates_its_end_only(tiny)
 def test_cells_and_ids_carry_the_budget_rule_and_fixed_epoch_ids_do_not_change():
     fixed = SweepSpec(experiment="data_size", sizes=(100,), epochs=1, train_to="epochs")
     steps = SweepSpec(experiment="data_size", sizes=(100,), epochs=1, train_to="steps", min_steps=50)
-    # The defaults: a step minimum for data-size sweeps, fixed epochs for the epochs experiment.
-    assert SweepSpec(experiment="data_size", sizes=(100,)).train_to == "steps"
+    # The defaults: validated lengths for data-size sweeps, fixed epochs for the epochs experiment and epoch grids.
+    default = SweepSpec(experiment="data_size", sizes=(100,))
+    assert default.train_to == "validated" and cells_for(default)[1].label == "n100-e1-s0-validated"
+    assert cells_for(default)[1].budget == (
+        "epoch_cap=20,min_steps=100,monitor=map,patience=2,val_fraction=0.2,val_queries=250"
+    )
     assert SweepSpec(experiment="epochs").train_to == "epochs"
+    # The older rules keep their cells (and so their trial ids): no setting of the new rule enters them.
+    assert cells_for(steps)[1].budget == "epoch_cap=20,min_steps=50"
+    converged = SweepSpec(experiment="data_size", sizes=(100,), train_to="converged")
+    assert cells_for(converged)[1].budget == "epoch_cap=20,monitor=map,patience=2,val_fraction=0.2"
     more = SweepSpec(experiment="data_size", sizes=(100,), epochs=1, train_to="steps", min_steps=80)
     (_, a), (_, b), (_, c) = cells_for(fixed), cells_for(steps), cells_for(more)
     assert a == Cell(100, 1, 0) and a.label == "n100-e1-s0" and b.label == "n100-e1-s0-steps"
