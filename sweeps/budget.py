@@ -12,7 +12,7 @@
 - ``validated`` (the data-size default): at least ``sweep.min_steps`` optimizer steps (the step minimum),
   then on while the validation score improves (``sweep.patience``), at most ``sweep.epoch_cap`` epochs; the
   reported model is the best validated epoch at or after the step minimum. Why the floor also bounds the choice:
-  at 100 items the carve-out is 20 queries and their score moved by +-0.005 map from epoch to epoch while the
+  at 100 items the carve-out is 20 queries and their score wandered within 0.006 map over epochs 1-7 while the
   held-out score rose steadily (CLINC150, benchmarks/RESULTS.md): validation that small cannot rank epochs, and
   the step minimum is the length measured to serve small sizes. Where the step minimum already reaches the cap
   there is nothing left to choose, so nothing is carved out: all N items train, exactly as under ``steps``.
@@ -75,9 +75,10 @@ class Budget:
     def for_items(self, n: int, *, batch_size: int) -> Budget:
         """The budget a trial of ``n`` items runs: ``validated`` whose step minimum reaches the cap even without a
         carve-out is ``steps`` (validation could choose nothing); every other budget is itself."""
-        if self.train_to != "validated":
+        if self.train_to != "validated" or n < 1:
             return self
-        carved = min(int(n * self.val_fraction + 0.5), self.val_queries)
+        carved = int(n * self.val_fraction + 0.5)
+        carved = min(carved, self.val_queries) if self.val_queries else carved
         if math.ceil(self.min_steps / math.ceil((n - carved) / min(batch_size, n))) < self.epoch_cap:
             return self
         return Budget(train_to="steps", epochs=self.epochs, min_steps=self.min_steps, epoch_cap=self.epoch_cap)
