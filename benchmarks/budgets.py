@@ -6,7 +6,9 @@ Usage (from the repository root, after `make install`):
 
 For each (size, seed) it runs the trial core (``sweeps.trial.run_trial``, no Ray) under ``epochs`` (the file's
 ``sweep.epochs``), ``steps`` (``--min-steps``, cap ``--epoch-cap``) and ``converged`` (patience ``--patience``,
-``--val-fraction`` of the N items carved out as validation, cap ``--epoch-cap``), and prints the held-out metrics
+``--val-fraction`` of the N items carved out as validation, cap ``--epoch-cap``) and ``validated`` (the default:
+``converged`` after at least ``--min-steps`` steps, the carve-out within labels and at most ``--val-queries``
+items; add it with ``--rules``), and prints the held-out metrics
 with the epochs and steps each trained, why it stopped, its training seconds and its validation seconds (the
 cost of early stopping's per-epoch scoring, against training). Each finished trial is appended to ``--out``.
 """
@@ -30,11 +32,12 @@ def main() -> None:
     parser.add_argument("config", type=Path)
     parser.add_argument("--sizes", type=int, nargs="+", default=[200])
     parser.add_argument("--seeds", type=int, nargs="+", default=[0])
-    parser.add_argument("--rules", nargs="+", default=["epochs", "steps", "converged"])
+    parser.add_argument("--rules", nargs="+", default=["epochs", "steps", "converged"])  # or validated
     parser.add_argument("--min-steps", type=int, default=100)
     parser.add_argument("--patience", type=int, default=2)
     parser.add_argument("--epoch-cap", type=int, default=20)
     parser.add_argument("--val-fraction", type=float, default=0.2)
+    parser.add_argument("--val-queries", type=int, default=250)
     parser.add_argument("--threads", type=int, default=None)
     parser.add_argument("--out", type=Path, default=None)
     args = parser.parse_args()
@@ -56,6 +59,7 @@ def main() -> None:
                     patience=args.patience,
                     epoch_cap=args.epoch_cap,
                     val_fraction=args.val_fraction,
+                    val_queries=args.val_queries if rule == "validated" else 0,
                 )
                 last = run_trial(
                     cfg, prepared=prepared, size=size, epochs=sweep.sweep.epochs, seed=seed, budget=budget

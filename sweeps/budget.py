@@ -9,6 +9,16 @@
   when the score has not improved for ``sweep.patience`` epochs, or at ``sweep.epoch_cap``. The trial reports
   the best epoch's model (weights restored), and the training seconds of every epoch it ran: the epochs
   after the best are what early stopping costs a user too.
+- ``validated`` (the data-size default): at least ``sweep.min_steps`` optimizer steps (the step minimum),
+  then on while the validation score improves (``sweep.patience``), at most ``sweep.epoch_cap`` epochs; the
+  reported model is the best validated epoch at or after the step minimum. Why the floor also bounds the choice:
+  at 100 items the carve-out is 20 queries and their score wandered within 0.006 map over epochs 1-7 while the
+  held-out score rose steadily (CLINC150, benchmarks/RESULTS.md): validation that small cannot rank epochs, and
+  the step minimum is the length measured to serve small sizes. Where the step minimum already reaches the cap
+  there is nothing left to choose, so nothing is carved out: all N items train, exactly as under ``steps``.
+  Otherwise the carve-out is drawn within labels (one item of a two-item label validates by finding its
+  sibling, which trains), at most ``sweep.val_queries`` items: a few hundred queries rank epochs, and every
+  carved item is one that does not train.
 
 An ``epochs`` budget with ``select_epoch`` (``sweep.select_epoch: validation``) is the data x epochs grid with a
 validation score per epoch: the carve-out of ``converged`` (the same items, the same score), but no stopping;
@@ -17,6 +27,7 @@ per size on validation (``roi.epoch_grid``). The carved items do not train, as u
 
 Why a trial stopped (``stop_reason`` in the results table): ``epochs`` (its fixed epochs), ``steps`` (the step
 minimum set the epoch count), ``converged`` (no improvement for ``patience`` epochs), ``cap`` (``epoch_cap``).
+The trial loop asks a ``Stopping`` policy (``Budget.stopping``) after every epoch whether to go on.
 """
 
 from __future__ import annotations
@@ -25,7 +36,7 @@ import math
 from dataclasses import dataclass
 from typing import Literal
 
-TrainTo = Literal["epochs", "steps", "converged"]
+TrainTo = Literal["epochs", "steps", "converged", "validated"]
 StopReason = Literal["epochs", "steps", "converged", "cap"]
 
 
@@ -35,16 +46,17 @@ class Budget:
 
     train_to: TrainTo = "epochs"
     epochs: int = 1  # epochs: exactly this; steps: at least this
-    min_steps: int = 0  # steps
-    patience: int = 2  # converged
-    epoch_cap: int = 20  # steps, converged
-    val_fraction: float = 0.2  # converged
-    monitor: str = "map"  # converged, select_epoch: the validation metric (mrr, map or recall at the eval k)
+    min_steps: int = 0  # steps: train at least this many; validated: stop no earlier
+    patience: int = 2  # converged, validated
+    epoch_cap: int = 20  # steps, converged, validated
+    val_fraction: float = 0.2  # converged, validated, select_epoch
+    val_queries: int = 0  # validated: at most this many validation items (0: no cap)
+    monitor: str = "map"  # converged, validated, select_epoch: the validation metric (mrr, map or recall at eval k)
     select_epoch: bool = False  # epochs: carve out validation and score it after every epoch (no stopping)
 
     def __post_init__(self) -> None:
-        if self.epochs < 1 or self.epoch_cap < 1 or self.patience < 1 or self.min_steps < 0:
-            raise ValueError("budget: epochs, epoch_cap and patience must be >= 1 and min_steps >= 0")
+        if self.epochs < 1 or self.epoch_cap < 1 or self.patience < 1 or self.min_steps < 0 or self.val_queries < 0:
+            raise ValueError("budget: epochs, epoch_cap and patience must be >= 1, min_steps and val_queries >= 0")
         if not 0.0 < self.val_fraction < 1.0:
             raise ValueError(f"budget: val_fraction must be between 0 and 1, got {self.val_fraction}")
         if self.select_epoch and self.train_to != "epochs":
@@ -53,7 +65,23 @@ class Budget:
     @property
     def validates(self) -> bool:
         """Whether the trial carves a validation share out of its N items (and trains on the rest)."""
-        return self.train_to == "converged" or self.select_epoch
+        return self.train_to in ("converged", "validated") or self.select_epoch
+
+    @property
+    def stops_on_validation(self) -> bool:
+        """Whether validation decides the length (the held-out set is then evaluated once, on the chosen model)."""
+        return self.train_to in ("converged", "validated")
+
+    def for_items(self, n: int, *, batch_size: int) -> Budget:
+        """The budget a trial of ``n`` items runs: ``validated`` whose step minimum reaches the cap even without a
+        carve-out is ``steps`` (validation could choose nothing); every other budget is itself."""
+        if self.train_to != "validated" or n < 1:
+            return self
+        carved = int(n * self.val_fraction + 0.5)
+        carved = min(carved, self.val_queries) if self.val_queries else carved
+        if math.ceil(self.min_steps / math.ceil((n - carved) / min(batch_size, n))) < self.epoch_cap:
+            return self
+        return Budget(train_to="steps", epochs=self.epochs, min_steps=self.min_steps, epoch_cap=self.epoch_cap)
 
     @classmethod
     def fixed(cls, epochs: int) -> Budget:
@@ -81,26 +109,21 @@ class Budget:
             patience=spec.patience,
             epoch_cap=spec.epoch_cap,
             val_fraction=spec.val_fraction,
+            val_queries=spec.val_queries if train_to == "validated" else 0,
             monitor=spec.monitor,
         )
 
     def planned_epochs(self, steps_per_epoch: int) -> int:
-        """Epochs to schedule before training: the exact count (epochs, steps) or the cap (converged)."""
+        """Epochs to plan the learning-rate schedule for: the exact count (epochs, steps) or the cap."""
         if self.train_to == "epochs":
             return self.epochs
-        if self.train_to == "converged":
+        if self.train_to != "steps":
             return self.epoch_cap
-        needed = math.ceil(self.min_steps / max(1, steps_per_epoch))
-        return min(max(self.epochs, needed), self.epoch_cap)
+        return min(max(self.epochs, math.ceil(self.min_steps / max(1, steps_per_epoch))), self.epoch_cap)
 
-    def fixed_reason(self, steps_per_epoch: int) -> StopReason:
-        """Why an ``epochs`` or ``steps`` trial ends where it does (known before it starts)."""
-        if self.train_to == "epochs":
-            return "epochs"
-        needed = max(self.epochs, math.ceil(self.min_steps / max(1, steps_per_epoch)))
-        if needed > self.epoch_cap:
-            return "cap"
-        return "steps" if needed > self.epochs else "epochs"
+    def stopping(self) -> Stopping:
+        """A fresh stopping policy for one trial under this budget."""
+        return Stopping(self)
 
     def identity(self) -> dict:
         """What of the budget shapes a trial's outcome (part of its id when the rule is not ``epochs``)."""
@@ -116,13 +139,16 @@ class Budget:
             return {"train_to": "epochs"}
         if self.train_to == "steps":
             return {"train_to": "steps", "min_steps": self.min_steps, "epoch_cap": self.epoch_cap}
-        return {
-            "train_to": "converged",
+        ident = {
+            "train_to": self.train_to,
             "patience": self.patience,
             "epoch_cap": self.epoch_cap,
             "val_fraction": self.val_fraction,
             "monitor": self.monitor,
         }
+        if self.train_to == "validated":
+            ident.update(min_steps=self.min_steps, val_queries=self.val_queries)
+        return ident
 
 
 class EarlyStopping:
@@ -153,3 +179,51 @@ class EarlyStopping:
     @property
     def should_stop(self) -> bool:
         return self.bad_epochs >= self.patience
+
+
+@dataclass(frozen=True)
+class Verdict:
+    """The stopping policy's answer after one epoch."""
+
+    keep: bool  # this epoch's model is the one to report so far (validation rules: a new best)
+    stop: bool  # train no further
+    reason: StopReason | None = None  # set when ``stop``: the results table's ``stop_reason``
+
+
+class Stopping:
+    """When a trial stops, asked after every epoch with the optimizer steps so far and the validation score.
+
+    - ``epochs``: after ``budget.epochs`` epochs.
+    - ``steps``: after at least ``budget.epochs`` epochs once ``budget.min_steps`` steps are done (counted as they
+      happen, so the epoch count needs no batches built ahead), or at the cap.
+    - ``converged``: when ``budget.patience`` epochs in a row brought no validation improvement, or at the cap.
+    - ``validated``: as ``converged``, counting only the epochs once ``budget.min_steps`` steps are done (the
+      epochs before are neither scored nor chosen).
+    ``keep`` marks a new best (validation rules) or the epoch a fixed rule reports.
+    """
+
+    def __init__(self, budget: Budget):
+        self.budget = budget
+        self.early = EarlyStopping(patience=budget.patience) if budget.stops_on_validation else None
+
+    def scores(self, steps: int) -> bool:
+        """Whether this epoch needs a validation score (at ``steps`` optimizer steps so far)."""
+        b = self.budget
+        return b.stops_on_validation and (b.train_to == "converged" or steps >= b.min_steps)
+
+    def after_epoch(self, epoch: int, *, steps: int, score: float | None = None) -> Verdict:
+        b = self.budget
+        cap = epoch >= b.epoch_cap
+        if b.train_to == "epochs":
+            done = epoch >= b.epochs
+            return Verdict(keep=True, stop=done, reason="epochs" if done else None)
+        if b.train_to == "steps":
+            if epoch >= b.epochs and steps >= b.min_steps:
+                return Verdict(keep=True, stop=True, reason="steps" if epoch > b.epochs else "epochs")
+            return Verdict(keep=True, stop=cap, reason="cap" if cap else None)
+        if not self.scores(steps):  # validated, below the step minimum
+            return Verdict(keep=False, stop=cap, reason="cap" if cap else None)
+        keep = self.early.update(epoch, score)
+        if self.early.should_stop:
+            return Verdict(keep=keep, stop=True, reason="converged")
+        return Verdict(keep=keep, stop=cap, reason="cap" if cap else None)

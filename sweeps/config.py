@@ -234,15 +234,20 @@ class SweepSpec:
     # data_size: how long each size trains (sweeps/budget.py). epochs: exactly sweep.epochs at every size;
     # steps: at least sweep.epochs epochs and sweep.min_steps optimizer steps (small sizes repeat their items);
     # converged: early stopping on a validation carve-out of the N items (never the held-out set) after
-    # sweep.patience epochs without improvement of sweep.monitor. steps and converged stop at sweep.epoch_cap.
-    # Default (None): steps for data_size, measured (benchmarks/RESULTS.md, "One size under each budget rule":
-    # one epoch at 200 items is 7 optimizer steps and understates what 200 labels are worth ~5x); epochs for
+    # sweep.patience epochs without improvement of sweep.monitor; validated: converged with the carve-out drawn
+    # within labels (at most sweep.val_queries items) and no stop before sweep.min_steps steps. steps,
+    # converged and validated stop at sweep.epoch_cap.
+    # Default (None): validated for data_size, measured (benchmarks/RESULTS.md, "Each size trained to its
+    # validated length"): steps trains every size past ~800 items 1-2 epochs and under-trains them; epochs for
     # the epochs experiment, which sets its epochs itself.
-    train_to: Literal["epochs", "steps", "converged"] | None = None
+    train_to: Literal["epochs", "steps", "converged", "validated"] | None = None
     min_steps: int = 100
     patience: int = 2
     epoch_cap: int = 20
     val_fraction: float = 0.2
+    # validated: at most this many validation items. A few hundred queries rank epochs stably; every carved item
+    # is one that does not train, so 20% of 5,000 items would cost the large sizes 1,000 labels.
+    val_queries: int = 250
     monitor: Literal["mrr", "map", "recall"] = "map"
     # data_size, train_to: epochs, epochs > 1: a data x epochs grid (every epoch is evaluated on the held-out set).
     # "validation" also carves sweep.val_fraction of each trial's N items out as validation (as converged does;
@@ -254,7 +259,7 @@ class SweepSpec:
         if self.train_to is None:  # resolved here, once: the saved config.yaml names the rule a run used
             # A data x epochs grid (select_epoch) is fixed epochs by definition; other data-size sweeps get steps.
             grid = self.experiment != "data_size" or self.select_epoch != "none"
-            object.__setattr__(self, "train_to", "epochs" if grid else "steps")
+            object.__setattr__(self, "train_to", "epochs" if grid else "validated")
         if self.sizes == "auto":
             if self.experiment != "data_size":
                 raise ValueError("sweep.sizes: auto is for the data_size experiment")
@@ -278,8 +283,8 @@ class SweepSpec:
             raise ValueError("sweep.size must be >= 1")
         if self.experiment == "epochs" and self.train_to != "epochs":
             raise ValueError("sweep.train_to applies to data_size sweeps; an epochs sweep sets its epochs itself")
-        if self.min_steps < 0 or self.patience < 1 or self.epoch_cap < 1:
-            raise ValueError("sweep.min_steps must be >= 0, sweep.patience and sweep.epoch_cap >= 1")
+        if self.min_steps < 0 or self.patience < 1 or self.epoch_cap < 1 or self.val_queries < 1:
+            raise ValueError("sweep.min_steps must be >= 0, sweep.patience, sweep.epoch_cap and sweep.val_queries >= 1")
         if self.train_to != "epochs" and self.epoch_cap < self.epochs:
             raise ValueError(f"sweep.epoch_cap ({self.epoch_cap}) must be >= sweep.epochs ({self.epochs})")
         if not 0.0 < self.val_fraction < 1.0:
@@ -316,7 +321,7 @@ class Cell:
     """One point of a sweep's grid."""
 
     size: int
-    epochs: int  # epochs rule: the epochs; steps, converged: the minimum epochs
+    epochs: int  # epochs rule: the epochs; steps, converged, validated: the minimum epochs
     seed: int
     train_to: str = "epochs"  # the budget rule (sweeps/budget.py)
     # the rule's settings when it is not epochs ("min_steps=100,epoch_cap=20"), or the validation carve-out of

@@ -46,7 +46,7 @@ ID_COLUMNS = (
 COST_COLUMNS = ("train_seconds", "eval_seconds", "items_seen", "gpu_type", "num_gpus", "gpu_seconds", "peak_memory_mb")
 # How long each trial trained and why it stopped (sweeps/budget.py): `steps` (optimizer steps up to the row),
 # `train_to` (the budget rule), `stop_reason` (final rows: epochs, steps, converged, cap), `final` (the trial's
-# last row: the point a data-size curve uses), `val_seconds` (validation scoring under converged or
+# last row: the point a data-size curve uses), `val_seconds` (validation scoring under converged, validated or
 # select_epoch), `val_score` (the row's model on the validation carve-out; NaN without one).
 BUDGET_COLUMNS = ("steps", "train_to", "stop_reason", "final", "val_seconds", "val_score")
 
@@ -200,7 +200,7 @@ def records_to_table(records: Iterable[dict], *, k: int) -> pd.DataFrame:
             row.update(
                 {key: r.get(key) for key in ("epoch", "train_seconds", "eval_seconds", "items_seen", "peak_memory_mb")}
             )
-            if cell["size"] and "epochs" in r:  # what the trial ran (converged: up to its stop)
+            if cell["size"] and "epochs" in r:  # what the trial ran (converged, validated: up to its stop)
                 row["epochs"] = r["epochs"]
             final = r.get("final", i == len(rec["rows"]) - 1)
             row.update(

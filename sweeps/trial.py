@@ -8,33 +8,36 @@ N items) is its ``Budget`` (``sweeps.budget``).
 
 from __future__ import annotations
 
+import itertools
+import math
 from collections.abc import Callable, Collection
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 
 import numpy as np
 import torch
 
-from sweeps.budget import Budget, EarlyStopping
+from sweeps.budget import Budget
 from sweeps.config import TrialConfig
 from sweeps.data.order import group_batches, nested_order, take
 from sweeps.device import Runtime, resolve_runtime, seed_everything
 from sweeps.evaluate import evaluate
 from sweeps.models import RetrievalModel, build_model
 from sweeps.prepare import PreparedData
-from sweeps.train import build_optimizer, build_scheduler, build_train_set, train_one_epoch
-from sweeps.validation import carve_validation, score_validation
+from sweeps.train import EpochStats, TrainSet, build_optimizer, build_scheduler, build_train_set, train_one_epoch
+from sweeps.validation import ValidationSet, carve_validation, score_validation
 
 
 @dataclass(frozen=True)
 class EpochReport:
     """What a trial reports after each evaluated epoch (epoch 0: the pretrained baseline).
 
-    Under ``converged`` the one report is the best epoch's model: ``epoch`` and ``steps`` are that model's,
-    ``epochs`` and ``train_seconds`` what the trial ran (the epochs after the best included).
+    Under ``converged`` and ``validated`` the one report is the best epoch's model: ``epoch``, ``steps`` and
+    ``val_score`` are that model's, ``epochs``, ``items_seen`` and ``train_seconds`` what the trial ran (the
+    epochs after the best included). Flat on purpose: a new field is one line here and one column in the table.
     """
 
     size: int
-    epochs: int  # epochs the trial trains (converged: the epochs it ran before stopping)
+    epochs: int  # epochs the trial trains (converged, validated: the epochs it ran before stopping)
     epoch: int
     seed: int
     train_seconds: float  # cumulative, training only, device synchronised
@@ -48,14 +51,49 @@ class EpochReport:
     final: bool = False  # the trial's last report: the point a data-size curve uses
     train_to: str = ""  # the budget rule (empty for the baseline)
     stop_reason: str = ""  # final report: epochs, steps, converged or cap
-    val_seconds: float = 0.0  # cumulative validation scoring (converged, select_epoch), not part of train_seconds
-    # the reported model's validation score (budget.monitor): converged (the best epoch's), select_epoch (this epoch's)
+    val_seconds: float = 0.0  # cumulative validation scoring (validation rules, select_epoch), not in train_seconds
+    # the reported model's validation score (budget.monitor): validation rules (the best epoch's), select_epoch (this
+    # epoch's)
     val_score: float | None = None
 
     def as_row(self) -> dict:
         row = asdict(self)
         row.update(row.pop("metrics"))
         return row
+
+
+@dataclass(frozen=True)
+class Progress:
+    """Where a trial stands: the fields of its next ``EpochReport`` that the held-out evaluation does not give."""
+
+    size: int
+    epochs: int
+    seed: int
+    epoch: int = 0
+    train_seconds: float = 0.0
+    items_seen: int = 0
+    loss: float | None = None
+    steps: int = 0
+    final: bool = False
+    train_to: str = ""
+    stop_reason: str = ""
+    val_seconds: float = 0.0
+    val_score: float | None = None
+
+    def after(self, stats: EpochStats) -> Progress:
+        """The progress one more trained epoch later (not yet validated)."""
+        return replace(
+            self,
+            epoch=self.epoch + 1,
+            train_seconds=self.train_seconds + stats.seconds,
+            items_seen=self.items_seen + stats.items,
+            loss=stats.loss,
+            steps=self.steps + stats.steps,
+            val_score=None,
+        )
+
+    def validated(self, score: float, seconds: float) -> Progress:
+        return replace(self, val_score=score, val_seconds=self.val_seconds + seconds)
 
 
 def run_trial(
@@ -77,89 +115,51 @@ def run_trial(
         prepared: the dataset, split and features (see ``prepare_data``); shared by all trials.
         model: an already-built pretrained model to fine-tune in place (default: build it from ``cfg``).
         on_epoch: called with each report as soon as it exists (the sweep forwards it to Ray).
-        eval_epochs: the epochs to evaluate after (default: every one under ``epochs``, the last one under
-            ``steps``). The last epoch is always evaluated; an independent e-epoch run needs only its final
-            metrics, and evaluation can cost more than training. ``converged`` evaluates the held-out set once,
-            on the best epoch's model, after it stopped. With ``budget.select_epoch`` every evaluated epoch is
-            first scored on the validation carve-out (``val_score``); nothing here chooses among them.
+        eval_epochs: the epochs to evaluate the held-out set after, besides the last (default: every one under
+            ``epochs``, none under ``steps``): an independent e-epoch run needs only its final metrics, and
+            evaluation can cost more than training. ``converged`` and ``validated`` evaluate it once, on the
+            chosen epoch's model (weights restored), after stopping. With a carve-out every evaluated epoch
+            (validation rules: every epoch) is first scored on validation (``val_score``).
         budget: how long to train (``sweeps.budget``); ``budget.epochs`` replaces ``epochs`` when given.
 
     Returns:
-        One report per evaluated epoch: ``[epoch 0]`` for the baseline, ``[epoch 1..epochs]`` otherwise.
+        One report per evaluated epoch: ``[epoch 0]`` for the baseline, ``[..., final]`` otherwise.
     """
     budget = budget if budget is not None else Budget.fixed(max(1, epochs))
     runtime = runtime or resolve_runtime(cfg.device, cfg.train.precision, task=cfg.task)
     seed_everything(seed)
-    model = (model if model is not None else build_model(cfg.model, task=cfg.task)).to(runtime.device)
-    if cfg.train.compile != "off":
-        # Every trial compiles afresh, as the independent fine-tuning job it stands for would: without the
-        # reset, the first trial a reused worker runs would pay the whole compilation and the later ones
-        # none, and cells' training seconds would not be comparable. (Inductor's on-disk cache still
-        # makes recompiling the same graphs much cheaper than the first compile on a machine.)
-        torch._dynamo.reset()
-        model.compile_towers(cfg.train.compile)
-    runtime.reset_peak_memory()
+    model = _pretrained(cfg, model, runtime=runtime)
     reports: list[EpochReport] = []
 
-    def emit(report: EpochReport) -> None:
-        reports.append(report)
+    def emit(progress: Progress) -> None:
+        reports.append(evaluate_epoch(model, prepared, cfg, runtime=runtime, progress=progress))
         if on_epoch is not None:
-            on_epoch(report)
+            on_epoch(reports[-1])
 
     try:
         if size == 0 or epochs == 0:
-            emit(
-                evaluate_epoch(
-                    model, prepared, cfg, runtime=runtime, size=size, epochs=0, epoch=0, seed=seed,
-                    train_seconds=0.0, items_seen=0, loss=None, final=True,
-                )
-            )  # fmt: skip
+            emit(Progress(size=size, epochs=0, seed=seed, final=True))
             return reports
-        pool = prepared.pool.data
-        order = nested_order(pool, seed=seed, group_size=cfg.train.group_size)
-        take(pool, order, size)  # raises a DataError when the pool is too small: never a silent cap
-        positions = order[:size]
-        val = None
-        if budget.validates:  # converged, or an epoch grid that selects its epoch on validation
-            # The carved items never train: a score on items the model trained on would not be validation.
-            val = carve_validation(pool, positions, fraction=budget.val_fraction, seed=seed)
-            positions = val.train_positions
-        n_train = len(positions)
-        train_set = build_train_set(pool, positions)
-        steps_per_epoch = len(_batches(cfg, train_set.labels_for_batching, n_train, seed=seed, epoch=1))
+        rule, budget = budget.train_to, budget.for_items(size, batch_size=cfg.train.batch_size)
+        train_set, val = _trial_items(prepared, cfg, budget, size=size, seed=seed)
+        n_train = len(train_set.positions)
+        steps_per_epoch = math.ceil(n_train / min(cfg.train.batch_size, n_train))  # for the schedule's horizon
         planned = budget.planned_epochs(steps_per_epoch)
-        train_seconds, items_seen, loss, steps, val_seconds = 0.0, 0, None, 0, 0.0
         optimizer = build_optimizer(model, cfg.train, runtime=runtime)
         scheduler = build_scheduler(optimizer, cfg.train, total_steps=steps_per_epoch * planned)
         scaler = runtime.grad_scaler()  # fp16 only; its scale carries over from epoch to epoch
-        if eval_epochs is None and budget.train_to == "steps":
-            eval_epochs = ()  # a step minimum is a way to train, not an epoch grid: evaluate the end only
-        # converged: stop on the validation carve-out; the held-out set is evaluated once, after stopping.
-        stopper = EarlyStopping(patience=budget.patience) if budget.train_to == "converged" else None
-        monitor = f"{budget.monitor}@{cfg.eval.k}"
-
-        def validate() -> float:
-            """The model's validation score now (``budget.monitor``); its seconds go to ``val_seconds``."""
-            nonlocal val_seconds
-            scores, seconds = score_validation(
-                model,
-                pool,
-                val,
-                query_features=prepared.pool.query_features,
-                doc_features=prepared.pool.doc_features,
-                k=cfg.eval.k,
-                batch_size=cfg.eval.batch_size,
-                runtime=runtime,
-            )
-            val_seconds += seconds
-            return scores[monitor]
-
-        reason = budget.fixed_reason(steps_per_epoch) if stopper is None else "cap"
-        best: dict = {}
-        for epoch in range(1, planned + 1):
+        # The held-out set after these epochs too (the last is always evaluated): every epoch of a fixed grid.
+        shown = (
+            set(eval_epochs)
+            if eval_epochs is not None
+            else set(range(1, planned + 1) if budget.train_to == "epochs" else ())
+        )
+        stopping, at = budget.stopping(), Progress(size=size, epochs=planned, seed=seed, train_to=rule)
+        chosen, weights = at, None  # validation rules: the best validated epoch so far, and its weights
+        for epoch in itertools.count(1):
             stats = train_one_epoch(
                 model,
-                _batches(cfg, train_set.labels_for_batching, n_train, seed=seed, epoch=epoch),
+                _batches(cfg, train_set, seed=seed, epoch=epoch),
                 train_set=train_set,
                 query_features=prepared.pool.query_features,
                 doc_features=prepared.pool.doc_features,
@@ -169,43 +169,22 @@ def run_trial(
                 runtime=runtime,
                 scaler=scaler,
             )
-            train_seconds += stats.seconds
-            items_seen += stats.items
-            steps += stats.steps
-            loss = stats.loss
-            if stopper is None:
-                if eval_epochs is None or epoch in eval_epochs or epoch == planned:
-                    last = epoch == planned
-                    # select_epoch: validation first, so the row's score is of the same model; the choice among
-                    # the rows is the report's (roi.epoch_grid), on val_score alone.
-                    score = validate() if val is not None else None
-                    emit(
-                        evaluate_epoch(
-                            model, prepared, cfg, runtime=runtime, size=size, epochs=planned, epoch=epoch, seed=seed,
-                            train_seconds=train_seconds, items_seen=items_seen, loss=loss, steps=steps, final=last,
-                            train_to=budget.train_to, stop_reason=reason if last else "", val_seconds=val_seconds,
-                            val_score=score,
-                        )
-                    )  # fmt: skip
-                continue
-            score = validate()
-            if stopper.update(epoch, score):
-                # On the device: a copy of the weights is cheap next to re-training to the best epoch.
-                best = {"epoch": epoch, "steps": steps, "score": score}
-                best["state"] = {k: v.detach().clone() for k, v in model.state_dict().items()}
-            if stopper.should_stop:
-                reason = "converged"
+            at = at.after(stats)
+            # Validation before the held-out evaluation, so a row's val_score is of the same model; the choice
+            # among rows is the stopping policy's (validation rules) or the report's (roi.epoch_grid), never here.
+            if val is not None and (stopping.scores(at.steps) or (budget.select_epoch and epoch in shown | {planned})):
+                at = at.validated(*_validate(model, prepared, val, cfg, budget, runtime=runtime))
+            verdict = stopping.after_epoch(epoch, steps=at.steps, score=at.val_score)
+            if budget.stops_on_validation and verdict.keep:  # a weight copy is cheaper than retraining to it
+                chosen, weights = at, {k: v.detach().clone() for k, v in model.state_dict().items()}
+            if verdict.stop:
                 break
-        if stopper is not None:
-            planned = epoch  # the epochs it ran; their seconds stay in train_seconds: the user paid them
-            model.load_state_dict(best.pop("state"))
-            emit(
-                evaluate_epoch(
-                    model, prepared, cfg, runtime=runtime, size=size, epochs=planned, epoch=best["epoch"], seed=seed,
-                    train_seconds=train_seconds, items_seen=items_seen, loss=loss, steps=best["steps"], final=True,
-                    train_to=budget.train_to, stop_reason=reason, val_seconds=val_seconds, val_score=best["score"],
-                )
-            )  # fmt: skip
+            if not budget.stops_on_validation and epoch in shown:
+                emit(at)
+        if weights is not None:  # the epochs after the chosen one stay in train_seconds: the user paid them
+            model.load_state_dict(weights)
+            at = replace(at, epoch=chosen.epoch, steps=chosen.steps, val_score=chosen.val_score)
+        emit(replace(at, epochs=epoch, final=True, stop_reason=verdict.reason))
         return reports
     finally:
         # Free the accelerator before the next trial in the same worker process.
@@ -213,16 +192,64 @@ def run_trial(
         runtime.release()
 
 
+def _pretrained(cfg: TrialConfig, model: RetrievalModel | None, *, runtime: Runtime) -> RetrievalModel:
+    """The model to fine-tune, on the trial's device (compiled if ``train.compile`` says so)."""
+    model = (model if model is not None else build_model(cfg.model, task=cfg.task)).to(runtime.device)
+    if cfg.train.compile != "off":
+        # Every trial compiles afresh, as the independent fine-tuning job it stands for would: without the
+        # reset, the first trial a reused worker runs would pay the whole compilation and the later ones
+        # none, and cells' training seconds would not be comparable. (Inductor's on-disk cache still
+        # makes recompiling the same graphs much cheaper than the first compile on a machine.)
+        torch._dynamo.reset()
+        model.compile_towers(cfg.train.compile)
+    runtime.reset_peak_memory()
+    return model
+
+
+def _trial_items(
+    prepared: PreparedData, cfg: TrialConfig, budget: Budget, *, size: int, seed: int
+) -> tuple[TrainSet, ValidationSet | None]:
+    """The first ``size`` items of the seed's nested order, less the validation carve-out when the budget has one.
+
+    The carved items never train: a score on items the model trained on would not be validation.
+    """
+    pool = prepared.pool.data
+    order = nested_order(pool, seed=seed, group_size=cfg.train.group_size)
+    take(pool, order, size)  # raises a DataError when the pool is too small: never a silent cap
+    if not budget.validates:
+        return build_train_set(pool, order[:size]), None
+    val = carve_validation(
+        pool,
+        order[:size],
+        fraction=budget.val_fraction,
+        seed=seed,
+        within_labels=budget.train_to == "validated",
+        max_queries=budget.val_queries,
+    )
+    return build_train_set(pool, val.train_positions), val
+
+
+def _validate(
+    model: RetrievalModel, prepared: PreparedData, val: ValidationSet, cfg: TrialConfig, budget: Budget, *, runtime
+) -> tuple[float, float]:
+    """(the model's validation score, ``budget.monitor`` at the eval k; the seconds it took)."""
+    scores, seconds = score_validation(
+        model,
+        prepared.pool.data,
+        val,
+        query_features=prepared.pool.query_features,
+        doc_features=prepared.pool.doc_features,
+        k=cfg.eval.k,
+        batch_size=cfg.eval.batch_size,
+        runtime=runtime,
+    )
+    return scores[f"{budget.monitor}@{cfg.eval.k}"], seconds
+
+
 def evaluate_epoch(
-    model: RetrievalModel,
-    prepared: PreparedData,
-    cfg: TrialConfig,
-    *,
-    runtime: Runtime,
-    **progress,
+    model: RetrievalModel, prepared: PreparedData, cfg: TrialConfig, *, runtime: Runtime, progress: Progress
 ) -> EpochReport:
-    """Evaluate ``model`` on the held-out set and report it with ``progress``: the trial's other
-    ``EpochReport`` fields (size, epochs, epoch, seed, training so far, the budget's stop reason)."""
+    """Evaluate ``model`` on the held-out set and report it with the trial's ``progress``."""
     ev = evaluate(
         model,
         prepared.eval.data,
@@ -234,7 +261,7 @@ def evaluate_epoch(
         runtime=runtime,
     )
     return EpochReport(
-        **progress,
+        **asdict(progress),
         eval_seconds=ev.seconds,
         peak_memory_mb=runtime.peak_memory_mb(),
         device=runtime.device_name,
@@ -242,6 +269,9 @@ def evaluate_epoch(
     )
 
 
-def _batches(cfg: TrialConfig, labels, n: int, *, seed: int, epoch: int) -> list[np.ndarray]:
+def _batches(cfg: TrialConfig, train_set: TrainSet, *, seed: int, epoch: int) -> list[np.ndarray]:
+    n = len(train_set.positions)
     batch_size = min(cfg.train.batch_size, n)
-    return group_batches(labels, n, batch_size=batch_size, group_size=cfg.train.group_size, seed=seed, epoch=epoch)
+    return group_batches(
+        train_set.labels_for_batching, n, batch_size=batch_size, group_size=cfg.train.group_size, seed=seed, epoch=epoch
+    )

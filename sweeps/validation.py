@@ -1,4 +1,4 @@
-"""The validation carve-out of a trial's N items, and its cheap score (``sweep.train_to: converged``).
+"""The validation carve-out of a trial's N items, and its cheap score (``sweep.train_to: validated``, ``converged``).
 
 Early stopping must never read the held-out evaluation set: it decides on a share of the N labeled items the
 trial was given (a user with N labels has nothing else). The carve-out:
@@ -8,7 +8,13 @@ trial was given (a user with N labels has nothing else). The carve-out:
   items (small sizes under ``train.group_size: 2``), ``round(count * val_fraction)`` whole labels; labels with
   one item stay in training. The validation queries are the carved items; the index is all N items (training
   items included), so a validation item with one sibling in training still has something to find.
-- pairs: ``round(n_docs * val_fraction)`` documents (at least 1, at most all but one) with all their pairs;
+- labeled data, within labels (``train_to: validated``): ``round(N * val_fraction)`` items, at most
+  ``max_queries``, drawn in rounds across the labels in a seeded order (one item of each label, then a second
+  of each, ...), never a label's last item: every label keeps at least one item in training, so a label of
+  two validates with one item that finds its sibling in training. Whole-label hold-outs (above) take both items
+  of a pair out of training: at 100 items and 50 labels of two, 20 items that neither train nor have a trained
+  sibling to find.
+- pairs: ``round(n_docs * val_fraction)`` documents (at most ``max_queries``) (at least 1, at most all but one) with all their pairs;
   their queries search the documents of all N pairs.
 
 Scoring embeds only these N items (or the N pairs' queries of the carve-out and their documents), with the
@@ -42,8 +48,20 @@ class ValidationSet:
     index_positions: np.ndarray  # labeled: all N items; pairs: the N pairs (their documents form the index)
 
 
-def carve_validation(pool: RetrievalData, positions: np.ndarray, *, fraction: float, seed: int) -> ValidationSet:
-    """Split the trial's ``positions`` (into the pool) into training and validation items; seeded."""
+def carve_validation(
+    pool: RetrievalData,
+    positions: np.ndarray,
+    *,
+    fraction: float,
+    seed: int,
+    within_labels: bool = False,
+    max_queries: int = 0,
+) -> ValidationSet:
+    """Split the trial's ``positions`` (into the pool) into training and validation items; seeded.
+
+    ``within_labels``: draw items within labels (``validated``) instead of whole small labels (``converged``,
+    ``select_epoch``, kept as they were so their trials stay what they were). ``max_queries``: cap (0: none).
+    """
     positions = np.asarray(positions, dtype=np.int64)
     rng = np.random.default_rng([seed, 3])  # its own stream: the carve-out must not shift the batch order
     labeled = isinstance(pool, LabeledItems)
@@ -52,7 +70,9 @@ def carve_validation(pool: RetrievalData, positions: np.ndarray, *, fraction: fl
     for j, key in enumerate(keys):
         groups[key].append(j)
     held = np.zeros(len(positions), dtype=bool)
-    if labeled:
+    if labeled and within_labels:
+        held[_within_labels(groups, len(positions), fraction=fraction, max_queries=max_queries, rng=rng)] = True
+    elif labeled:
         pairs = []
         for key in sorted(groups, key=str):
             members = groups[key]
@@ -68,6 +88,7 @@ def carve_validation(pool: RetrievalData, positions: np.ndarray, *, fraction: fl
     elif len(groups) >= 2:
         docs = sorted(groups)
         k = int(min(max(int(np.floor(len(docs) * fraction + 0.5)), 1), len(docs) - 1))
+        k = min(k, max_queries) if max_queries else k
         for i in rng.permutation(len(docs))[:k]:
             held[groups[docs[i]]] = True
     if not held.any():
@@ -78,6 +99,22 @@ def carve_validation(pool: RetrievalData, positions: np.ndarray, *, fraction: fl
             fix="use sweep.train_to: steps for sizes this small, or larger sizes, or a larger train.group_size",
         )
     return ValidationSet(train_positions=positions[~held], val_positions=positions[held], index_positions=positions)
+
+
+def _within_labels(groups: dict, n: int, *, fraction: float, max_queries: int, rng) -> list[int]:
+    """Positions (into the trial's items) of the validation items drawn within labels, in rounds over labels."""
+    want = int(np.floor(n * fraction + 0.5))
+    want = min(want, max_queries) if max_queries else want
+    keys = sorted(groups, key=str)
+    # Each label's candidates: all its items but one (that one trains), in a seeded order.
+    candidates = [[groups[k][i] for i in rng.permutation(len(groups[k]))][1:] for k in keys]
+    order = rng.permutation(len(keys))  # which labels give first in every round
+    picked: list[int] = []
+    for depth in range(max((len(c) for c in candidates), default=0)):
+        picked += [candidates[i][depth] for i in order if depth < len(candidates[i])]
+        if len(picked) >= want:
+            break
+    return picked[:want]
 
 
 def score_validation(

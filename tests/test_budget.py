@@ -6,6 +6,7 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 import pytest
+import torch
 
 from roi.curves import relative_improvement, roi_curve
 from roi.load import validate_table
@@ -65,11 +66,23 @@ def test_early_stopping_picks_the_epoch_the_designed_curve_dictates():
     assert patient.best_epoch == 8 and not patient.should_stop
 
 
+def _stop(budget: Budget, steps_per_epoch: int, scores=None) -> tuple[int, str]:
+    """(epochs run, stop reason) of ``budget`` at a constant number of steps per epoch (and validation scores)."""
+    stopping = budget.stopping()
+    for epoch in range(1, 1000):
+        score = scores[epoch - 1] if scores else None
+        verdict = stopping.after_epoch(epoch, steps=epoch * steps_per_epoch, score=score)
+        if verdict.stop:
+            return epoch, verdict.reason
+    raise AssertionError("never stopped")
+
+
 def test_step_minimum_sets_whole_epochs_up_to_the_cap():
     steps = Budget(train_to="steps", epochs=1, min_steps=100, epoch_cap=20)
-    assert (steps.planned_epochs(4), steps.fixed_reason(4)) == (20, "cap")  # 25 epochs needed, capped
-    assert (steps.planned_epochs(40), steps.fixed_reason(40)) == (3, "steps")  # 120 steps >= 100
-    assert (steps.planned_epochs(200), steps.fixed_reason(200)) == (1, "epochs")  # one epoch is already enough
+    assert (steps.planned_epochs(4), _stop(steps, 4)) == (20, (20, "cap"))  # 25 epochs needed, capped
+    assert (steps.planned_epochs(40), _stop(steps, 40)) == (3, (3, "steps"))  # 120 steps >= 100
+    assert (steps.planned_epochs(200), _stop(steps, 200)) == (1, (1, "epochs"))  # one epoch is already enough
+    assert Budget.fixed(3).planned_epochs(1) == 3 and _stop(Budget.fixed(3), 1) == (3, "epochs")
     assert Budget.fixed(3).planned_epochs(1) == 3 and Budget(train_to="converged", epoch_cap=7).planned_epochs(5) == 7
 
 
@@ -157,9 +170,17 @@ def test_step_minimum_trial_repeats_small_sizes_and_evaluates_its_end_only(tiny)
 def test_cells_and_ids_carry_the_budget_rule_and_fixed_epoch_ids_do_not_change():
     fixed = SweepSpec(experiment="data_size", sizes=(100,), epochs=1, train_to="epochs")
     steps = SweepSpec(experiment="data_size", sizes=(100,), epochs=1, train_to="steps", min_steps=50)
-    # The defaults: a step minimum for data-size sweeps, fixed epochs for the epochs experiment.
-    assert SweepSpec(experiment="data_size", sizes=(100,)).train_to == "steps"
+    # The defaults: validated lengths for data-size sweeps, fixed epochs for the epochs experiment and epoch grids.
+    default = SweepSpec(experiment="data_size", sizes=(100,))
+    assert default.train_to == "validated" and cells_for(default)[1].label == "n100-e1-s0-validated"
+    assert cells_for(default)[1].budget == (
+        "epoch_cap=20,min_steps=100,monitor=map,patience=2,val_fraction=0.2,val_queries=250"
+    )
     assert SweepSpec(experiment="epochs").train_to == "epochs"
+    # The older rules keep their cells (and so their trial ids): no setting of the new rule enters them.
+    assert cells_for(steps)[1].budget == "epoch_cap=20,min_steps=50"
+    converged = SweepSpec(experiment="data_size", sizes=(100,), train_to="converged")
+    assert cells_for(converged)[1].budget == "epoch_cap=20,monitor=map,patience=2,val_fraction=0.2"
     more = SweepSpec(experiment="data_size", sizes=(100,), epochs=1, train_to="steps", min_steps=80)
     (_, a), (_, b), (_, c) = cells_for(fixed), cells_for(steps), cells_for(more)
     assert a == Cell(100, 1, 0) and a.label == "n100-e1-s0" and b.label == "n100-e1-s0-steps"
@@ -335,3 +356,100 @@ def test_epoch_grid_with_validation_scores_every_epoch_on_items_that_never_train
     rows = records_to_table([record], k=20)
     assert rows["val_score"].tolist() == pytest.approx(scored) and rows["val_score"].notna().all()
     assert tid.startswith("n64-e3-s0-val-") and tid != trial_id(cfg, Cell(64, 3, 0), data_id="d")
+
+
+def test_validated_rule_picks_each_size_s_best_epoch_without_the_held_out_set(tiny, monkeypatch):
+    # A designed trainable: "training" moves a counter in the model's weights (so restoring the chosen epoch's
+    # weights restores its counter), validation and held-out scores are designed curves of that counter.
+    # Small size: the held-out score peaks at epoch 5 and falls after; large size: it rises to the cap. The
+    # validation curve has the same peaks plus a spike at epoch 2, below the step minimum (noise a 20-query
+    # carve-out shows at small N), which the rule must not choose.
+    from sweeps.evaluate import EvalResult
+    from sweeps.models import build_model
+    from sweeps.train import EpochStats
+
+    cfg, prepared = tiny
+    held_out = {
+        300: lambda e: 0.80 - 0.01 * (e - 5) ** 2,  # best at 5
+        1200: lambda e: 0.70 + 0.01 * e,  # still rising at the cap
+    }
+    spike = {300: {2: 0.2}, 1200: {}}  # validation only
+    evaluated: list[int] = []
+    events: list[str] = []
+    steps: dict[int, list[int]] = {}
+
+    def counter(model) -> int:
+        return int(model.designed_epoch.item())
+
+    def designed_train(model, batches, **kwargs):
+        model.designed_epoch += 1
+        events.append("train")
+        steps.setdefault(size, []).append(len(batches))
+        return EpochStats(loss=1.0, items=sum(len(b) for b in batches), steps=len(batches), seconds=0.5)
+
+    def designed_validation(model, pool, val, **kwargs):
+        assert pool is prepared.pool.data  # the trial's own items, never the held-out set
+        events.append("val")
+        e = counter(model)
+        return {"mrr@20": 0.0, "map@20": held_out[size](e) - 0.05 + spike[size].get(e, 0.0), "recall@20": 0.0}, 0.25
+
+    def designed_evaluate(model, eval_set, **kwargs):
+        events.append("held-out")
+        evaluated.append(counter(model))
+        score = held_out[size](counter(model))
+        return EvalResult(
+            metrics={"mrr@20": score, "map@20": score, "recall@20": score}, seconds=0.1, n_queries=1, n_index=1
+        )
+
+    monkeypatch.setattr(trial_module, "train_one_epoch", designed_train)
+    monkeypatch.setattr(trial_module, "score_validation", designed_validation)
+    monkeypatch.setattr(trial_module, "evaluate", designed_evaluate)
+    spec = SweepSpec(experiment="data_size", sizes=(300, 1200), min_steps=40, epoch_cap=12, val_queries=50)
+    assert spec.train_to == "validated"  # the default
+    reports = {}
+    for size in (300, 1200):
+        events.clear()
+        model = build_model(cfg.model, task=cfg.task)
+        model.register_buffer("designed_epoch", torch.zeros((), dtype=torch.int64))
+        budget = Budget.for_cell(spec, epochs=1, train_to="validated")
+        (reports[size],) = run_trial(cfg, prepared=prepared, size=size, epochs=1, seed=0, budget=budget, model=model)
+        assert events[-1] == "held-out" and events.count("held-out") == 1  # read once, on the chosen model
+    small, large = reports[300], reports[1200]
+    # 300 items: 50 validate (val_queries), 250 train in ~16 steps an epoch: the step minimum (40) is reached at epoch 3, the
+    # spike at epoch 2 is never scored; best 5, two epochs without improvement, stop after 7.
+    assert (small.epoch, small.epochs, small.stop_reason) == (5, 7, "converged")
+    assert small.steps == sum(steps[300][:5]) and sum(steps[300][:2]) < 40 <= sum(steps[300][:3])
+    assert small.metrics["map@20"] == pytest.approx(0.80) and small.val_score == pytest.approx(0.75)
+    assert small.val_seconds == pytest.approx(5 * 0.25) and small.train_seconds == pytest.approx(7 * 0.5)
+    assert small.items_seen == 7 * 250  # every epoch trained is paid for
+    # 1,200 items: 50 validate (val_queries), 1,150 train; still improving at the cap: the last epoch.
+    assert (large.epoch, large.epochs, large.stop_reason) == (12, 12, "cap")
+    assert large.metrics["map@20"] == pytest.approx(0.82) and large.items_seen == 12 * 1150
+    assert evaluated == [5, 12]  # the held-out set saw only the chosen models
+
+    # Where the step minimum reaches the cap even before a carve-out, validation could choose nothing: no items
+    # are carved out and the size trains as under steps (32 items: 2 steps an epoch, 40 steps > 12 epochs).
+    events.clear()
+    size = 300  # the designed curve for the counter
+    model = build_model(cfg.model, task=cfg.task)
+    model.register_buffer("designed_epoch", torch.zeros((), dtype=torch.int64))
+    (tiny_report,) = run_trial(cfg, prepared=prepared, size=32, epochs=1, seed=0, budget=budget, model=model)
+    assert "val" not in events and tiny_report.items_seen == 12 * 32
+    assert (tiny_report.epoch, tiny_report.stop_reason, tiny_report.train_to) == (12, "cap", "validated")
+
+
+def test_within_label_carve_out_keeps_a_training_sibling_for_every_validation_item():
+    # 50 labels of 2 (100 items under group_size 2) and 10 labels of 30: a fifth of the items validate, drawn in
+    # rounds over labels, and never a label's last item.
+    labels = [f"p{i // 2}" for i in range(100)] + [f"b{i // 30}" for i in range(300)]
+    pool = LabeledItems(items=tuple(map(str, range(400))), labels=tuple(labels), modality="text", source="designed")
+    val = carve_validation(pool, np.arange(100), fraction=0.2, seed=0, within_labels=True)
+    held = [pool.labels[i] for i in val.val_positions]
+    trained = {pool.labels[i] for i in val.train_positions}
+    assert len(held) == 20 and len(set(held)) == 20 and set(held) <= trained  # one of each of 20 pairs
+    big = carve_validation(pool, np.arange(400), fraction=0.2, seed=0, within_labels=True, max_queries=30)
+    counts = pd.Series([pool.labels[i] for i in big.val_positions]).value_counts()
+    assert len(big.val_positions) == 30 and counts.max() - counts.min() <= 1  # spread over labels, capped
+    assert {pool.labels[i] for i in big.val_positions} <= {pool.labels[i] for i in big.train_positions}
+    again = carve_validation(pool, np.arange(400), fraction=0.2, seed=0, within_labels=True, max_queries=30)
+    assert np.array_equal(again.val_positions, big.val_positions)
