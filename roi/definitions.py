@@ -7,6 +7,19 @@ from __future__ import annotations
 
 import html
 
+# The report's two notes on its headline (HTML page and README).
+HEADLINE_NOTE = (
+    "The answer: the size (or training time) past which each further +1% costs more than {ratio:.1f}x what the "
+    "average +1% cost so far (elasticity d ln G / d ln N falls to {keep:.1f}, read between neighbouring grid points "
+    "and persistent to the largest size); [low to high] is a 95% interval over seeds and held-out queries (what "
+    "the table has; its label says which). It does not depend on where the grid starts. Jina's drop point (average "
+    "ROI at {keep:.0%} of its peak, relative to the grid's first size) is in the summary beside it."
+)
+SUMMARY_NOTE = (
+    "The answer and Jina's drop point are read on the mean curve across seeds; the answer's interval covers seeds "
+    "(pooled over sizes) and queries where the table has per-query scores; the drop point's is over seeds only."
+)
+
 
 def definitions(*, drop: float = 0.7) -> list[tuple[str, str]]:
     """(term, explanation) pairs, in the order a reader needs them.

@@ -180,7 +180,8 @@ def _hint(pos: np.ndarray, slope: np.ndarray, target: float) -> float:
     (p0, p1), (s0, s1) = pos[fin[-2:]], slope[fin[-2:]]
     if not (s0 > s1 > target):
         return math.nan
-    return float(math.exp(p1 + (s1 - target) / (s0 - s1) * (p1 - p0)))
+    step = (s1 - target) / (s0 - s1) * (p1 - p0)
+    return float(math.exp(p1 + step)) if step < math.log(1000.0) else math.nan  # further than 1000x: no hint
 
 
 def read_many(costs: np.ndarray, gains: np.ndarray, *, target: float = DEFAULT_TARGET) -> np.ndarray:

@@ -29,7 +29,7 @@ from roi.load import validate_table
 from sweeps.config import Cell, SweepConfig, SweepSpec, cell_rule
 from sweeps.errors import DataError, SweepInterrupted
 from sweeps.prepare import PreparedData
-from sweeps.results import read_records, records_to_table, write_table
+from sweeps.results import read_records, records_to_table, write_query_table, write_table
 from sweeps.storage import RunFolder
 
 PLAN_FILE = "adaptive.json"  # the sizes tried and the final plan, beside the results
@@ -273,6 +273,7 @@ def run_adaptive(
     fit(searcher)
     after = read_records(folder).records
     write_table(folder, records_to_table(after, k=cfg.trial.eval.k))
+    write_query_table(folder, after)
     for rec in after:  # records the searcher did not see (written by the failure handling after Tune returned)
         searcher._keep(rec)
     final = searcher.final or searcher.plan()
