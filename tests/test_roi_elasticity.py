@@ -110,7 +110,8 @@ def test_published_answers_move_less_than_1_25x_when_the_grid_starts_later():
     """Every published curve, the grid started at its first, second and third size: the readings agree within x1.25
     (a value against 'below the first size' agrees when the value is at most 1.25x the first slope point). Where
     noise decides a reading (fine auto grids, the epoch axis), the readings' 95% intervals must overlap instead;
-    that fallback is allowed for at most 3 curves, the ones measured as noise-dominated when this rule was built."""
+    that fallback is allowed for at most 4 curves, the ones measured as noise-dominated when this rule was built
+    (recall@20 of both -auto runs, mrr@20 and map@20 of the CLINC150 epoch axis)."""
     noisy, checked = [], 0
     for f, key, costs, mean, seeds in _published_curves():
         starts = [s for s in range(3) if costs.size - s >= 3]
@@ -122,9 +123,9 @@ def test_published_answers_move_less_than_1_25x_when_the_grid_starts_later():
         cis = [answer_interval(costs[s:], seeds[:, s:], n_boot=400) for s in starts]
         spans = [(c.low, c.high) for c in cis]
         assert all(_agree(spans[i], spans[j], 1.0) for i, j in pairs), (f, key, readings, spans)
-        noisy.append((f, key[6]))
+        noisy.append((f, key[5], key[6]))
     assert checked >= 60
-    assert len({(f.split("/")[-1], m) for f, m in noisy}) <= 3, noisy
+    assert len(set(noisy)) <= 4, noisy
 
 
 def test_two_seeds_without_queries_give_a_non_degenerate_interval():
