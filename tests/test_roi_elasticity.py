@@ -139,3 +139,39 @@ def test_coverage_of_the_nominal_95_percent_interval_is_at_least_85_percent():
     interval over seeds and queries; docs/roi.md publishes the full table (python -m roi.coverage)."""
     result = coverage(Design(k=300.0), replicates=120, n_boot=150, seed=7)
     assert result["coverage"] >= 0.85, result
+
+
+def _queries_for(df, *, n_queries=200, seed=0):
+    """Per-query scores whose means are the table's metric values exactly (queries differ, the mean does not)."""
+    import pandas as pd
+
+    rng = np.random.default_rng(seed)
+    spread = {m: rng.normal(0.0, 0.2, n_queries) for m in ("rr", "ap", "recall")}
+    spread = {m: v - v.mean() for m, v in spread.items()}
+    frames = []
+    for _, row in df.iterrows():
+        vals = {"rr": row["mrr@20"], "ap": row["map@20"], "recall": row["recall@20"]}
+        frames.append(
+            pd.DataFrame(
+                {"trial_id": row["trial_id"], "epoch": int(row["epoch"]), "query": np.arange(n_queries)}
+                | {m: vals[m] + spread[m] * (1.0 + 0.1 * row["size"] / 100.0) for m in vals}
+            )
+        )
+    return pd.concat(frames, ignore_index=True)
+
+
+def test_per_query_scores_widen_the_interval_and_say_so():
+    from roi_fixtures import baseline_rows, data_size_rows, table
+
+    from roi.intervals import SEEDS_AND_QUERIES
+    from roi.report import analyse
+
+    design = {"sizes": [100, 200, 400, 800, 1600], "improvement": list(broken_power(GRID[:5], a=0.01))}
+    rows = baseline_rows("q") + data_size_rows("q", design, seeds=(0, 1), offsets=(-0.002, 0.002))
+    df = table(rows)
+    plain = analyse(df, metrics=["mrr@20"], n_boot=300).summary.iloc[0]
+    with_q = analyse(df, metrics=["mrr@20"], n_boot=300, queries=_queries_for(df)).summary.iloc[0]
+    assert plain["answer_method"] == SEEDS_ONLY and with_q["answer_method"] == SEEDS_AND_QUERIES
+    # The point answer is read on the mean curve: the per-query scores do not move it (800 x 2^(1/6), as above).
+    assert plain["answer_cost"] == with_q["answer_cost"] == pytest.approx(800 * 2 ** (1 / 6))
+    assert with_q["answer_high"] / with_q["answer_low"] > plain["answer_high"] / plain["answer_low"] > 1.0
