@@ -186,7 +186,12 @@ def test_definitions_and_notes_in_html_and_readme(report):
     page = report.html.read_text(encoding="utf-8")
     readme = report.readme.read_text(encoding="utf-8")
     for text in (page, readme):
-        assert "Relative improvement" in text and "Marginal ROI" in text and "ROI-drop point" in text
+        assert (
+            "Relative improvement" in text
+            and "Marginal ROI" in text
+            and "Jina's drop point" in text
+            and "The answer (elasticity)" in text
+        )
         assert "1 failed row(s)" in text and "NaN metric values" in text
         assert "PNG files skipped: no Chromium" in text
     assert "(m_finetuned - m_pretrained) / m_pretrained" in readme
