@@ -116,10 +116,11 @@ def _sentence(row: pd.Series, fc: Forecast | None, prices: pd.DataFrame | None, 
 
 def _answer_interval(axis: str, row: pd.Series) -> str:
     """' [400 to 900, 95%, seeds and queries]', or why there is none."""
-    if not math.isfinite(row["answer_low"]):
+    if math.isnan(row["answer_low"]):
         return " (one seed, no per-query scores: no interval)"
     low = "below the first size" if row["answer_low"] == 0 else format_cost(axis, row["answer_low"])
     high = "beyond the grid" if math.isinf(row["answer_high"]) else format_cost(axis, row["answer_high"])
+    high = "below the first size" if row["answer_high"] == 0 else high
     if row["answer_low"] == row["answer_high"] and row["answer_state"] != FOUND:
         return ""  # every resample agrees on the state: the state says it
     source = (

@@ -83,10 +83,15 @@ def format_answer(row: pd.Series) -> str:
         text = f"not reached by {format_cost(axis, row['last_cost'])} (last e {row['last_elasticity']:.2f})"
     else:
         return state
-    if not math.isfinite(row["answer_low"]):
+    if math.isnan(row["answer_low"]):
         return f"{text} (no interval)"
-    low = "below" if row["answer_low"] == 0 else format_cost(axis, row["answer_low"])
-    return f"{text} [{low}, {format_cost(axis, row['answer_high'])}]"
+    if row["answer_low"] == row["answer_high"] and state != "found":
+        return text  # every resample reads the same state: no interval to add
+
+    def bound(v: float) -> str:
+        return "below" if v == 0 else format_cost(axis, v)
+
+    return f"{text} [{bound(row['answer_low'])}, {bound(row['answer_high'])}]"
 
 
 def format_forecast(row: pd.Series) -> str:
