@@ -347,8 +347,8 @@ def _html_page(
         else ""
     )
     shows = {
-        "improvement": "relative improvement (mean across seeds; band: seed min–max; dashed past the grid: FORECAST with its 95% band)",
-        "roi": "average ROI = relative improvement / cost (mean across seeds; x: drop point with its 95% bootstrap interval; "
+        "improvement": "relative improvement (mean across seeds; band: seed min–max; diamond: the answer with its 95% interval; dashed past the grid: FORECAST with its 95% band)",
+        "roi": "average ROI = relative improvement / cost (mean across seeds; x: Jina's drop point with its 95% bootstrap interval; "
         f"dotted: {1 - analysis.drop:.0%} of the peak, where the drop point is; dashed past the grid: FORECAST, open x: forecast drop point)",
         "marginal_roi": "marginal ROI = delta improvement / delta cost between neighbouring grid points (dashed; below 0: more hurts)",
     }

@@ -175,3 +175,19 @@ def test_per_query_scores_widen_the_interval_and_say_so():
     # The point answer is read on the mean curve: the per-query scores do not move it (800 x 2^(1/6), as above).
     assert plain["answer_cost"] == with_q["answer_cost"] == pytest.approx(800 * 2 ** (1 / 6))
     assert with_q["answer_high"] / with_q["answer_low"] > plain["answer_high"] / plain["answer_low"] > 1.0
+
+
+def test_the_improvement_chart_marks_the_answer_with_its_interval():
+    from roi_fixtures import baseline_rows, data_size_rows, table
+
+    from roi import plots
+    from roi.report import analyse
+
+    design = {"sizes": [100, 200, 400, 800, 1600], "improvement": list(broken_power(GRID[:5], a=0.01))}
+    a = analyse(table(baseline_rows("m") + data_size_rows("m", design, seeds=(0, 1), offsets=(-0.002, 0.002))),
+                metrics=["mrr@20"], n_boot=200)  # fmt: skip
+    fig = plots.build_figures(a.curves, a.summary)["data_size.size.improvement"]
+    (answer,) = [t for t in fig.data if t.meta["role"] == "answer"]
+    assert answer.x[0] == pytest.approx(800 * 2 ** (1 / 6))
+    assert answer.y[0] == pytest.approx(float(broken_power(np.array([800 * 2 ** (1 / 6)]), a=0.01)[0]), rel=1e-6)
+    assert answer.error_x.array[0] > 0 and answer.error_x.arrayminus[0] > 0
