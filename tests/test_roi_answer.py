@@ -149,3 +149,39 @@ def test_prices_come_from_the_flags_or_the_sweep_files_cost_section(tmp_path, ca
     assert main(["report", str(run), "--no-png"]) == 2
     assert "cost.label_cost must be a number" in capsys.readouterr().err
     assert main(["report", str(run), "--no-png", "--label-cost", "-1"]) == 2
+
+
+@pytest.mark.parametrize(
+    ("value", "state", "cost"),
+    [
+        # Labels at 1 per item, no GPU price: the next +1% costs 5, 10, 33.3, 100 and 400 per step. Worth 50: the
+        # step to 800 (100 per +1%) is the first dearer one, and the chord from 400 to 1,600 (1,200 / 6 = 200) too.
+        # In log N between 33.3 at sqrt(200 x 400) = 283 and 100 at sqrt(400 x 800) = 566:
+        # 283 x 2^(ln 1.5 / ln 3) = 365 items.
+        (50.0, "found", 200 * 2**0.5 * 2 ** (math.log(1.5) / math.log(3))),
+        (4.0, "does not pay", math.nan),  # the first size's average +1% costs 5
+        (1000.0, "pays through the grid", math.nan),
+    ],
+)
+def test_with_a_value_per_point_the_answer_gives_the_break_even_size(value, state, cost):
+    a = _analysis(_found_rows(), Prices(label_cost=1.0, value_per_point=value))
+    row = a.summary[a.summary["cost_axis"] == "size"].iloc[0]
+    assert row["break_even_state"] == state
+    if state == "found":
+        assert row["break_even_cost"] == pytest.approx(cost)
+        assert "with +1% worth 50.00, it pays up to ~365 items" in a.answers[0]["text"]
+    else:
+        assert math.isnan(row["break_even_cost"]) and state in a.answers[0]["text"]
+
+
+def test_value_per_point_is_read_from_the_sweep_files_cost_section(tmp_path):
+    from roi.price import prices_for
+
+    (tmp_path / "config.yaml").write_text("cost: {label_cost: 0.08, value_per_point: 250}\n")
+    p = prices_for(str(tmp_path), label_cost=None, gpu_hour=None, currency="", value_per_point=None)
+    assert (p.label_cost, p.value_per_point) == (0.08, 250.0)
+    assert (
+        prices_for(str(tmp_path), label_cost=None, gpu_hour=None, currency="", value_per_point=10).value_per_point == 10
+    )
+    with pytest.raises(RoiInputError):
+        Prices(value_per_point=-1.0)
