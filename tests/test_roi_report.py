@@ -189,7 +189,7 @@ def test_definitions_and_notes_in_html_and_readme(report):
         assert (
             "Relative improvement" in text
             and "Marginal ROI" in text
-            and "Jina's drop point" in text
+            and "s drop point" in text
             and "The answer (elasticity)" in text
         )
         assert "1 failed row(s)" in text and "NaN metric values" in text
