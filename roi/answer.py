@@ -12,7 +12,9 @@ import math
 import pandas as pd
 
 from roi.curves import GROUP_KEY
+from roi.elasticity import BELOW, FOUND
 from roi.forecast import Forecast
+from roi.intervals import SEEDS_AND_QUERIES
 from roi.price import Prices, step_past
 from roi.tables import format_cost
 
@@ -31,7 +33,8 @@ def recommendations(
 
     Returns:
         Dicts with the curve's dataset, metric, experiment and setting, ``text`` (the sentence) and ``kind``
-        (``found``, ``forecast``, ``not found``, ``never positive``).
+        (``found``, ``below``, ``not reached``, ``never positive``): the elasticity answer first (``roi.elasticity``),
+        then Jina's drop point, named with the first size it is relative to.
     """
     forecasts = forecasts or {}
     price_spec = price_spec or Prices()
@@ -81,27 +84,72 @@ def _sentence(row: pd.Series, fc: Forecast | None, prices: pd.DataFrame | None, 
             f"{metric}: {NEVER_POSITIVE} (best {row['best_improvement']:+.1%} {at}, at {row['setting']})."
         )
     head = f"{metric} gains {row['best_improvement']:+.1%} {at}"
-    if row["drop_reached"]:
-        text = f"{head}; the drop point is ~{_cost(axis, row['drop_cost'])}{_interval(axis, row)}"
-        text += _past_ratio(row, prices, spec)
-        return "found", text + "."
-    last = _cost(axis, row["last_cost"])
-    if fc is not None and fc.status == "ok" and math.isfinite(fc.drop_cost):
-        band = ""
-        if math.isfinite(fc.drop_low):
-            high = format_cost(axis, fc.drop_high) if math.isfinite(fc.drop_high) else "beyond the forecast range"
-            band = f" [{format_cost(axis, fc.drop_low)} to {high}]"
-        return "forecast", (
-            f"{head}; ROI had not dropped by {last}: the FORECAST drop point is ~{_cost(axis, fc.drop_cost)}{band} "
-            f"({fc.family} law fitted past the grid; measure there to confirm)."
+    ratio, target = 1.0 / row["target_elasticity"], row["target_elasticity"]
+    more = "items" if row["experiment"] == "data_size" else "training"
+    state = row["answer_state"]
+    if state == FOUND:
+        text = (
+            f"{head}; past ~{_cost(axis, row['answer_cost'])}{_answer_interval(axis, row)} each further +1% costs "
+            f"more than {ratio:.1f}x what the average +1% cost so far (elasticity {target:g})"
         )
-    why = f"; {fc.note}" if fc is not None and fc.status != "ok" else ""
-    return "not found", (
-        f"{head}; ROI stays above {1 - row['drop']:.0%} of its peak up to {last}, so the drop point is past the "
-        f"grid{why}. Measure larger sizes (sweep.sizes: auto finds it)."
-        if row["experiment"] == "data_size"
-        else f"{head}; ROI stays above {1 - row['drop']:.0%} of its peak up to {last}: train longer to find it{why}."
+        kind = "found"
+    elif state == BELOW:
+        text = (
+            f"{head}; from the first size on ({_cost(axis, row['first_cost'])}) each further +1% already costs more "
+            f"than {ratio:.1f}x the average +1% (elasticity <= {target:g} up to {_cost(axis, row['last_cost'])}): "
+            f"the answer is below the first size{_answer_interval(axis, row)}; measure smaller "
+            f"{'sizes' if more == 'items' else 'epochs'} to place it"
+        )
+        kind = "below"
+    else:
+        text = (
+            f"{head}; up to {_cost(axis, row['last_cost'])} the next +1% still costs less than {ratio:.1f}x the "
+            f"average (last elasticity {row['last_elasticity']:.2f}): not reached by the largest "
+            f"{'size' if more == 'items' else 'training time'}{_answer_interval(axis, row)}"
+        )
+        if math.isfinite(row["answer_hint"]):
+            text += f" (hint, not a measurement: the last elasticities extrapolate to {target:g} near {_cost(axis, row['answer_hint'])}; measure there)"
+        kind = "not reached"
+    text += _break_even(axis, row, spec) + ". " + _jina(axis, row, prices, spec)
+    return kind, text
+
+
+def _answer_interval(axis: str, row: pd.Series) -> str:
+    """' [400 to 900, 95%, seeds and queries]', or why there is none."""
+    if math.isnan(row["answer_low"]):
+        return " (one seed, no per-query scores: no interval)"
+    low = "below the first size" if row["answer_low"] == 0 else format_cost(axis, row["answer_low"])
+    high = "beyond the grid" if math.isinf(row["answer_high"]) else format_cost(axis, row["answer_high"])
+    high = "below the first size" if row["answer_high"] == 0 else high
+    if row["answer_low"] == row["answer_high"] and row["answer_state"] != FOUND:
+        return ""  # every resample agrees on the state: the state says it
+    source = (
+        "seeds and queries"
+        if row["answer_method"] == SEEDS_AND_QUERIES
+        else "seeds only"
+        if "no per-query" in row["answer_method"]
+        else "queries only"
     )
+    return f" [{low} to {high}, 95%, {source}]"
+
+
+def _break_even(axis: str, row: pd.Series, spec: Prices) -> str:
+    state = row.get("break_even_state", "no value")
+    if not isinstance(state, str) or state == "no value":
+        return ""
+    if state == FOUND:
+        return (
+            f"; with +1% worth {spec.money(spec.value_per_point)}, it pays up to ~{_cost(axis, row['break_even_cost'])}"
+        )
+    return f"; with +1% worth {spec.money(spec.value_per_point)}, {state}"
+
+
+def _jina(axis: str, row: pd.Series, prices: pd.DataFrame | None, spec: Prices) -> str:
+    """The article's rule, named: its number depends on the grid's first size, so that size is given with it."""
+    name = f"Jina's {row['drop']:.0%}-drop point (relative to the first size, N0 = {_cost(axis, row['first_cost'])})"
+    if row["drop_reached"]:
+        return f"{name}: ~{_cost(axis, row['drop_cost'])}{_interval(axis, row)}{_past_ratio(row, prices, spec)}."
+    return f"{name}: not reached within the grid."
 
 
 def _at(experiment: str, axis: str, cost: float) -> str:

@@ -46,11 +46,17 @@ def add_report_arguments(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument("--gpu-hour", type=float, default=None, help="price of one GPU-hour (e.g. 2.50)")
     parser.add_argument("--currency", default="", help="currency shown beside prices (e.g. EUR)")
+    parser.add_argument(
+        "--value-per-point",
+        type=float,
+        default=None,
+        help="what +1%% relative improvement is worth (e.g. 500): adds the break-even size (default: cost: section)",
+    )
 
 
 def run_report(args: argparse.Namespace) -> int:
     """Run ``roi report`` from parsed arguments; 0 on success, 2 (message on stderr) when the input is unusable."""
-    from roi.load import load_results
+    from roi.load import load_query_scores, load_results
     from roi.price import prices_for
     from roi.report import default_out_dir, write_report
     from roi.tables import epoch_grid_display, format_terminal, summary_table
@@ -60,8 +66,15 @@ def run_report(args: argparse.Namespace) -> int:
             raise RoiInputError(f"--n-boot must be >= 1; got {args.n_boot}")
         if args.boot_seed < 0:
             raise RoiInputError(f"--boot-seed must be >= 0; got {args.boot_seed}")
-        prices = prices_for(args.run_dir, label_cost=args.label_cost, gpu_hour=args.gpu_hour, currency=args.currency)
+        prices = prices_for(
+            args.run_dir,
+            label_cost=args.label_cost,
+            gpu_hour=args.gpu_hour,
+            currency=args.currency,
+            value_per_point=args.value_per_point,
+        )
         df = load_results(args.run_dir)
+        queries = load_query_scores(args.run_dir)
         out = args.out if args.out is not None else default_out_dir(args.run_dir)
         paths = write_report(
             df,
@@ -72,6 +85,7 @@ def run_report(args: argparse.Namespace) -> int:
             boot_seed=args.boot_seed,
             png=not args.no_png,
             prices=prices,
+            queries=queries,
         )
     except RoiInputError as exc:
         print(f"error: {exc.message}", file=sys.stderr)

@@ -7,6 +7,19 @@ from __future__ import annotations
 
 import html
 
+# The report's two notes on its headline (HTML page and README).
+HEADLINE_NOTE = (
+    "The answer: the size (or training time) past which each further +1% costs more than {ratio:.1f}x what the "
+    "average +1% cost so far (elasticity d ln G / d ln N falls to {keep:.1f}, read between neighbouring grid points "
+    "and persistent to the largest size); [low to high] is a 95% interval over seeds and held-out queries (what "
+    "the table has; its label says which). It does not depend on where the grid starts. Jina's drop point (average "
+    "ROI at {keep:.0%} of its peak, relative to the grid's first size) is in the summary beside it."
+)
+SUMMARY_NOTE = (
+    "The answer and Jina's drop point are read on the mean curve across seeds; the answer's interval covers seeds "
+    "(pooled over sizes) and queries where the table has per-query scores; the drop point's is over seeds only."
+)
+
 
 def definitions(*, drop: float = 0.7) -> list[tuple[str, str]]:
     """(term, explanation) pairs, in the order a reader needs them.
@@ -40,8 +53,20 @@ def definitions(*, drop: float = 0.7) -> list[tuple[str, str]]:
             "describe. Charts say which of the two they show.",
         ),
         (
-            "ROI-drop point",
-            f"the smallest cost after the peak ROI at which the average ROI has fallen to (1 - drop) x peak, "
+            "The answer (elasticity)",
+            f"elasticity e(N) = d ln G / d ln N = marginal ROI / average ROI, for G the relative improvement. The "
+            f"answer is where e falls to {keep:g} (= 1 - drop): past it each further +1% costs more than "
+            f"{1 / keep:.1f}x what the average +1% cost so far. Read from the measured curve: the log-log slope between "
+            f"neighbouring grid points (at least 1.5x apart), placed at their geometric mean, interpolated in log N; a "
+            f"crossing counts only if the chord from there to the largest size also has e <= {keep:g}. 'below the first "
+            f"size' when the first slope is already at or under it (and every chord from the first size is), 'not "
+            f"reached' when it never falls that far (the last elasticity is given, and at most a labelled hint of where "
+            f"to measure next). It compares the next item with all the items before it, not with the grid's first "
+            f"size, so it does not depend on where the grid starts. Same rule on training seconds for the epoch sweep.",
+        ),
+        (
+            "Jina's drop point",
+            f"the article's rule: the smallest cost after the peak ROI at which the average ROI has fallen to (1 - drop) x peak, "
             f"drop = {drop:g} (ROI at {keep:.0%} of its peak), linearly interpolated between the two grid points that "
             f"bracket the crossing; 'not reached within the grid' when it never falls that far; 'no positive ROI' "
             f"when every ROI is <= 0.",
@@ -50,7 +75,8 @@ def definitions(*, drop: float = 0.7) -> list[tuple[str, str]]:
             "Grid start",
             f"with average ROI the peak usually sits at the grid's first point, so the drop point depends on where the "
             f"grid starts: a drop of {drop:g} below a peak at 100 items reached at 500 items means the gain at 500 is only "
-            f"{keep * 5:g}x the gain at 100. The report gives the first grid point beside every drop point.",
+            f"{keep * 5:g}x the gain at 100. The report names it with its first size (N0) and leads with the elasticity "
+            f"answer instead.",
         ),
         (
             "Forecast drop point",
@@ -70,9 +96,11 @@ def definitions(*, drop: float = 0.7) -> list[tuple[str, str]]:
             "Across seeds",
             "points are aligned on the grid (size, or epoch) because seconds differ between seeds; a curve is the "
             "mean across seeds (cost = mean cost), the band is the seeds' min to max, and std is reported too. The "
-            "drop point is computed on the mean curve; its interval (95%) comes from a bootstrap over seeds (seeds "
-            "resampled with replacement, the mean curve's drop point recomputed). With one seed there is no interval "
-            "('single seed'): a bootstrap over queries would need per-query metrics, which the results table does not carry.",
+            "answer's 95% interval resamples what the table has: the seeds' noise (their spread around each size's "
+            "mean, pooled over sizes, so two seeds give an interval) and the held-out queries (resampled with "
+            "replacement, the same queries for the baseline and every trial; needs queries.parquet beside the table, "
+            "which sweeps write since per-query scores were added). Its measured coverage is in docs/roi.md. Jina's "
+            "drop point keeps its bootstrap over seeds (with two seeds, close to their range).",
         ),
     ]
 

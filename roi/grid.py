@@ -1,13 +1,16 @@
-"""The adaptive data-size grid's decision rule: is the drop point found and bracketed, and which sizes next?
+"""The adaptive data-size grid's decision rule: is the headline answer found and bracketed, and which sizes next?
 
-Pure (pandas/numpy only): ``sweeps.search`` calls it from inside Ray Tune, and the report calls it too, so a
-sweep and its report agree on what "found" means. The rule, on the mean average-ROI curve across seeds:
+Pure (pandas/numpy only): ``sweeps.search`` calls it from inside Ray Tune, and the report reads the same
+answer (``roi.elasticity``), so a sweep and its report agree on what "found" means. The rule, on the mean
+relative improvement across seeds:
 
-1. nothing measured yet: try ``min_size``;
-2. ROI has not fallen to (1 - drop) x peak (``roi.curves.drop_point``): double the largest size tried
-   (geometric steps), capped at ``max_size``; at ``max_size`` the search ends unfound;
-3. it has: the two measured sizes that bracket the crossing; while their ratio is above ``ratio``, try their
-   geometric mean (refinement in log space); at or below it the drop point is bracketed and the search ends.
+1. nothing measured yet: try ``min_size``; one size measured: double it;
+2. the elasticity has not fallen to ``1 - drop`` (0.3) persistently: double the largest size tried (geometric
+   steps), capped at ``max_size``; at ``max_size`` the search ends unfound;
+3. it is below the first size (the first measured elasticity is already at or under 0.3): halve the smallest
+   size, so the answer does not depend on where the search started (down to 1 item);
+4. it is found: the two measured sizes on either side of it; while their ratio is above ``ratio``, try their
+   geometric mean (refinement in log space); at or below it the answer is bracketed and the search ends.
 
 A budget of trials stops it early. The answer depends only on what has been measured and what is pending,
 so a resumed sweep asks for the same sizes as an undisturbed one.
@@ -22,11 +25,12 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 
-from roi.curves import DEFAULT_DROP, aggregate_seeds, drop_point, relative_improvement, roi_curve
+from roi.curves import DEFAULT_DROP, aggregate_seeds, relative_improvement, roi_curve
+from roi.elasticity import BELOW, DEFAULT_SPAN, FOUND, NEVER_POSITIVE, read_elasticity
 from roi.load import metric_columns
 
 DEFAULT_RATIO = 1.25
-PHASES = ("start", "extend", "refine", "wait", "done")
+PHASES = ("start", "extend", "shrink", "refine", "wait", "done")
 
 
 @dataclass(frozen=True)
@@ -34,12 +38,13 @@ class GridPlan:
     """What the rule says for one curve (or, combined, for a sweep).
 
     Attributes:
-        phase: ``start`` (nothing measured), ``extend`` (doubling), ``refine`` (narrowing the bracket),
-            ``wait`` (the next step needs sizes still pending) or ``done``.
+        phase: ``start`` (nothing measured), ``extend`` (doubling), ``shrink`` (halving: the answer is below the
+            smallest size), ``refine`` (narrowing the bracket), ``wait`` (the next step needs sizes still pending)
+            or ``done``.
         next_sizes: sizes to try now (empty when waiting or done).
-        found: the mean ROI falls to (1 - drop) x peak within the measured sizes.
-        bracket: the measured sizes on either side of the crossing, when found.
-        drop_cost: the interpolated drop point (items), when found.
+        found: the elasticity falls to 1 - drop persistently within the measured sizes.
+        bracket: the measured sizes on either side of the answer, when found.
+        answer_cost: the answer (items), when found.
         reason: one plain sentence on why this is the plan.
     """
 
@@ -47,7 +52,7 @@ class GridPlan:
     next_sizes: tuple[int, ...]
     found: bool
     bracket: tuple[int, int] | None
-    drop_cost: float | None
+    answer_cost: float | None
     reason: str
 
     @property
@@ -61,7 +66,7 @@ class GridPlan:
 
 
 def plan_sizes(
-    roi_by_size: Mapping[int, float],
+    gain_by_size: Mapping[int, float],
     *,
     min_size: int,
     max_size: int,
@@ -69,14 +74,15 @@ def plan_sizes(
     ratio: float = DEFAULT_RATIO,
     pending: Iterable[int] = (),
     tried: Iterable[int] = (),
+    span: float = DEFAULT_SPAN,
 ) -> GridPlan:
     """The decision for one curve.
 
     Args:
-        roi_by_size: measured size -> mean average ROI (relative improvement / items) across seeds.
+        gain_by_size: measured size -> mean relative improvement across seeds.
         min_size: the first size to try.
         max_size: the largest size allowed (the training pool).
-        drop: fraction of the peak ROI lost at the drop point.
+        drop: the answer is where the elasticity falls to 1 - drop.
         ratio: the bracket is tight enough when its upper size / lower size <= ratio.
         pending: sizes proposed but not measured yet.
         tried: sizes that ran but gave no point (every seed failed): never proposed again.
@@ -86,17 +92,27 @@ def plan_sizes(
     if ratio <= 1.0:
         raise ValueError(f"the bracket ratio must be > 1, got {ratio}")
     pending = {int(s) for s in pending}
-    blocked = {int(s) for s in tried} | pending
-    sizes = sorted(int(s) for s, r in roi_by_size.items() if math.isfinite(r))
+    failed = {int(s) for s in tried}
+    blocked = failed | pending
+    sizes = sorted(int(s) for s, g in gain_by_size.items() if math.isfinite(g))
     if not sizes:
         if min_size in blocked:
             return _wait_or_done(pending, "the first size is still running", "the first size gave no result")
         return GridPlan("start", (min_size,), False, None, None, f"nothing measured yet: start at {min_size:,} items")
-    roi = [float(roi_by_size[s]) for s in sizes]
-    dp = drop_point(sizes, roi, drop=drop)
-    largest = max([*sizes, *pending, *(int(s) for s in tried)])
-    if not dp.reached:
-        why = "no positive ROI yet" if dp.status == "no positive ROI" else f"ROI above {1 - drop:.0%} of its peak"
+    target = 1.0 - drop
+    answer = read_elasticity(sizes, [float(gain_by_size[s]) for s in sizes], target=target, span=span)
+    largest = max([*sizes, *pending, *failed])
+    if answer.state == BELOW:
+        smallest = min([*sizes, *pending, *failed])
+        why = f"elasticity <= {target:g} from {min(sizes):,} items on: the answer is below the smallest size"
+        if any(s < min(sizes) for s in pending):
+            return GridPlan("wait", (), False, None, None, f"{why}; waiting for {sorted(pending)}")
+        if smallest <= 1:
+            return GridPlan("done", (), False, None, None, f"{why}, and that is 1 item: not found")
+        nxt = max(smallest // 2, 1)
+        return GridPlan("shrink", (nxt,), False, None, None, f"{why}: halve to {nxt:,}")
+    if answer.state != FOUND:
+        why = "no positive gain yet" if answer.state == NEVER_POSITIVE else f"elasticity not yet down to {target:g}"
         if largest >= max_size:
             if pending:
                 return GridPlan("wait", (), False, None, None, f"{why}; waiting for {sorted(pending)}")
@@ -105,28 +121,21 @@ def plan_sizes(
             return GridPlan("wait", (), False, None, None, f"{why}; waiting for {sorted(pending)}")
         nxt = min(2 * largest, max_size)
         return GridPlan("extend", (nxt,), False, None, None, f"{why} at {max(sizes):,} items: double to {nxt:,}")
-    # Found: the measured neighbours of the crossing.
-    hi = next(s for s in sizes if s >= dp.cost)
-    lo = max(s for s in sizes if s < hi) if any(s < hi for s in sizes) else hi
+    lo, hi = (int(b) for b in answer.bracket)
     if hi <= lo * ratio or hi - lo <= 1:
-        return GridPlan(
-            "done",
-            (),
-            True,
-            (lo, hi),
-            dp.cost,
-            f"drop point bracketed by {lo:,} and {hi:,} items (ratio {hi / lo:.3g} <= {ratio:g})",
-        )
+        reason = f"answer bracketed by {lo:,} and {hi:,} items (ratio {hi / lo:.3g} <= {ratio:g})"
+        return GridPlan("done", (), True, (lo, hi), answer.cost, reason)
     mid = int(round(math.sqrt(lo * hi)))
     mid = min(max(mid, lo + 1), hi - 1)
     if mid in pending:
-        return GridPlan("wait", (), True, (lo, hi), dp.cost, f"waiting for {mid:,} inside the bracket {lo:,}-{hi:,}")
-    if mid in blocked:
         return GridPlan(
-            "done", (), True, (lo, hi), dp.cost, f"drop point between {lo:,} and {hi:,}; {mid:,} gave no result"
+            "wait", (), True, (lo, hi), answer.cost, f"waiting for {mid:,} inside the bracket {lo:,}-{hi:,}"
         )
+    if mid in blocked:
+        reason = f"answer between {lo:,} and {hi:,}; {mid:,} gave no result"
+        return GridPlan("done", (), True, (lo, hi), answer.cost, reason)
     return GridPlan(
-        "refine", (mid,), True, (lo, hi), dp.cost, f"drop point between {lo:,} and {hi:,} items: try {mid:,}"
+        "refine", (mid,), True, (lo, hi), answer.cost, f"answer between {lo:,} and {hi:,} items: try {mid:,}"
     )
 
 
@@ -136,14 +145,14 @@ def _wait_or_done(pending: set[int], waiting: str, gave_up: str) -> GridPlan:
     return GridPlan("done", (), False, None, None, gave_up)
 
 
-def mean_roi_by_size(table: pd.DataFrame, *, metrics: Sequence[str] | None = None) -> dict[tuple, dict[int, float]]:
-    """Mean average ROI per size for every data-size curve of a validated results table.
+def mean_gain_by_size(table: pd.DataFrame, *, metrics: Sequence[str] | None = None) -> dict[tuple, dict[int, float]]:
+    """Mean relative improvement per size for every data-size curve of a validated results table.
 
     Uses ``roi.curves`` exactly as the report does (final rows, baseline of the same eval set, mean across
     seeds), on the labeled-items axis only.
 
     Returns:
-        (dataset, eval_set, setting, metric) -> {size: mean ROI}; empty when no baseline or no sized row yet.
+        (dataset, eval_set, setting, metric) -> {size: mean improvement}; empty when no baseline or no sized row yet.
     """
     data = table[table["experiment"] == "data_size"]
     if data.empty or not (data["size"] == 0).any() or not (data["size"] > 0).any():
@@ -155,7 +164,7 @@ def mean_roi_by_size(table: pd.DataFrame, *, metrics: Sequence[str] | None = Non
     curves = aggregate_seeds(points)
     out: dict[tuple, dict[int, float]] = {}
     for key, cur in curves.groupby(["dataset", "eval_set", "setting", "metric"], sort=True):
-        out[key] = {int(g): float(r) for g, r in zip(cur["grid"], cur["roi"], strict=True) if np.isfinite(r)}
+        out[key] = {int(g): float(r) for g, r in zip(cur["grid"], cur["improvement"], strict=True) if np.isfinite(r)}
     return out
 
 
@@ -172,15 +181,16 @@ def plan_table(
 ) -> tuple[GridPlan, dict[tuple, GridPlan]]:
     """The sweep's plan from a validated results table: one plan per curve, and their combination.
 
-    The combination extends while any curve's drop is not found, else refines every loose bracket (the union
-    of their next sizes), waits while any curve waits, and is done when every curve is done.
+    The combination starts, extends or shrinks while any curve asks to (extending first: a curve not found
+    yet), else refines every loose bracket (the union of their next sizes), waits while any curve waits, and is
+    done when every curve is done.
     """
     pending, tried = tuple(pending), tuple(tried)
     per_curve = {
         key: plan_sizes(
             by_size, min_size=min_size, max_size=max_size, drop=drop, ratio=ratio, pending=pending, tried=tried
         )
-        for key, by_size in mean_roi_by_size(table, metrics=metrics).items()
+        for key, by_size in mean_gain_by_size(table, metrics=metrics).items()
     }
     if not per_curve:
         fresh = plan_sizes(
@@ -193,7 +203,7 @@ def plan_table(
 def combine(plans: Iterable[GridPlan]) -> GridPlan:
     """One plan for the sweep from the plans of its curves (see ``plan_table``)."""
     plans = list(plans)
-    for phase in ("start", "extend"):
+    for phase in ("start", "extend", "shrink"):
         active = [p for p in plans if p.phase == phase]
         if active:
             sizes = tuple(sorted({s for p in active for s in p.next_sizes}))
@@ -202,13 +212,13 @@ def combine(plans: Iterable[GridPlan]) -> GridPlan:
     if refine:
         sizes = tuple(sorted({s for p in refine for s in p.next_sizes}))
         return GridPlan(
-            "refine", sizes, all(p.found for p in plans), refine[0].bracket, refine[0].drop_cost, refine[0].reason
+            "refine", sizes, all(p.found for p in plans), refine[0].bracket, refine[0].answer_cost, refine[0].reason
         )
     waiting = [p for p in plans if p.phase == "wait"]
     if waiting:
         return GridPlan(
-            "wait", (), all(p.found for p in plans), waiting[0].bracket, waiting[0].drop_cost, waiting[0].reason
+            "wait", (), all(p.found for p in plans), waiting[0].bracket, waiting[0].answer_cost, waiting[0].reason
         )
     found = all(p.found for p in plans)
     first = next((p for p in plans if not p.found), plans[0])
-    return GridPlan("done", (), found, first.bracket, first.drop_cost, first.reason)
+    return GridPlan("done", (), found, first.bracket, first.answer_cost, first.reason)

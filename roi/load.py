@@ -314,3 +314,40 @@ def _numeric(values: pd.Series, col: str, source: str) -> pd.Series:
         row = int(np.flatnonzero(bad.to_numpy())[0])
         raise RoiInputError(f"{source}: column {col} must be numeric; row {values.index[row]} has {values.iloc[row]!r}")
     return out.astype("float64")
+
+
+QUERY_TABLE = "queries.parquet"
+QUERY_SCORES = {"mrr": "rr", "map": "ap", "recall": "recall"}  # metric name -> per-query column
+
+
+def query_table_path(path: str | Path) -> Path | None:
+    """Where the per-query scores of a results table are: ``queries.parquet`` in a run folder or beside
+    ``results.*``, ``<name>.queries.parquet`` beside ``<name>.results.*``; None for a URI or when absent."""
+    if is_uri(path):
+        return None
+    path = Path(path)
+    if path.is_dir():
+        candidate = path / QUERY_TABLE
+    elif path.name.startswith("results."):
+        candidate = path.with_name(QUERY_TABLE)
+    else:
+        stem = path.name[: -len(path.suffix)]
+        candidate = path.with_name(f"{stem.removesuffix('.results')}.{QUERY_TABLE}")
+    return candidate if candidate.is_file() else None
+
+
+def load_query_scores(path: str | Path) -> pd.DataFrame | None:
+    """The per-query scores beside a results table (trial_id, epoch, query, rr, ap, recall), or None.
+
+    None (the report then gives seeds-only intervals and says so) when there is no such file, as for tables
+    written before sweeps stored per-query scores, or when it cannot be read.
+    """
+    found = query_table_path(path)
+    if found is None:
+        return None
+    try:
+        table = pd.read_parquet(found)
+    except Exception:  # noqa: BLE001 -- optional input: an unreadable file means seeds-only intervals, not a failure
+        return None
+    needed = {"trial_id", "epoch", "query", *QUERY_SCORES.values()}
+    return table if needed <= set(table.columns) and not table.empty else None

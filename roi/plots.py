@@ -14,6 +14,7 @@ import shutil
 from collections.abc import Sequence
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 import plotly.graph_objects as go
 import plotly.io as pio
@@ -124,6 +125,8 @@ def curve_figure(
         fc = (forecasts or {}).get(key) if cost_axis == "size" and measure in ("improvement", "roi") else None
         if fc is not None and fc.status == "ok":
             traces += _forecast_traces(fc, column=column, curve=curve, label=label, color=color, unit=unit)
+        if measure == "improvement":
+            traces += _answer_markers(summary, cur, curve=curve, label=label, color=color)
         if measure == "roi":
             traces += _threshold_line(summary, cur, curve=curve, label=label, color=color)
             traces += _drop_markers(summary, curve=curve, label=label, color=color)
@@ -212,6 +215,44 @@ def _drop_markers(summary: pd.DataFrame, *, curve: dict, label: str, color: str)
                     "curve": curve,
                     "interval": [v if math.isfinite(v) else None for v in (low, high)],
                 },
+            )
+        )
+    return traces
+
+
+def _answer_markers(summary: pd.DataFrame, cur: pd.DataFrame, *, curve: dict, label: str, color: str) -> list:
+    """The answer (elasticity 0.3, ``roi.elasticity``) as a diamond on the improvement curve, its 95% interval as a
+    horizontal error bar (drawn to the grid's ends where it runs below the first size or past the last)."""
+    if summary.empty or "answer_state" not in summary:
+        return []
+    mask = pd.Series(True, index=summary.index)
+    for k, v in curve.items():
+        mask &= summary[k] == v
+    traces = []
+    for _, row in summary[mask & (summary["answer_state"] == "found")].iterrows():
+        cost, low, high = row["answer_cost"], row["answer_low"], row["answer_high"]
+        # The curve's own value there, interpolated in log-log space as the rule reads it.
+        pos = cur[cur["improvement"] > 0]
+        y = float(np.exp(np.interp(np.log(cost), np.log(pos["cost"]), np.log(pos["improvement"])))) if len(pos) else 0.0
+        error = None
+        if math.isfinite(low) or math.isfinite(high):
+            lo = low if low > 0 else float(cur["cost"].min())
+            hi = high if math.isfinite(high) else float(cur["cost"].max())
+            error = {"type": "data", "symmetric": False, "array": [max(hi - cost, 0.0)],
+                     "arrayminus": [max(cost - lo, 0.0)], "color": color}  # fmt: skip
+        ci = f"[{'below the first size' if low == 0 else f'{low:,.4g}'}, {high:,.4g}]".replace("inf", "beyond grid")
+        traces.append(
+            go.Scatter(
+                x=[cost],
+                y=[y],
+                mode="markers",
+                marker={"symbol": "diamond", "size": 12, "color": color, "line": {"width": 1, "color": "#333"}},
+                error_x=error,
+                name=f"{label}: answer (e = {row['target_elasticity']:g})",
+                legendgroup=label,
+                hovertemplate=f"{label}<br>answer: past %{{x:,.4g}} each +1% costs more than "
+                f"{1 / row['target_elasticity']:.1f}x the average {ci}<extra></extra>",
+                meta={"role": "answer", "curve": curve},
             )
         )
     return traces

@@ -32,12 +32,13 @@ class Prices:
     label_cost: float | None = None  # per labeled item
     gpu_hour: float | None = None  # per GPU-hour
     currency: str = ""
+    value_per_point: float | None = None  # what +1% relative improvement is worth: gives the break-even size
 
     def __post_init__(self) -> None:
-        for name in ("label_cost", "gpu_hour"):
+        for name in ("label_cost", "gpu_hour", "value_per_point"):
             value = getattr(self, name)
             if value is not None and (not math.isfinite(value) or value < 0):
-                flag = "--label-cost" if name == "label_cost" else "--gpu-hour"
+                flag = "--" + name.replace("_", "-")
                 raise RoiInputError(f"{flag} must be a number >= 0; got {value}")
 
     @property
@@ -51,7 +52,14 @@ class Prices:
         return f"{value:,.2f}{unit}"
 
 
-def prices_for(run_dir: str, *, label_cost: float | None, gpu_hour: float | None, currency: str) -> Prices:
+def prices_for(
+    run_dir: str,
+    *,
+    label_cost: float | None,
+    gpu_hour: float | None,
+    currency: str,
+    value_per_point: float | None = None,
+) -> Prices:
     """Prices from the flags, each missing one from the run folder's ``config.yaml`` ``cost:`` section (the sweep
     file's), when ``run_dir`` is a local run folder that has one.
 
@@ -70,7 +78,7 @@ def prices_for(run_dir: str, *, label_cost: float | None, gpu_hour: float | None
         except (OSError, UnicodeDecodeError, yaml.YAMLError, AttributeError) as exc:
             raise RoiInputError(f"{path}: cannot read its cost: section ({type(exc).__name__})") from exc
         if not isinstance(saved, dict):
-            raise RoiInputError(f"{path}: cost: must hold label_cost, gpu_hour and currency")
+            raise RoiInputError(f"{path}: cost: must hold label_cost, gpu_hour, currency and value_per_point")
 
     def number(flag_value: float | None, key: str) -> float | None:
         value = flag_value if flag_value is not None else saved.get(key)
@@ -82,6 +90,7 @@ def prices_for(run_dir: str, *, label_cost: float | None, gpu_hour: float | None
         label_cost=number(label_cost, "label_cost"),
         gpu_hour=number(gpu_hour, "gpu_hour"),
         currency=currency or str(saved.get("currency") or ""),
+        value_per_point=number(value_per_point, "value_per_point"),
     )
 
 

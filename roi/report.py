@@ -29,10 +29,11 @@ from roi.curves import (
     roi_curve,
     summarize,
 )
-from roi.definitions import definitions_html, definitions_markdown
+from roi.definitions import HEADLINE_NOTE, SUMMARY_NOTE, definitions_html, definitions_markdown
 from roi.epoch_grid import best_epochs, best_setting, grid_table
 from roi.errors import RoiInputError
 from roi.forecast import Forecast, forecast_all, forecast_curves_table, forecast_summary
+from roi.headline import with_headline
 from roi.load import NOTES_ATTR, SOURCE_ATTR, resolve_metrics, validate_table
 from roi.price import Prices, price_display, price_table
 from roi.tables import epoch_grid_display, summary_notes, summary_table, to_markdown, trials_table
@@ -83,6 +84,7 @@ def analyse(
     n_boot: int = 1000,
     boot_seed: int = 0,
     prices: Prices | None = None,
+    queries: pd.DataFrame | None = None,
 ) -> Analysis:
     """Validate the table and compute curves, mean curves, the summary, forecasts, prices and the answers.
 
@@ -90,9 +92,8 @@ def analyse(
         df: a results table (``roi.load.load_results`` output, or any table that follows the schema).
         metrics: metric columns or bare names; None = every metric with values.
         drop: fraction of the peak ROI lost at the drop point.
-        n_boot: bootstrap resamples over seeds.
-        boot_seed: seed of the bootstrap.
-        prices: label cost, GPU-hour price and currency (default: costs in items and GPU-seconds).
+        n_boot, boot_seed: bootstrap resamples and their seed.
+        prices: label cost, GPU-hour price, currency and value per +1%; queries: per-query scores (or None).
 
     Raises:
         RoiInputError: missing baseline, missing columns, a single point, all-NaN metrics, zero cost, bad option.
@@ -154,12 +155,13 @@ def analyse(
             "epoch is chosen; picking it on the held-out metrics would overstate what a user gets"
         )
 
+    prices = prices or Prices()
+    priced = price_table(points, prices)
     summary = summarize(points, curves, drop=drop, n_boot=n_boot, seed=boot_seed, metric_order=chosen)
+    summary = with_headline(summary, points, curves, table, queries, priced, prices, drop=drop, n_boot=n_boot)
     summary["note"] = summary_notes(summary)
     forecasts = forecast_all(points, drop=drop, n_boot=n_boot, seed=boot_seed)
     summary = forecast_summary(summary, forecasts)
-    prices = prices or Prices()
-    priced = price_table(points, prices)
     if prices.gpu_hour is not None and not priced.empty and not (priced["gpu_seconds"].fillna(0) > 0).any():
         notes.append("no GPU-seconds in the records (CPU trials): training is priced at 0; labels only")
     answers = recommendations(summary, forecasts=forecasts, prices=priced, price_spec=prices)
@@ -206,6 +208,7 @@ def write_report(
     boot_seed: int = 0,
     png: bool = True,
     prices: Prices | None = None,
+    queries: pd.DataFrame | None = None,
 ) -> ReportPaths:
     """Compute the analysis and write tables, figures, the HTML page and the README into ``out_dir``.
 
@@ -213,11 +216,9 @@ def write_report(
         df: a results table.
         out_dir: the report folder; replaced as a whole if it holds an earlier report, refused if it holds other files.
         metrics: metric columns or bare names; None = every metric with values.
-        drop: fraction of the peak ROI lost at the drop point.
-        n_boot: bootstrap resamples over seeds.
-        boot_seed: seed of the bootstrap.
+        drop, n_boot, boot_seed: the drop fraction (target elasticity = 1 - drop), bootstrap resamples, their seed.
         png: try PNG export (needs a Chromium for kaleido; skipped with a note otherwise).
-        prices: label cost, GPU-hour price and currency (default: costs in items and GPU-seconds).
+        prices: label cost, GPU-hour price, currency and value per +1%; queries: per-query scores (or None).
 
     Returns:
         The paths written and the analysis.
@@ -227,7 +228,8 @@ def write_report(
     """
     from roi import plots  # plotly is needed only to write, not to analyse
 
-    analysis = analyse(df, metrics=metrics, drop=drop, n_boot=n_boot, boot_seed=boot_seed, prices=prices)
+    opts = dict(metrics=metrics, drop=drop, n_boot=n_boot, boot_seed=boot_seed, prices=prices, queries=queries)
+    analysis = analyse(df, **opts)
     out_dir = Path(out_dir)
     if out_dir.exists() and (not out_dir.is_dir() or (any(out_dir.iterdir()) and not (out_dir / MARKER).exists())):
         raise RoiInputError(f"{out_dir}: exists and is not a roi report; choose a new folder with --out")
@@ -345,8 +347,8 @@ def _html_page(
         else ""
     )
     shows = {
-        "improvement": "relative improvement (mean across seeds; band: seed min–max; dashed past the grid: FORECAST with its 95% band)",
-        "roi": "average ROI = relative improvement / cost (mean across seeds; x: drop point with its 95% bootstrap interval; "
+        "improvement": "relative improvement (mean across seeds; band: seed min–max; diamond: the answer with its 95% interval; dashed past the grid: FORECAST with its 95% band)",
+        "roi": "average ROI = relative improvement / cost (mean across seeds; x: Jina's drop point with its 95% bootstrap interval; "
         f"dotted: {1 - analysis.drop:.0%} of the peak, where the drop point is; dashed past the grid: FORECAST, open x: forecast drop point)",
         "marginal_roi": "marginal ROI = delta improvement / delta cost between neighbouring grid points (dashed; below 0: more hurts)",
     }
@@ -380,13 +382,11 @@ ul.answers li{{font-size:17px;margin:.4em 0}}li.never-positive{{color:#a33}}p.me
 <h1>How much are labeled data and training time worth?</h1>
 <h2>The answer</h2>
 <ul class="answers">{answers}</ul>
-<p>Drop point: where average ROI (relative improvement per item or per second) has fallen to {1 - analysis.drop:.0%} of its
-peak; [low to high] is a 95% bootstrap interval over seeds. A FORECAST drop point lies past the measured grid and comes
-from a fitted learning curve (dashed in the charts), not from a measurement.</p>
+<p>{esc(HEADLINE_NOTE.format(keep=1 - analysis.drop, ratio=1 / (1 - analysis.drop)))}</p>
 <p class="meta">Source: <code>{esc(analysis.source)}</code>. Metrics: {esc(", ".join(analysis.metrics))}. Drop: {analysis.drop:g}.
 Generated {generated} by roi {__version__}.</p>
 <h2>Summary</h2>
-<p>Drop points are on the mean curve across seeds, with a 95% bootstrap interval over seeds, and the grid's first point beside them.</p>
+<p>{esc(SUMMARY_NOTE)}</p>
 {summary.to_html(index=False, escape=True, na_rep="", border=0)}
 <h2>Cost</h2>
 <p>{esc(cost_intro)} "Next +1%": the step from the previous grid point, per percentage point of relative improvement.</p>
@@ -451,7 +451,7 @@ def _readme(
         "",
         "## Summary",
         "",
-        "Drop points are on the mean curve across seeds, with a 95% bootstrap interval over seeds; the grid's first point is beside them.",
+        SUMMARY_NOTE,
         "",
         to_markdown(summary_table(analysis.summary)),
         "## Cost",

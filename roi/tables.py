@@ -64,10 +64,34 @@ def format_drop(row: pd.Series) -> str:
     axis = row["cost_axis"]
     if row["drop_status"] != "reached":
         return row["drop_status"]
-    text = format_cost(axis, row["drop_cost"])
+    text = f"{format_cost(axis, row['drop_cost'])} (N0 = {format_cost(axis, row['first_cost'])})"
     if row["drop_ci_note"]:
         return f"{text} ({row['drop_ci_note']})"
     return f"{text} [{format_cost(axis, row['drop_ci_low'])}, {format_cost(axis, row['drop_ci_high'])}]"
+
+
+def format_answer(row: pd.Series) -> str:
+    """The headline answer (``roi.elasticity``) with its interval: a cost, ``below first size`` or ``not reached``."""
+    axis, state = row["cost_axis"], row.get("answer_state", "")
+    if not isinstance(state, str) or not state:
+        return ""
+    if state == "found":
+        text = format_cost(axis, row["answer_cost"])
+    elif state == "below the first size":
+        text = f"below the first size ({format_cost(axis, row['first_cost'])})"
+    elif state == "not reached":
+        text = f"not reached by {format_cost(axis, row['last_cost'])} (last e {row['last_elasticity']:.2f})"
+    else:
+        return state
+    if math.isnan(row["answer_low"]):
+        return f"{text} (no interval)"
+    if row["answer_low"] == row["answer_high"] and state != "found":
+        return text  # every resample reads the same state: no interval to add
+
+    def bound(v: float) -> str:
+        return "below" if v == 0 else format_cost(axis, v)
+
+    return f"{text} [{bound(row['answer_low'])}, {bound(row['answer_high'])}]"
 
 
 def format_forecast(row: pd.Series) -> str:
@@ -142,7 +166,8 @@ def summary_table(summary: pd.DataFrame) -> pd.DataFrame:
                 if row["peak_roi"] > 0
                 else "never positive"
             ),
-            f"{row['drop']:.0%} drop point [95% CI]": format_drop(row),
+            f"answer: e falls to {row.get('target_elasticity', 1 - row['drop']):g} [95% CI]": format_answer(row),
+            f"Jina's {row['drop']:.0%}-drop point (relative to the first size) [95% CI, seeds]": format_drop(row),
             "forecast drop point [95% CI]": format_forecast(row),
             "grid starts at": format_cost(axis, row["first_cost"]),
             "note": row.get("note", ""),

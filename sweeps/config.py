@@ -404,10 +404,11 @@ class CostConfig:
     label_cost: float | None = None  # per labeled item
     gpu_hour: float | None = None  # per GPU-hour
     currency: str = ""
+    value_per_point: float | None = None  # what +1% relative improvement is worth (roi's break-even size)
 
     def __post_init__(self) -> None:
-        if (self.label_cost is not None and self.label_cost < 0) or (self.gpu_hour is not None and self.gpu_hour < 0):
-            raise ValueError("cost.label_cost and cost.gpu_hour must be >= 0")
+        if any(v is not None and v < 0 for v in (self.label_cost, self.gpu_hour, self.value_per_point)):
+            raise ValueError("cost.label_cost, cost.gpu_hour and cost.value_per_point must be >= 0")
 
 
 @dataclass(frozen=True)

@@ -12,7 +12,7 @@ import torch
 from sweeps.data.items import LabeledItems, RetrievalData
 from sweeps.device import Runtime
 from sweeps.index import search
-from sweeps.metrics import retrieval_metrics
+from sweeps.metrics import per_query_metrics, retrieval_metrics
 from sweeps.models import RetrievalModel, Tower
 
 
@@ -22,6 +22,8 @@ class EvalResult:
     seconds: float  # embedding + search + scoring, device synchronised
     n_queries: int
     n_index: int
+    # rr, ap, recall per query, in the order of ``queries``: roi bootstraps over them (docs/results-schema.md)
+    per_query: dict[str, np.ndarray] | None = None
 
 
 @torch.inference_mode()
@@ -84,9 +86,14 @@ def evaluate(
         relevant = found == np.asarray(eval_set.doc_of)[queries][:, None]
         n_relevant = np.ones(len(queries), dtype=np.int64)
     metrics = retrieval_metrics(_pad_to_k(relevant, k), n_relevant)
+    per_query = per_query_metrics(_pad_to_k(relevant, k), n_relevant)
     runtime.synchronize()
     return EvalResult(
-        metrics=metrics, seconds=time.perf_counter() - start, n_queries=len(queries), n_index=index_emb.shape[0]
+        metrics=metrics,
+        seconds=time.perf_counter() - start,
+        n_queries=len(queries),
+        n_index=index_emb.shape[0],
+        per_query=per_query,
     )
 
 

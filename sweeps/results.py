@@ -9,6 +9,7 @@ is allowed to hold and who may write it (checks, lock, metadata) is ``sweeps.run
 
 from __future__ import annotations
 
+import io
 import json
 from collections.abc import Iterable
 from dataclasses import dataclass
@@ -230,3 +231,49 @@ def records_to_table(records: Iterable[dict], *, k: int) -> pd.DataFrame:
 def write_table(run_dir: RunDir, df: pd.DataFrame) -> tuple[Path | str, Path | str]:
     """Write ``results.parquet`` and ``results.csv`` atomically; returns where they are."""
     return RunFolder.coerce(run_dir).write_table(df)
+
+
+QUERY_TABLE = "queries.parquet"  # per-query scores beside results.parquet (docs/results-schema.md)
+QUERY_COLUMNS = ("trial_id", "epoch", "query", "rr", "ap", "recall")
+
+
+def records_to_query_table(records: Iterable[dict]) -> pd.DataFrame:
+    """One row per (trial, reported epoch, held-out query): the per-query RR, AP and recall behind the means.
+
+    ``query`` is the query's position in the evaluated sample, the same for every trial of one eval_set, so
+    ``roi`` can resample queries for the baseline and every trial alike. Records written before the field
+    existed contribute nothing.
+    """
+    frames = []
+    for rec in records:
+        if rec.get("status", "ok") != "ok":
+            continue
+        for r in rec["rows"]:
+            scores = r.get("query_scores") or {}
+            if not all(scores.get(name) for name in QUERY_COLUMNS[3:]):
+                continue
+            n = len(scores["rr"])
+            frames.append(
+                pd.DataFrame(
+                    {
+                        "trial_id": rec["trial_id"],
+                        "epoch": int(r["epoch"]),
+                        "query": range(n),
+                        **{name: pd.array(scores[name], dtype="float32") for name in QUERY_COLUMNS[3:]},
+                    }
+                )
+            )
+    if not frames:
+        return pd.DataFrame(columns=list(QUERY_COLUMNS))
+    out = pd.concat(frames, ignore_index=True)
+    return out.astype({"epoch": "int32", "query": "int32"})
+
+
+def write_query_table(run_dir: RunDir, records: Iterable[dict]) -> Path | str | None:
+    """Write ``queries.parquet`` when the records carry per-query scores; None (nothing written) otherwise."""
+    table = records_to_query_table(records)
+    if table.empty:
+        return None
+    buf = io.BytesIO()
+    table.to_parquet(buf, index=False)
+    return RunFolder.coerce(run_dir).write_bytes(QUERY_TABLE, buf.getvalue())

@@ -39,6 +39,7 @@ from sweeps.results import (
     read_records,
     records_to_table,
     trial_id,
+    write_query_table,
     write_table,
 )
 from sweeps.runlock import RunLock
@@ -150,8 +151,10 @@ def close_run(run: Run) -> pd.DataFrame:
     there are none, so an interrupted run stays visible as one.
     """
     try:
-        table = records_to_table(read_records(run.folder).records, k=run.cfg.trial.eval.k)
+        records = read_records(run.folder).records
+        table = records_to_table(records, k=run.cfg.trial.eval.k)
         write_table(run.folder, table)  # what finished, also after an interruption: nothing computed is lost
+        write_query_table(run.folder, records)  # per-query scores for roi's intervals (when the records have them)
         recorded = set(table["trial_id"])
         run.unfinished = [c for c in run.pending if run.trial_id(c) not in recorded]
         if run.driver_state and not run.unfinished:

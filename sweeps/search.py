@@ -4,9 +4,11 @@ The searcher proposes cells (size, epochs, seed) one at a time, as Tune asks for
 concurrency limit (``resources.max_concurrent``) wraps it in a ``ConcurrencyLimiter`` like any searcher,
 so it runs on a cluster with many trials in flight and shows in the dashboard like any sweep. What to try
 next is decided by ``roi.grid`` (pure, no Ray), the same rule the report uses, on the results table built
-from the trial records: the baseline first, then every seed of ``min_size``, then doubling until average ROI
-has fallen past (1 - drop) of its peak, then geometric means between the bracketing sizes until their ratio
-is at most ``bracket_ratio``, or the budget (``max_trials``, ``max_gpu_hours``) is spent.
+from the trial records: the baseline first, then every seed of ``min_size``, then doubling until the
+elasticity of the gain (the next item against the average item, ``roi.elasticity``) has fallen to 1 - drop
+persistently (halving instead when it already has at the smallest size), then geometric means between the
+bracketing sizes until their ratio is at most ``bracket_ratio``, or the budget (``max_trials``,
+``max_gpu_hours``) is spent.
 
 The records are the source of truth, as for a fixed grid: the searcher starts from the run folder's records,
 completes any size that lacks a seed, and then proposes sizes from the records alone. A killed sweep resumed
@@ -29,7 +31,7 @@ from roi.load import validate_table
 from sweeps.config import Cell, SweepConfig, SweepSpec, cell_rule
 from sweeps.errors import DataError, SweepInterrupted
 from sweeps.prepare import PreparedData
-from sweeps.results import read_records, records_to_table, write_table
+from sweeps.results import read_records, records_to_table, write_query_table, write_table
 from sweeps.storage import RunFolder
 
 PLAN_FILE = "adaptive.json"  # the sizes tried and the final plan, beside the results
@@ -266,13 +268,14 @@ def run_adaptive(
     )
     print(
         f"[{cfg.name}] adaptive grid: from {adaptive.min_size:,} items up to {adaptive.max_size:,}, doubling until "
-        f"ROI falls to {1 - adaptive.drop:.0%} of its peak, then narrowing to a ratio of {adaptive.ratio:g}; "
+        f"the elasticity falls to {1 - adaptive.drop:.2g} (halving if it already has), then narrowing to a ratio of {adaptive.ratio:g}; "
         f"at most {adaptive.max_trials} trials",
         flush=True,
     )
     fit(searcher)
     after = read_records(folder).records
     write_table(folder, records_to_table(after, k=cfg.trial.eval.k))
+    write_query_table(folder, after)
     for rec in after:  # records the searcher did not see (written by the failure handling after Tune returned)
         searcher._keep(rec)
     final = searcher.final or searcher.plan()
@@ -284,7 +287,7 @@ def run_adaptive(
         "phase": final.phase,
         "found": final.found,
         "bracket": list(final.bracket) if final.bracket else None,
-        "drop_cost": final.drop_cost if final.drop_cost is None or math.isfinite(final.drop_cost) else None,
+        "answer_cost": final.answer_cost if final.answer_cost is None or math.isfinite(final.answer_cost) else None,
         "reason": final.reason,
         "settings": dataclasses.asdict(adaptive),
     }

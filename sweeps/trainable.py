@@ -93,7 +93,8 @@ def fit_cell(config: dict, *, sweep: SweepConfig, prepared: PreparedData, num_gp
         _gauge("finetuning_budget_latest_mrr", "latest mrr@k of the cell on the held-out set").set(
             rep.metrics[f"mrr@{sweep.trial.eval.k}"], tags=tags
         )
-        tune.report({**rep.as_row(), "cell": cell.label, "trial_id": tid, "items_per_second": throughput})
+        row = {k: v for k, v in rep.as_row().items() if k != "query_scores"}  # per-query lists go to the record only
+        tune.report({**row, "cell": cell.label, "trial_id": tid, "items_per_second": throughput})
 
     status, error = "ok", ""
     start = time.perf_counter()

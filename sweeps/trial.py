@@ -55,6 +55,7 @@ class EpochReport:
     # the reported model's validation score (budget.monitor): validation rules (the best epoch's), select_epoch (this
     # epoch's)
     val_score: float | None = None
+    query_scores: dict[str, list[float]] = field(default_factory=dict)  # rr, ap, recall per held-out query
 
     def as_row(self) -> dict:
         row = asdict(self)
@@ -266,6 +267,7 @@ def evaluate_epoch(
         peak_memory_mb=runtime.peak_memory_mb(),
         device=runtime.device_name,
         metrics=ev.metrics,
+        query_scores={name: np.round(v, 6).tolist() for name, v in (ev.per_query or {}).items()},
     )
 
 

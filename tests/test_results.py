@@ -125,3 +125,29 @@ def test_status_needs_neither_ray_nor_torch():
     )
     res = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
     assert res.returncode == 0, res.stderr
+
+
+def test_per_query_scores_go_to_queries_parquet_and_roi_finds_them_beside_the_table(tmp_path):
+    from roi.load import load_query_scores
+    from sweeps.results import QUERY_TABLE, records_to_query_table, write_query_table
+
+    cell = Cell(size=100, epochs=2, seed=0)
+    rec = _record(cell, [0.5, 0.6])
+    for r, rr in zip(rec["rows"], ([1.0, 0.0, 0.5], [1.0, 0.5, 0.5]), strict=True):
+        r["query_scores"] = {"rr": rr, "ap": [x / 2 for x in rr], "recall": [x / 4 for x in rr]}
+    old = _record(Cell(size=200, epochs=1, seed=0), [0.7])  # written before per-query scores: contributes nothing
+    q = records_to_query_table([rec, old])
+    assert list(q.columns) == ["trial_id", "epoch", "query", "rr", "ap", "recall"]
+    assert len(q) == 6 and set(q["trial_id"]) == {rec["trial_id"]}
+    assert q[q["epoch"] == 2]["rr"].tolist() == [1.0, 0.5, 0.5] and q["query"].tolist() == [0, 1, 2] * 2
+    assert write_query_table(tmp_path, [rec, old]) is not None and (tmp_path / QUERY_TABLE).is_file()
+    assert write_query_table(tmp_path / "none", [old]) is None  # nothing to write: no file
+    write_table(tmp_path, records_to_table([rec, old], k=20))
+    for where in (tmp_path, tmp_path / "results.parquet", tmp_path / "results.csv"):
+        assert load_query_scores(where)["ap"].tolist() == q["ap"].tolist()
+    named = tmp_path / "named"
+    named.mkdir()
+    (tmp_path / "results.csv").rename(named / "demo.results.csv")
+    (tmp_path / QUERY_TABLE).rename(named / f"demo.{QUERY_TABLE}")
+    assert load_query_scores(named / "demo.results.csv") is not None
+    assert load_query_scores(tmp_path / "none") is None

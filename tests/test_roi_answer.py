@@ -39,7 +39,10 @@ def test_the_answer_states_the_gain_the_drop_point_and_the_price_past_it_in_item
     (answer,) = _analysis(_found_rows()).answers
     assert answer["kind"] == "found"
     text = answer["text"]
-    assert text.startswith("mrr@20 gains +42.0% with 1,600 items; the drop point is ~700 items [")
+    # Elasticity: log2(0.3/0.2) = 0.585 at sqrt(100 x 200) = 141, log2(0.36/0.3) = 0.263 at 283; 0.3 lies
+    # 0.285/0.322 = 0.885 of the way in log N: 141.4 x 2^0.885 = 261 items (it persists: the chord to 1,600 is 0.18).
+    assert text.startswith("mrr@20 gains +42.0% with 1,600 items; past ~261 items [")
+    assert "Jina's 70%-drop point (relative to the first size, N0 = 100 items): ~700 items [" in text
     assert "past it each +1% costs 20.0x more (100 items vs 5 at the peak ROI)" in text
 
 
@@ -88,10 +91,13 @@ def test_a_never_positive_curve_says_so_in_words_not_as_a_negative_peak():
     assert summary_table(a.summary)["peak ROI (average)"].tolist() == ["never positive"] * 2  # items and GPU-s
 
 
-def test_an_unreached_drop_is_forecast_and_labelled_as_such():
+def test_an_unreached_answer_gives_the_last_elasticity_and_only_a_labelled_hint_past_the_grid():
+    # Elasticities log2(1.8) = 0.85 and log2(0.3/0.18) = 0.74: not reached by 400 items; falling 0.11 per doubling,
+    # they reach 0.3 about 3.9 doublings past 283 items: a hint, never an answer.
     a = _analysis(baseline_rows("never") + data_size_rows("never", NEVER))
     (answer,) = a.answers
-    assert answer["kind"] == "forecast" and "FORECAST drop point is ~" in answer["text"]
+    assert answer["kind"] == "not reached" and "last elasticity 0.74" in answer["text"]
+    assert "hint, not a measurement" in answer["text"] and "FORECAST" not in answer["text"]
     row = a.summary.iloc[0]
     assert row["forecast_status"] == "ok" and row["forecast_drop_cost"] > 400  # past the last measured size
     assert summary_table(a.summary)["forecast drop point [95% CI]"].iloc[0].endswith("(power law)")
@@ -143,3 +149,39 @@ def test_prices_come_from_the_flags_or_the_sweep_files_cost_section(tmp_path, ca
     assert main(["report", str(run), "--no-png"]) == 2
     assert "cost.label_cost must be a number" in capsys.readouterr().err
     assert main(["report", str(run), "--no-png", "--label-cost", "-1"]) == 2
+
+
+@pytest.mark.parametrize(
+    ("value", "state", "cost"),
+    [
+        # Labels at 1 per item, no GPU price: the next +1% costs 5, 10, 33.3, 100 and 400 per step. Worth 50: the
+        # step to 800 (100 per +1%) is the first dearer one, and the chord from 400 to 1,600 (1,200 / 6 = 200) too.
+        # In log N between 33.3 at sqrt(200 x 400) = 283 and 100 at sqrt(400 x 800) = 566:
+        # 283 x 2^(ln 1.5 / ln 3) = 365 items.
+        (50.0, "found", 200 * 2**0.5 * 2 ** (math.log(1.5) / math.log(3))),
+        (4.0, "does not pay", math.nan),  # the first size's average +1% costs 5
+        (1000.0, "pays through the grid", math.nan),
+    ],
+)
+def test_with_a_value_per_point_the_answer_gives_the_break_even_size(value, state, cost):
+    a = _analysis(_found_rows(), Prices(label_cost=1.0, value_per_point=value))
+    row = a.summary[a.summary["cost_axis"] == "size"].iloc[0]
+    assert row["break_even_state"] == state
+    if state == "found":
+        assert row["break_even_cost"] == pytest.approx(cost)
+        assert "with +1% worth 50.00, it pays up to ~365 items" in a.answers[0]["text"]
+    else:
+        assert math.isnan(row["break_even_cost"]) and state in a.answers[0]["text"]
+
+
+def test_value_per_point_is_read_from_the_sweep_files_cost_section(tmp_path):
+    from roi.price import prices_for
+
+    (tmp_path / "config.yaml").write_text("cost: {label_cost: 0.08, value_per_point: 250}\n")
+    p = prices_for(str(tmp_path), label_cost=None, gpu_hour=None, currency="", value_per_point=None)
+    assert (p.label_cost, p.value_per_point) == (0.08, 250.0)
+    assert (
+        prices_for(str(tmp_path), label_cost=None, gpu_hour=None, currency="", value_per_point=10).value_per_point == 10
+    )
+    with pytest.raises(RoiInputError):
+        Prices(value_per_point=-1.0)

@@ -38,9 +38,13 @@ def test_report_prints_the_summary_and_writes_the_report(tmp_path, capsys):
     assert main(["report", str(run), "--n-boot", "50"]) == 0
     out = capsys.readouterr().out
     assert "note: 1 failed row(s) (status == failed) dropped" in out
-    assert "70% drop point [95% CI]" in out and "grid starts at" in out
+    assert (
+        "Jina's 70%-drop point (relative to the first size)" in out
+        and "answer: e falls to 0.3" in out
+        and "grid starts at" in out
+    )
     clinc = [ln for ln in out.splitlines() if "clinc150" in ln and "labeled items" in ln and "mrr@20" in ln]
-    assert len(clinc) == 1 and "929 [" in clinc[0] and "0.002 at 200" in clinc[0]
+    assert len(clinc) == 1 and "929 (N0 = 100) [" in clinc[0] and "0.002 at 200" in clinc[0]
     banking = [ln for ln in out.splitlines() if "banking77" in ln and "labeled items" in ln and "mrr@20" in ln]
     assert "not reached within the grid" in banking[0]
     # metrics in the table's order (mrr, map, recall), not alphabetical
@@ -60,7 +64,7 @@ def test_csv_table_file_drop_and_metric_options(tmp_path, capsys):
     table_file = run / "results.csv"
     assert main(["report", str(table_file), "--metric", "mrr", "--drop", "0.5", "--n-boot", "20", "--no-png"]) == 0
     out = capsys.readouterr().out
-    assert "50% drop point [95% CI]" in out and "PNG export skipped (--no-png)" in out
+    assert "Jina's 50%-drop point" in out and "answer: e falls to 0.5" in out and "PNG export skipped (--no-png)" in out
     summary = pd.read_csv(run / "results-report" / "summary.csv")
     assert set(summary["metric"]) == {"mrr@20"}
     row = summary[(summary["dataset"] == "clinc150") & (summary["cost_axis"] == "size")].iloc[0]
@@ -188,7 +192,7 @@ def test_report_reads_a_run_folder_or_table_by_uri_and_writes_locally(tmp_path, 
     monkeypatch.chdir(tmp_path)
     assert main(["report", f"file://{run}", "--n-boot", "20", "--no-png"]) == 0
     out = capsys.readouterr().out
-    assert f"read file://{run}/results.parquet" in out and "70% drop point" in out
+    assert f"read file://{run}/results.parquet" in out and "Jina's 70%-drop point" in out
     assert (tmp_path / "demo-report" / "report.html").is_file()
     assert main(["report", f"file://{run}/results.parquet", "--n-boot", "20", "--no-png"]) == 0
     assert (tmp_path / "results-report" / "summary.csv").is_file()

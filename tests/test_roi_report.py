@@ -32,6 +32,9 @@ EXPECTED_FIGURES = {
 }
 
 
+JINA = "Jina's 70%-drop point (relative to the first size) [95% CI, seeds]"
+
+
 def html_figures(page: str) -> dict[str, dict]:
     """Figure data and layout of every ``Plotly.newPlot`` call in a page, by div id."""
     decoder = json.JSONDecoder()
@@ -109,11 +112,11 @@ def test_tables_in_four_formats_with_the_known_answers(report):
 def test_markdown_tables_are_valid_pipe_tables(report):
     rows = parse_markdown_table(report.tables["summary.md"].read_text())
     header = rows[0]
-    assert {"dataset", "metric", "baseline", "best", "70% drop point [95% CI]", "grid starts at"} <= set(header)
+    assert {"dataset", "metric", "baseline", "best", JINA, "grid starts at"} <= set(header)
     clinc = [
         r for r in rows[1:] if r[header.index("dataset")] == "clinc150" and r[header.index("cost")] == "labeled items"
     ]
-    assert clinc[0][header.index("70% drop point [95% CI]")].startswith("929 [")
+    assert clinc[0][header.index(JINA)].startswith("929 (N0 = 100) [")
     trial_rows = parse_markdown_table(report.tables["trials.md"].read_text())
     assert len(trial_rows) - 1 == len(pd.read_csv(report.tables["trials.csv"]))
 
@@ -183,7 +186,12 @@ def test_definitions_and_notes_in_html_and_readme(report):
     page = report.html.read_text(encoding="utf-8")
     readme = report.readme.read_text(encoding="utf-8")
     for text in (page, readme):
-        assert "Relative improvement" in text and "Marginal ROI" in text and "ROI-drop point" in text
+        assert (
+            "Relative improvement" in text
+            and "Marginal ROI" in text
+            and "s drop point" in text
+            and "The answer (elasticity)" in text
+        )
         assert "1 failed row(s)" in text and "NaN metric values" in text
         assert "PNG files skipped: no Chromium" in text
     assert "(m_finetuned - m_pretrained) / m_pretrained" in readme

@@ -1,10 +1,10 @@
-"""The adaptive data-size grid (``sweep.sizes: auto``): its Tune searcher on a designed curve whose drop point is known.
+"""The adaptive data-size grid (``sweep.sizes: auto``): its Tune searcher on a designed curve whose answer is known.
 
 The designed trainable (``tests/designed.py``) gives mrr@20 = 0.5 + 0.3 (1 - exp(-N / 200)) + 0.01 after one
-epoch over a baseline of 0.5, so relative improvement I(N) = (0.3 (1 - exp(-N/200)) + 0.01) / 0.5 (map@20 and
-recall@20 scale it by a constant: the same drop point). From min_size 100, average ROI I(N) / N falls to 30% of
-its peak (at 100) at N* ~ 792 items. The rule doubles 100, 200, 400, 800 (800 is below 30%), then tries the
-geometric means 566 (800 / 400 = 2 > 1.25) and 673 (800 / 566 > 1.25): 800 / 673 = 1.19 brackets N*.
+epoch over a baseline of 0.5, so relative improvement G(N) = 0.6 (1 - exp(-N/200)) + 0.02 (map@20 and recall@20
+scale it by a constant: the same elasticity). Its elasticity N G'/G falls to 0.3 at N* ~ 401 items. Read between
+sizes, the slopes are 0.64 (100-200), 0.43 (200-400), 0.18 (400-800): the rule doubles 100, 200, 400, 800, then
+finds the crossing at ~405 between 400 and 800 and tries the geometric means 566 and 476: 476 / 400 = 1.19.
 """
 
 from __future__ import annotations
@@ -49,16 +49,16 @@ TESTS = Path(__file__).resolve().parent
 ROOT = TESTS.parent
 ray.cloudpickle.register_pickle_by_value(designed)
 
-EXPECTED_ORDER = [100, 200, 400, 800, 566, 673]
+EXPECTED_ORDER = [100, 200, 400, 800, 566, 476]
 
 
 def improvement(n: float) -> float:
     return (designed_metrics(int(n), 1)["mrr@20"] - 0.5) / 0.5 if n else 0.0
 
 
-def n_star(first: int = 100) -> float:
-    threshold = 0.3 * improvement(first) / first
-    return brentq(lambda n: (0.3 * (1 - math.exp(-n / 200)) + 0.01) / 0.5 / n - threshold, first, 1e6)
+def n_star() -> float:
+    """Where the designed curve's elasticity N G'(N) / G(N) falls to 0.3 (G = 0.6 (1 - exp(-N/200)) + 0.02): ~401."""
+    return brentq(lambda n: n * 0.003 * math.exp(-n / 200) / improvement(n) - 0.3, 100, 5000)
 
 
 # --------------------------------------------------------------------------- the searcher alone (no trials)
@@ -121,7 +121,7 @@ def test_searcher_proposes_the_same_sizes_whatever_the_concurrency(concurrency):
     sizes = list(dict.fromkeys(c.size for c in ran if c.size))
     assert sizes == EXPECTED_ORDER
     assert ran[0] == Cell(0, 0, 0)  # the baseline first: every decision needs it
-    assert s.final.found and s.final.bracket == (673, 800) and 673 < n_star() <= 800
+    assert s.final.found and s.final.bracket == (400, 476) and 400 < n_star() <= 476
     assert s.sized_trials() == 12
 
 
@@ -181,16 +181,16 @@ def test_adaptive_sweep_in_tune_finds_and_brackets_the_designed_drop_point(ray_l
     pd.testing.assert_frame_equal(_values(out.table), _expected_values(), check_dtype=False)
     assert all(n == 1 for n in executions(tmp_path).values())  # every cell once
     plan = json.loads((Path(out.run_dir) / PLAN_FILE).read_text())
-    assert plan["found"] and plan["bracket"] == [673, 800] and plan["trials"] == 12
+    assert plan["found"] and plan["bracket"] == [400, 476] and plan["trials"] == 12
     from sweeps.status import run_status
 
     status = run_status(out.run_dir)  # `roi status` counts the cells the searcher proposed
     assert (len(status.done), status.total, status.left) == (13, 13, [])
-    # The report agrees: its measured drop point lies in the searcher's bracket.
+    # The report agrees: its answer lies in the searcher's bracket.
     summary = analyse(load_results(out.run_dir), metrics=["mrr@20"], n_boot=100).summary
     row = summary[summary["cost_axis"] == "size"].iloc[0]
-    assert row["drop_reached"] and 673 < row["drop_cost"] <= 800
-    assert row["drop_cost"] == pytest.approx(n_star(), rel=0.01)
+    assert row["answer_state"] == "found" and 400 <= row["answer_cost"] <= 476
+    assert row["answer_cost"] == pytest.approx(n_star(), rel=0.02)
 
 
 DRIVER = """
@@ -267,7 +267,7 @@ def test_a_killed_adaptive_sweep_resumes_to_the_same_sizes_and_table(ray_local, 
     finished_before = {f"n{s}-e{1 if s else 0}-s{seed}" for s, seed in before}
     assert not set(again) & finished_before  # nothing that had a record before the kill ran again
     plan = json.loads((run_dir / PLAN_FILE).read_text())
-    assert plan["found"] and plan["bracket"] == [673, 800]
+    assert plan["found"] and plan["bracket"] == [400, 476]
 
 
 def test_auto_sizes_in_a_sweep_file_are_validated(tmp_path):

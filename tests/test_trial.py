@@ -55,6 +55,11 @@ def test_clinc150_baseline_is_computed_and_stable(clinc):
     # MiniLM is a strong zero-shot intent retriever (data README: mRR 0.94, recall 0.50 on all 150 intents).
     assert 0.9 < m["mrr@20"] < 1.0 and 0.45 < m["recall@20"] < 0.7 and m["map@20"] < m["mrr@20"]
     assert second[0].metrics == m  # the baseline depends on neither the seed nor the run
+    # The per-query scores behind the means (roi bootstraps over them): one per evaluated query.
+    q = first[0].query_scores
+    assert set(q) == {"rr", "ap", "recall"} and len(q["rr"]) == len(prepared.queries)
+    assert np.mean(q["rr"]) == pytest.approx(m["mrr@20"], abs=1e-6)
+    assert np.mean(q["recall"]) == pytest.approx(m["recall@20"], abs=1e-6)
 
 
 @pytest.mark.slow  # MiniLM on real CLINC150
