@@ -6,15 +6,13 @@ import json
 from dataclasses import dataclass
 from pathlib import Path
 
-import yaml
-
 from sweeps.config import Cell, SweepConfig, cells_for
 from sweeps.errors import ConfigError
 from sweeps.results import RunDir, read_records
 from sweeps.runlock import lock_state
 from sweeps.runs import DRIVER_STATE, require_compatible
 from sweeps.storage import RunFolder
-from sweeps.sweepfile import saved_sweep
+from sweeps.sweepfile import parse_yaml, saved_sweep
 
 
 @dataclass(frozen=True)
@@ -36,11 +34,11 @@ def run_status(run_dir: RunDir) -> RunStatus:
         raise ConfigError("no config.yaml here: not a sweep's run folder", where=folder, fix="pass runs/<sweep name>")
     scan = read_records(folder)
     require_compatible(folder, scan)
+    raw = parse_yaml(folder.read_text("config.yaml"), where=config_path)  # a duplicate key or bad YAML: its own error
     try:
-        cfg: SweepConfig = saved_sweep(yaml.safe_load(folder.read_text("config.yaml")), where=str(config_path))
-    except (ConfigError, yaml.YAMLError) as exc:
-        problem = exc.problem if isinstance(exc, ConfigError) else "invalid YAML"
-        field = exc.field if isinstance(exc, ConfigError) else None
+        cfg: SweepConfig = saved_sweep(raw, where=str(config_path))
+    except ConfigError as exc:
+        problem, field = exc.problem, exc.field
         raise ConfigError(
             f"the run folder's saved config does not fit this version of the tool: {problem}",
             where=config_path,
