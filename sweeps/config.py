@@ -10,6 +10,7 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import json
+import math
 import types
 import typing
 from dataclasses import dataclass, field
@@ -211,8 +212,11 @@ class TrainConfig:
     def __post_init__(self) -> None:
         if self.batch_size < 2:
             raise ValueError(f"train.batch_size must be >= 2 (in-batch negatives need company), got {self.batch_size}")
-        if not self.lr > 0 or self.weight_decay < 0 or not self.temperature > 0:
-            raise ValueError("train.lr and train.temperature must be > 0 and train.weight_decay >= 0")
+        for key, value, low in (("lr", self.lr, "> 0"), ("temperature", self.temperature, "> 0")):
+            if not value > 0:
+                raise ValueError(f"train.{key} must be {low}, got {value!r}")
+        if not self.weight_decay >= 0:
+            raise ValueError(f"train.weight_decay must be >= 0, got {self.weight_decay!r}")
         if self.group_size < 2:
             raise ValueError(f"train.group_size must be >= 2 (an item needs a positive), got {self.group_size}")
         if not 0.0 <= self.warmup_ratio < 1.0:
@@ -541,14 +545,19 @@ def _coerce(tp: Any, value: Any, *, where: str, path: str) -> Any:
             raise ConfigError(f"expected an integer, got {value!r}", where=where, field=path)
         return value
     if tp is float:
-        if isinstance(value, bool) or not isinstance(value, (int, float)):
-            # YAML reads 2e-5 (no dot) as a string; accept it when it parses as a number.
-            if isinstance(value, str):
-                try:
-                    return float(value)
-                except ValueError:
-                    pass
+        number = value
+        if isinstance(value, str):  # YAML reads 2e-5 (no dot) as a string; accept it when it parses as a number.
+            try:
+                number = float(value)
+            except ValueError:
+                pass
+        if isinstance(number, bool) or not isinstance(number, (int, float)):
             raise ConfigError(f"expected a number, got {value!r}", where=where, field=path)
+        if not math.isfinite(number):  # .nan / .inf pass every `x < 0` check and would reach the trainer
+            raise ConfigError(
+                f"expected a finite number, got {value!r}", where=where, field=path, fix=f"give {path} a number"
+            )
+        value = number
         return float(value)
     if tp is str:
         if not isinstance(value, (str, int, float)) or isinstance(value, bool):

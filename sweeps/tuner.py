@@ -135,18 +135,23 @@ def run_sweep(
     if cfg.sweep.sizes == "auto":  # the adaptive grid: a Tune Searcher proposes the cells (sweeps/search.py)
         from sweeps.search import run_adaptive
 
+        before = read_records(run.folder).records
+        done_before = len({r["trial_id"] for r in before if r["status"] == "ok"})
+        print(f"[{cfg.name}] adaptive grid: {done_before} cells already done", flush=True)
         try:
             searcher, records = run_adaptive(
                 cfg,
                 folder=run.folder,
                 prepared=run.prepared,
-                records=read_records(run.folder).records,
+                records=before,
                 fit=lambda alg: _fit(run, gpus=gpus, trainable=trainable, verbose=verbose, search_alg=alg),
             )
         finally:
             table = close_run(run)
         failed = table.loc[table["status"] != "ok", "trial_id"].nunique()
-        return SweepOutcome(run.folder.location(), table, ran=len(searcher.proposed), skipped=0, failed=failed)
+        return SweepOutcome(
+            run.folder.location(), table, ran=len(searcher.proposed), skipped=done_before, failed=failed
+        )
     print(
         f"[{cfg.name}] {len(cells)} cells: {len(cells) - len(pending)} already done, {len(pending)} to run ({gpus:g} GPU/trial)",
         flush=True,
