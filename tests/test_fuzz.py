@@ -294,12 +294,18 @@ def _csv_property(roi_trial, n: int, *, derandomize: bool):
         shutil.rmtree(folder, ignore_errors=True)
 
 
-def test_fuzzed_sweep_files_end_in_a_trial_or_one_clear_error(roi_trial):
+def test_fuzzed_sweep_files_end_in_a_trial_or_one_clear_error(roi_trial, capsys):
+    OUTCOMES.clear()
     _sweep_file_property(roi_trial, FAST, derandomize=True)
+    with capsys.disabled():  # shown with -s (docs/reliability.md quotes it)
+        print(f"\nsweep files: {sum(OUTCOMES[k] for k in ('trained', 'error'))} runs, outcomes {dict(OUTCOMES)}")
 
 
-def test_fuzzed_csv_files_end_in_a_trial_or_one_clear_error(roi_trial):
+def test_fuzzed_csv_files_end_in_a_trial_or_one_clear_error(roi_trial, capsys):
+    OUTCOMES.clear()
     _csv_property(roi_trial, FAST, derandomize=True)
+    with capsys.disabled():
+        print(f"\nCSV files: {sum(OUTCOMES[k] for k in ('trained', 'error'))} runs, outcomes {dict(OUTCOMES)}")
 
 
 @pytest.mark.slow
@@ -308,7 +314,7 @@ def test_fuzzed_sweep_files_full_budget(roi_trial, capsys):
     OUTCOMES.clear()
     _sweep_file_property(roi_trial, FULL, derandomize=False)
     with capsys.disabled():
-        print(f"\nsweep files: {FULL} cases, outcomes {dict(OUTCOMES)}")
+        print(f"\nsweep files: {sum(OUTCOMES[k] for k in ('trained', 'error'))} runs, outcomes {dict(OUTCOMES)}")
 
 
 @pytest.mark.slow
@@ -317,4 +323,4 @@ def test_fuzzed_csv_files_full_budget(roi_trial, capsys):
     OUTCOMES.clear()
     _csv_property(roi_trial, FULL, derandomize=False)
     with capsys.disabled():
-        print(f"\nCSV files: {FULL} cases, outcomes {dict(OUTCOMES)}")
+        print(f"\nCSV files: {sum(OUTCOMES[k] for k in ('trained', 'error'))} runs, outcomes {dict(OUTCOMES)}")

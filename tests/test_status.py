@@ -145,3 +145,15 @@ def test_a_damaged_driver_state_is_an_interruption_not_a_traceback(tmp_path, cap
     assert code == 0 and err == "", err
     assert "interrupted:" in out and f"the driver state {DRIVER_STATE} is unreadable" in out
     assert "resume: roi sweep" in out
+
+
+def test_a_run_folders_config_with_a_key_given_twice_is_refused_naming_both_lines(tmp_path, capsys):
+    cfg = _config(tmp_path)
+    folder = _write(cfg, cells_for(cfg.sweep)[:2])
+    text = (folder.root / "config.yaml").read_text()
+    (folder.root / "config.yaml").write_text(text + "train:\n  lr: 5.0\n")  # a hand edit that YAML would keep
+    line = text.splitlines().index("train:") + 1
+    code, out, err = _status(capsys, folder.root)
+    assert code == 2 and "Traceback" not in err
+    assert f"key 'train' is given twice, at lines {line} and {len(text.splitlines()) + 1}" in err
+    assert "config.yaml" in err and "\n  fix: " in err
