@@ -61,7 +61,9 @@ def run_report(args: argparse.Namespace) -> int:
 
     try:
         if args.n_boot < 1:
-            raise RoiInputError(f"--n-boot must be >= 1; got {args.n_boot}", fix="give --n-boot 1 or more (default 1000)")
+            raise RoiInputError(
+                f"--n-boot must be >= 1; got {args.n_boot}", fix="give --n-boot 1 or more (default 1000)"
+            )
         if args.boot_seed < 0:
             raise RoiInputError(f"--boot-seed must be >= 0; got {args.boot_seed}", fix="give --boot-seed 0 or more")
         unfinished = unfinished_run(args.run_dir)
