@@ -35,7 +35,7 @@ from sweeps.cli import main  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
 SMOKE = ROOT / "sweeps" / "configs" / "smoke.yaml"
-FAST, FULL = 50, 1000
+FAST, FULL = 50, 300
 OUTCOMES: Counter = Counter()  # what the cases ended in, for docs/reliability.md (printed by the slow tests)
 
 
