@@ -52,20 +52,33 @@ def add_report_arguments(parser: argparse.ArgumentParser) -> None:
         default=None,
         help="what +1%% relative improvement is worth (e.g. 500): adds the break-even size (default: cost: section)",
     )
+    parser.add_argument(
+        "--require-complete",
+        action="store_true",
+        help="refuse (exit 2) a run folder whose sweep has not finished (default: report it, saying so first)",
+    )
 
 
 def run_report(args: argparse.Namespace) -> int:
     """Run ``roi report`` from parsed arguments; 0 on success, 2 (message on stderr) when the input is unusable."""
-    from roi.load import load_query_scores, load_results
+    from roi.load import NOTES_ATTR, load_query_scores, load_results
     from roi.price import prices_for
     from roi.report import default_out_dir, write_report
+    from roi.run_state import unfinished_run
     from roi.tables import epoch_grid_display, format_terminal, summary_table
 
     try:
         if args.n_boot < 1:
-            raise RoiInputError(f"--n-boot must be >= 1; got {args.n_boot}")
+            raise RoiInputError(
+                f"--n-boot must be >= 1; got {args.n_boot}", fix="give --n-boot 1 or more (default 1000)"
+            )
         if args.boot_seed < 0:
-            raise RoiInputError(f"--boot-seed must be >= 0; got {args.boot_seed}")
+            raise RoiInputError(f"--boot-seed must be >= 0; got {args.boot_seed}", fix="give --boot-seed 0 or more")
+        unfinished = unfinished_run(args.run_dir)
+        if unfinished is not None and args.require_complete:
+            raise RoiInputError(
+                f"{args.run_dir}: {unfinished.line}", fix=f"{unfinished.resume}, or leave out --require-complete"
+            )
         prices = prices_for(
             args.run_dir,
             label_cost=args.label_cost,
@@ -75,6 +88,8 @@ def run_report(args: argparse.Namespace) -> int:
         )
         df = load_results(args.run_dir)
         queries = load_query_scores(args.run_dir)
+        if unfinished is not None:  # in the HTML report's notes too
+            df.attrs[NOTES_ATTR] = [unfinished.line, *df.attrs.get(NOTES_ATTR, [])]
         out = args.out if args.out is not None else default_out_dir(args.run_dir)
         paths = write_report(
             df,
@@ -88,12 +103,15 @@ def run_report(args: argparse.Namespace) -> int:
             queries=queries,
         )
     except RoiInputError as exc:
-        print(f"error: {exc.message}", file=sys.stderr)
+        print(f"error: {exc.text}", file=sys.stderr)
         return EXIT_INPUT_ERROR
     analysis = paths.analysis
+    if unfinished is not None:  # first, before any number: the answer below is from part of the grid
+        print(f"{unfinished.line}\n  the answer below is from the cells that finished; resume: {unfinished.resume}")
     print(f"read {analysis.source}: metrics {', '.join(analysis.metrics)}; drop {analysis.drop:g}")
     for note in analysis.notes:
-        print(f"note: {note}")
+        if unfinished is None or note != unfinished.line:
+            print(f"note: {note}")
     print()
     for answer in analysis.answers:  # the answer first, in words
         print(f"- {answer['text']}")
@@ -122,10 +140,14 @@ def run_backtest(args: argparse.Namespace) -> int:
         metrics, _ = resolve_metrics(df, args.metric)
         table = backtest(roi_curve(relative_improvement(df, metrics=metrics)), fit_up_to=args.fit_up_to)
     except RoiInputError as exc:
-        print(f"error: {exc.message}", file=sys.stderr)
+        print(f"error: {exc.text}", file=sys.stderr)
         return EXIT_INPUT_ERROR
     if table.empty:
-        print(f"error: {args.run_dir}: no measured size above {args.fit_up_to:g} to predict", file=sys.stderr)
+        print(
+            f"error: {args.run_dir}: no measured size above {args.fit_up_to:g} to predict\n"
+            "  fix: lower --fit-up-to below the largest measured size",
+            file=sys.stderr,
+        )
         return EXIT_INPUT_ERROR
     cols = [
         "dataset",

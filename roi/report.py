@@ -108,7 +108,7 @@ def analyse(
         improvements = relative_improvement(table, metrics=chosen)
         points = roi_curve(improvements)
     except RoiInputError as exc:
-        raise RoiInputError(f"{source}: {exc.message}") from exc
+        raise RoiInputError(f"{source}: {exc.message}", fix=exc.fix) from exc
 
     nan_rows = improvements[improvements["value"].isna()].drop_duplicates(["trial_id", "epoch"])
     if len(nan_rows):

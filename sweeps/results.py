@@ -65,6 +65,7 @@ def portable_config(cfg: TrialConfig) -> dict:
     """The trial settings without the data's location (``LOCATION_FIELDS``)."""
     out = to_dict(cfg)
     out["data"] = {k: v for k, v in out["data"].items() if k not in LOCATION_FIELDS}
+    out["model"].pop("trust_package", None)  # a permission, not a setting: it changes no number
     return out
 
 

@@ -151,6 +151,16 @@ def lock_state(folder: RunFolder, *, now: float | None = None) -> str | None:
     return f"a driver is running ({describe(holder)}; heartbeat {age:.0f} s ago)"
 
 
+def driver_running(folder: RunFolder, *, now: float | None = None) -> bool:
+    """True while a driver holds ``folder``'s lock (an unreadable lock counts: a driver may be writing it)."""
+    holder = _read(folder)
+    if holder is None:
+        return False
+    if not holder:
+        return True
+    return not stale_reason(holder, now=time.time() if now is None else now, stale_after_s=STALE_AFTER_S)
+
+
 def _read(folder: RunFolder) -> dict | None:
     """The lock's content; None if there is no lock, {} if it cannot be read."""
     try:

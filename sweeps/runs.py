@@ -44,7 +44,7 @@ from sweeps.results import (
 )
 from sweeps.runlock import RunLock
 from sweeps.storage import RunFolder
-from sweeps.sweepfile import SWEEP_KEYS, to_sweep_file
+from sweeps.sweepfile import SWEEP_KEYS, parse_yaml, to_sweep_file
 
 if TYPE_CHECKING:  # the analysis half (`roi status`) imports this module without torch
     from sweeps.prepare import PreparedData
@@ -203,12 +203,10 @@ def check_saved_config(folder: RunFolder, cfg: SweepConfig) -> None:
     """Refuse to mix runs: an existing run folder's saved config must have the same trial settings."""
     if not folder.exists(CONFIG_FILE):
         return
-    import yaml
-
     saved_path = folder.location(CONFIG_FILE)
     try:
-        saved = yaml.safe_load(folder.read_text(CONFIG_FILE)) or {}
-    except (OSError, yaml.YAMLError) as exc:
+        saved = parse_yaml(folder.read_text(CONFIG_FILE), where=saved_path) or {}
+    except OSError as exc:
         raise ConfigError(
             f"the run folder's saved config cannot be read ({type(exc).__name__})",
             where=saved_path,
@@ -217,6 +215,8 @@ def check_saved_config(folder: RunFolder, cfg: SweepConfig) -> None:
     saved_trial = saved_trial_settings(saved) if isinstance(saved, dict) else {}
     if isinstance(saved_trial.get("data"), dict):
         saved_trial["data"] = {k: v for k, v in saved_trial["data"].items() if k not in LOCATION_FIELDS}
+    if isinstance(saved_trial.get("model"), dict):
+        saved_trial["model"] = {k: v for k, v in saved_trial["model"].items() if k != "trust_package"}
     diffs = _diff(saved_trial, portable_config(cfg.trial), "")
     if diffs:
         raise ConfigError(

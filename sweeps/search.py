@@ -32,9 +32,8 @@ from sweeps.config import Cell, SweepConfig, SweepSpec, cell_rule
 from sweeps.errors import DataError, SweepInterrupted
 from sweeps.prepare import PreparedData
 from sweeps.results import read_records, records_to_table, write_query_table, write_table
+from sweeps.status import PLAN_FILE  # the plan the search leaves beside the results
 from sweeps.storage import RunFolder
-
-PLAN_FILE = "adaptive.json"  # the sizes tried and the final plan, beside the results
 
 
 @dataclass(frozen=True)

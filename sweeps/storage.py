@@ -13,6 +13,7 @@ from __future__ import annotations
 import contextlib
 import io
 import os
+import re
 import tempfile
 import time
 from collections.abc import Iterator
@@ -74,6 +75,7 @@ class RunFolder:
 
     @classmethod
     def of(cls, storage: str, name: str) -> RunFolder:
+        check_path_component(name, where=None, field="name")  # also for a SweepConfig built in code
         if is_uri(storage):
             return cls(f"{storage.rstrip('/')}/{name}")
         return cls(Path(storage).expanduser().resolve() / name)
@@ -261,3 +263,17 @@ class RunFolder:
         return self.write_bytes("results.parquet", buf.getvalue()), self.write_text(
             "results.csv", df.to_csv(index=False)
         )
+
+
+def check_path_component(name: str, *, where: str | os.PathLike | None, field: str) -> str:
+    """A user-given name that becomes a folder (``<storage>/<name>``) must be one plain path component: no
+    separator, not ``.`` or ``..`` and no leading dot (``name: ".."`` would write beside ``--storage``, not in it)."""
+    if not re.fullmatch(r"[A-Za-z0-9_-][A-Za-z0-9._-]*", name):
+        raise ConfigError(
+            f"{name!r} cannot name a folder: it must be one path component (no '/' or '\\', not '.' or '..', "
+            "no leading dot)",
+            where=where,
+            field=field,
+            fix="use letters, digits, '.', '_' and '-', starting with a letter, digit, '_' or '-'",
+        )
+    return name

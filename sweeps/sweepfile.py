@@ -9,7 +9,6 @@ folder saves as ``config.yaml``: ``roi sweep runs/<name>/config.yaml`` reads it 
 from __future__ import annotations
 
 import dataclasses
-import re
 from pathlib import Path
 from typing import Any
 
@@ -18,7 +17,7 @@ import yaml
 from sweeps.config import SweepConfig, TrialConfig
 from sweeps.dataclass_io import build, to_dict
 from sweeps.errors import ConfigError
-from sweeps.storage import is_uri
+from sweeps.storage import check_path_component, is_uri
 
 # The keys of a sweep file that are not trial settings; every other top-level key is one of TrialConfig.
 SWEEP_KEYS = ("name", "sweep", "resources", "storage", "max_failures", "trial_timeout_s", "cost")
@@ -44,13 +43,7 @@ def sweep_from_dict(raw: dict[str, Any], *, where: str, base_dir: Path, default_
     trial = build(TrialConfig, trial_raw, where=where)
     trial = resolve_paths(trial, base_dir=base_dir)
     cfg = build(SweepConfig, {**sweep_raw, "trial": to_dict(trial)}, where=where)
-    if not re.fullmatch(r"[A-Za-z0-9._-]+", cfg.name):
-        raise ConfigError(
-            f"{cfg.name!r} is not a valid run name",
-            where=where,
-            field="name",
-            fix="use letters, digits, '.', '_' and '-'",
-        )
+    check_path_component(cfg.name, where=where, field="name")
     return cfg
 
 
@@ -67,6 +60,54 @@ def resolve_paths(trial: TrialConfig, *, base_dir: Path) -> TrialConfig:
     return dataclasses.replace(trial, data=dataclasses.replace(data, path=path, image_root=image_root, name=name))
 
 
+class _UniqueKeyLoader(yaml.SafeLoader):
+    """PyYAML's safe loader, but a key given twice in one mapping is an error: YAML parsers keep the last
+    duplicate silently, so a second ``train:`` section holding only ``lr`` would drop the first one's keys."""
+
+    def construct_mapping(self, node: yaml.MappingNode, deep: bool = False) -> dict:
+        seen: dict[Any, int] = {}
+        for key_node, _ in node.value:  # before super() flattens merge keys (<<), whose keys may be overridden
+            if key_node.tag == "tag:yaml.org,2002:merge":
+                continue
+            key = self.construct_object(key_node, deep=True)
+            try:
+                first = seen.get(key)
+            except TypeError:  # an unhashable key (a list or mapping as key): super() raises PyYAML's own error
+                continue
+            line = key_node.start_mark.line + 1
+            if first is not None:
+                raise DuplicateKeyError(key, first, line)
+            seen[key] = line
+        return super().construct_mapping(node, deep=deep)
+
+
+class DuplicateKeyError(yaml.YAMLError):
+    def __init__(self, key: Any, first: int, second: int):
+        super().__init__(f"duplicate key {key!r} at lines {first} and {second}")
+        self.key, self.first, self.second = key, first, second
+
+
+def parse_yaml(text: str, *, where: str | Path) -> Any:
+    """YAML text -> Python data; syntax errors and duplicate keys become a ``ConfigError`` naming the line(s)."""
+    try:
+        return yaml.load(text, Loader=_UniqueKeyLoader)  # noqa: S506 (a SafeLoader subclass)
+    except DuplicateKeyError as exc:
+        raise ConfigError(
+            f"key {exc.key!r} is given twice, at lines {exc.first} and {exc.second} (YAML would keep only the last)",
+            where=where,
+            fix=f"keep one {exc.key}: and merge the settings of both into it",
+        ) from None
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        line = f" at line {mark.line + 1}, column {mark.column + 1}" if mark is not None else ""
+        problem = getattr(exc, "problem", None) or exc
+        raise ConfigError(
+            f"invalid YAML{line}: {problem}",
+            where=where,
+            fix="check the indentation and the quoting around that line (strings with ':' or '#' need quotes)",
+        ) from None
+
+
 def read_yaml(path: str | Path) -> dict[str, Any]:
     """Parse a YAML mapping, turning I/O and syntax problems into ``ConfigError``."""
     path = Path(path)
@@ -78,12 +119,7 @@ def read_yaml(path: str | Path) -> dict[str, Any]:
         raise ConfigError(f"not UTF-8 text (byte {exc.start})", where=path, fix="save the file as UTF-8") from None
     except OSError as exc:
         raise ConfigError(f"cannot read: {exc.strerror}", where=path) from None
-    try:
-        data = yaml.safe_load(text)
-    except yaml.YAMLError as exc:
-        mark = getattr(exc, "problem_mark", None)
-        line = f" at line {mark.line + 1}, column {mark.column + 1}" if mark is not None else ""
-        raise ConfigError(f"invalid YAML{line}: {getattr(exc, 'problem', exc)}", where=path) from None
+    data = parse_yaml(text, where=path)
     if not isinstance(data, dict):
         raise ConfigError("the file must hold a YAML mapping of sections", where=path)
     return data

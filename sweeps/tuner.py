@@ -14,6 +14,7 @@ The project's extensions of Tune (the hung-trial scheduler, the callbacks, gauge
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import os
 import time
@@ -64,16 +65,39 @@ def connect(address: str | None, *, logical_gpus: int | None = None, num_cpus: i
         # Ray turns on token auth for local clusters; we keep it, and keep the dashboard off the network.
         # address="local": always a new embedded Ray. With no address ray.init() joins whatever `ray start`
         # left running on this machine (it reads /tmp/ray/ray_current_cluster), then refuses num_cpus.
-        ctx = ray.init(
-            address="local",
-            num_gpus=logical_gpus,
-            num_cpus=num_cpus,
-            dashboard_host="127.0.0.1",
-            include_dashboard=True,
-            **kwargs,
-        )
+        with _loopback_node():
+            ctx = ray.init(
+                address="local",
+                num_gpus=logical_gpus,
+                num_cpus=num_cpus,
+                dashboard_host="127.0.0.1",
+                include_dashboard=True,
+                _node_ip_address="127.0.0.1",
+                **kwargs,
+            )
     url = ctx.dashboard_url or ""
     return f"http://{url}" if url and not url.startswith("http") else url
+
+
+@contextlib.contextmanager
+def _loopback_node():
+    """Keep the embedded Ray's node address on 127.0.0.1, so every port it opens listens on loopback only.
+
+    Ray binds its servers to the node address (GCS, raylet, object manager, workers; the dashboard agent's
+    gRPC and its Prometheus metrics exporter bind to loopback when the node address is loopback), but
+    ``ray.init(_node_ip_address="127.0.0.1")`` alone is turned into the machine's own address unless
+    ``ray_constants.ENABLE_RAY_CLUSTER`` is off (the switch behind ``RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER=0``,
+    read when Ray is imported, so too late to set in the environment here). Private to Ray 2.60; the test
+    that no port listens beyond loopback (tests/test_faults.py) fails if an upgrade moves it.
+    """
+    from ray._private import ray_constants
+
+    before = ray_constants.ENABLE_RAY_CLUSTER
+    ray_constants.ENABLE_RAY_CLUSTER = False  # only while ray.init resolves the node address
+    try:
+        yield
+    finally:
+        ray_constants.ENABLE_RAY_CLUSTER = before
 
 
 def resolve_gpus(cfg: SweepConfig, *, embedded: bool) -> float:
@@ -133,18 +157,23 @@ def run_sweep(
     if cfg.sweep.sizes == "auto":  # the adaptive grid: a Tune Searcher proposes the cells (sweeps/search.py)
         from sweeps.search import run_adaptive
 
+        before = read_records(run.folder).records
+        done_before = len({r["trial_id"] for r in before if r["status"] == "ok"})
+        print(f"[{cfg.name}] adaptive grid: {done_before} cells already done", flush=True)
         try:
             searcher, records = run_adaptive(
                 cfg,
                 folder=run.folder,
                 prepared=run.prepared,
-                records=read_records(run.folder).records,
+                records=before,
                 fit=lambda alg: _fit(run, gpus=gpus, trainable=trainable, verbose=verbose, search_alg=alg),
             )
         finally:
             table = close_run(run)
         failed = table.loc[table["status"] != "ok", "trial_id"].nunique()
-        return SweepOutcome(run.folder.location(), table, ran=len(searcher.proposed), skipped=0, failed=failed)
+        return SweepOutcome(
+            run.folder.location(), table, ran=len(searcher.proposed), skipped=done_before, failed=failed
+        )
     print(
         f"[{cfg.name}] {len(cells)} cells: {len(cells) - len(pending)} already done, {len(pending)} to run ({gpus:g} GPU/trial)",
         flush=True,

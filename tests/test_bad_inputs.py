@@ -120,6 +120,24 @@ def assert_nothing_written(tmp_path: Path) -> None:
             {"data": {"delimiter": ";;"}},
             ["sweep.yaml: data.delimiter: ';;' is not a single-character delimiter"],
         ),
+        (
+            # YAML keeps the last of two keys silently: the first train: section (batch size 16) was dropped
+            "a section given twice",
+            {"text": SMOKE.read_text() + "train:\n  lr: 5.0\n"},
+            ["sweep.yaml", "key 'train' is given twice, at lines 16 and 27", "merge"],
+        ),
+        ("a key given twice", {"text": "name: a\nname: b\n"}, ["sweep.yaml", "key 'name'", "lines 1 and 2"]),
+        ("negative lr", {"train": {"lr": -0.001}}, ["sweep.yaml", "train.lr must be > 0, got -0.001"]),
+        ("NaN lr", {"text": SMOKE.read_text().replace("lr: 1.0e-3", "lr: .nan")}, ["train.lr", "got nan"]),
+        ("infinite lr", {"train": {"lr": "inf"}}, ["train.lr", "expected a finite number, got 'inf'"]),
+        ("run name ..", {"name": ".."}, ["sweep.yaml: name: '..' cannot name a folder", "one path component"]),
+        ("run name with a separator", {"name": "a/b"}, ["sweep.yaml: name: 'a/b' cannot name a folder"]),
+        ("run name with a leading dot", {"name": ".hidden"}, ["'.hidden' cannot name a folder", "no leading dot"]),
+        (
+            "a package model that is not on the list",
+            {"model": {"name": "package:evil_weights", "tiny": False}},
+            ["sweep.yaml: model.trust_package", "package:evil_weights would import", "model.trust_package: true"],
+        ),
     ],
     ids=lambda v: v if isinstance(v, str) else None,
 )
@@ -245,6 +263,18 @@ def _semicolon_csv_with_a_wrong_column(tmp_path: Path) -> tuple[dict, list[str]]
     ]
 
 
+def _one_label(tmp_path: Path) -> tuple[dict, list[str]]:
+    # every metric was 1.0000 at the baseline and at every size, and the report drew ROI curves from it
+    f = labeled_csv(tmp_path / "items.csv", labels=1, per_label=40)
+    return csv_data(f), ["items.csv", "data.label_column", "every item has the label 'topic0'", "at least two labels"]
+
+
+def _a_text_of_one_megabyte(tmp_path: Path) -> tuple[dict, list[str]]:
+    f = labeled_csv(tmp_path / "items.csv")
+    f.write_text(f.read_text() + "x" * 1_000_000 + ",topic1\n")
+    return csv_data(f), ["items.csv", "line 42: a field is longer than 131,072 characters", "shorten the text"]
+
+
 def _missing_data_file(tmp_path: Path) -> tuple[dict, list[str]]:
     return csv_data(tmp_path / "absent.csv"), ["absent.csv", "data.path", "not found"]
 
@@ -262,6 +292,8 @@ def _missing_data_file(tmp_path: Path) -> tuple[dict, list[str]]:
         _empty_dataset,
         _single_example_label,
         _semicolon_csv_with_a_wrong_column,
+        _one_label,
+        _a_text_of_one_megabyte,
         _missing_data_file,
     ],
     ids=lambda f: f.__name__.strip("_"),

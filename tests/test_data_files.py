@@ -408,9 +408,9 @@ def test_csv_delimiter_is_detected_from_the_header(tmp_path, delimiter, name):
 
 
 def test_csv_delimiter_can_be_set(tmp_path):
-    f = write(tmp_path / "items.csv", "text;label\na;x\nb;x\n")
+    f = write(tmp_path / "items.csv", "text;label\na;x\nb;x\nc;y\nd;y\n")  # two labels: one cannot be measured
     data = load_data(DataConfig(format="labeled-csv", path=str(f), delimiter=";"))
-    assert data.items == ("a", "b") and data.labels == ("x", "x")
+    assert data.items == ("a", "b", "c", "d") and data.labels == ("x", "x", "y", "y")
     raises(
         lambda: load_data(DataConfig(format="labeled-csv", path=str(f), delimiter=",")),
         "no column 'text'; the file has columns 'text;label'",

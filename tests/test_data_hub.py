@@ -353,11 +353,12 @@ def test_remote_size_reads_file_system_metadata():
 
 
 def test_hub_single_item_labels_follow_data_singletons(hub, caplog):
-    hub["tables"]["train"] = datasets.Dataset.from_dict({"text": ["a", "b", "c"], "label": ["x", "x", "y"]})
+    texts, labels = ["a", "b", "c", "d", "e"], ["x", "x", "y", "z", "z"]
+    hub["tables"]["train"] = datasets.Dataset.from_dict({"text": texts, "label": labels})
     data = load_data(DataConfig(format="hub", hub_id="x/y"))  # default: index
-    assert data.labels == ("x", "x", "y")
+    assert data.labels == ("x", "x", "y", "z", "z")
     assert "1 label(s) have a single item ('y')" in caplog.text and "distractors" in caplog.text
-    assert load_data(DataConfig(format="hub", hub_id="x/y", singletons="drop")).labels == ("x", "x")
+    assert load_data(DataConfig(format="hub", hub_id="x/y", singletons="drop")).labels == ("x", "x", "z", "z")
 
 
 def test_missing_column_lists_the_columns(hub):

@@ -335,3 +335,42 @@ def test_single_item_labels_are_index_distractors_never_queries_or_training(tmp_
     )
     split = split_data(official, SplitConfig(method="official"))
     assert split.train.items == ("a", "b") and split.eval.items == ("d", "e", "f")
+
+
+# --- a held-out set that cannot measure retrieval is refused before any training --------------------------
+
+
+def test_an_evaluation_set_of_one_label_is_refused():
+    # two labels, but the official test split holds only one: every result is relevant to every query
+    labels = ("a",) * 6 + ("b",) * 6 + ("a",) * 4
+    split = ("train",) * 12 + ("test",) * 4
+    data = LabeledItems(
+        items=tuple(f"t{i}" for i in range(16)), labels=labels, modality="text", source="d.json", official_split=split
+    )
+    with pytest.raises(DataError, match=r"d.json: split: every query in the evaluation set is answered trivially"):
+        split_data(data, SplitConfig(method="official"))
+
+
+def test_an_evaluation_set_without_a_query_is_refused():
+    # every held-out item's label has no other held-out item: nothing to find, every metric 0 whatever the model
+    labels = ("a", "a", "b", "b", "c", "d")
+    split = ("train",) * 4 + ("test",) * 2
+    data = LabeledItems(
+        items=tuple(f"t{i}" for i in range(6)), labels=labels, modality="text", source="d.json", official_split=split
+    )
+    with pytest.raises(DataError, match=r"no query in the evaluation set has a relevant item"):
+        split_data(data, SplitConfig(method="official"))
+
+
+def test_pairs_whose_evaluation_set_holds_one_document_are_refused():
+    pairs = Pairs(
+        queries=("q1", "q2", "q3", "q4"),
+        docs=("d1", "d2"),
+        doc_of=(0, 0, 1, 1),
+        query_modality="text",
+        doc_modality="text",
+        source="p.jsonl",
+        official_split=("train", "train", "test", "test"),
+    )
+    with pytest.raises(DataError, match=r"share one document, the only one in the index"):
+        split_data(pairs, SplitConfig(method="official"))

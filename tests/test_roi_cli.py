@@ -98,7 +98,7 @@ def _zero_cost():
         (lambda: _missing_baseline(full_table()), r"missing baseline: .*size == 0.*dataset=clinc150"),
         (
             lambda: full_table().drop(columns=["seed", "epoch"]),
-            r"missing column\(s\) seed, epoch; .*docs/results-schema.md",
+            r"missing column\(s\) seed, epoch\n  fix: .*docs/results-schema.md",
         ),
         (_single_point, r"single point: every curve has one grid point.*at least two"),
         (lambda: _all_nan(full_table()), r"every metric column \(mrr@20, map@20, recall@20\) is NaN"),
@@ -114,6 +114,7 @@ def test_input_errors_exit_2_with_a_message_and_write_nothing(tmp_path, capsys, 
     assert main(["report", str(run), "--n-boot", "10"]) == 2
     err = capsys.readouterr().err
     assert err.startswith("error: ") and "Traceback" not in err
+    assert "\n  fix: " in err, err  # every error says what to do, on its own line, as the sweeps' errors do
     assert str(run / "results.parquet") in err
     import re
 

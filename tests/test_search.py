@@ -177,7 +177,7 @@ def _expected_values() -> pd.DataFrame:
 def test_adaptive_sweep_in_tune_finds_and_brackets_the_designed_drop_point(ray_local, tmp_path):
     cfg = designed_adaptive_config(tmp_path, max_concurrent=2)
     out = run_sweep(cfg, prepared=DesignedPrepared(), trainable=designed_cell)
-    assert out.failed == 0
+    assert (out.failed, out.skipped, out.ran) == (0, 0, 13)
     pd.testing.assert_frame_equal(_values(out.table), _expected_values(), check_dtype=False)
     assert all(n == 1 for n in executions(tmp_path).values())  # every cell once
     plan = json.loads((Path(out.run_dir) / PLAN_FILE).read_text())
@@ -260,8 +260,10 @@ def test_a_killed_adaptive_sweep_resumes_to_the_same_sizes_and_table(ray_local, 
     assert 6 <= len(before) < 13
     (storage / "delay").unlink()
     cfg = designed_adaptive_config(storage, max_concurrent=2)
+    done = len(read_records(run_dir).records)  # also a record written between the snapshot and the kill
     out = run_sweep(cfg, resume=True, prepared=DesignedPrepared(), trainable=designed_cell)
     pd.testing.assert_frame_equal(_values(out.table), _expected_values(), check_dtype=False)
+    assert (out.skipped, out.ran) == (done, 13 - done)  # the resume counts what was already done
     counts = executions(storage)
     again = [label for label, n in counts.items() if n > 1]
     finished_before = {f"n{s}-e{1 if s else 0}-s{seed}" for s, seed in before}

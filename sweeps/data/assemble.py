@@ -108,6 +108,16 @@ def usable_index(
             fix="point data.path at a file with items",
         )
     counts = Counter(labels[i] for i in keep)
+    if len(counts) < 2:  # every item is relevant to every query: each metric is 1.0 whatever the model
+        only = next(iter(counts))
+        raise DataError(
+            f"every item has the label {only!r}: retrieval cannot be measured with one label (every result is "
+            "relevant to every query, so every metric is 1.0 whatever the model)",
+            where=source,
+            field=label_field,
+            fix=f"check {label_field} names the column of labels; the data needs at least two labels"
+            + (" (data.exclude_labels left one)" if drop else ""),
+        )
     singles = sorted(label for label, c in counts.items() if c < 2)
     if not singles:
         return keep

@@ -78,7 +78,41 @@ def split_data(data: RetrievalData, cfg: SplitConfig, *, max_eval: int | None = 
             field="split",
             fix="use more data or change split.eval_fraction",
         )
+    check_measurable(eval_set)
     return Split(train=train, eval=eval_set, eval_id=_eval_id(eval_set, cfg, max_eval), pool_id=_pool_id(train))
+
+
+def check_measurable(eval_set: RetrievalData) -> None:
+    """The held-out set must be able to tell a good model from a bad one: at least one query with a relevant
+    item and an irrelevant one in the index. Otherwise every metric is 0 (nothing to find) or 1 (nothing else
+    to find) whatever the model, and a sweep would draw ROI curves from noise-free nonsense."""
+    fix = "use more data or more labels, or raise split.eval_fraction (or change split.method / split.by)"
+    if isinstance(eval_set, LabeledItems):
+        counts = Counter(eval_set.labels)
+        if not any(c > 1 for c in counts.values()):
+            raise DataError(
+                f"no query in the evaluation set has a relevant item: its {len(eval_set)} item(s) each have a label "
+                "no other held-out item shares",
+                where=eval_set.source,
+                field="split",
+                fix=fix,
+            )
+        if len(counts) < 2:
+            raise DataError(
+                f"every query in the evaluation set is answered trivially: its {len(eval_set)} items all have the "
+                f"label {next(iter(counts))!r}, so every result is relevant and every metric is 1.0",
+                where=eval_set.source,
+                field="split",
+                fix=fix,
+            )
+    elif len(eval_set.docs) < 2:
+        raise DataError(
+            f"every query in the evaluation set is answered trivially: its {len(eval_set)} pair(s) share one "
+            "document, the only one in the index",
+            where=eval_set.source,
+            field="split",
+            fix=fix,
+        )
 
 
 def _official(data: RetrievalData, cfg: SplitConfig) -> tuple[np.ndarray, np.ndarray]:

@@ -229,6 +229,13 @@ def _csv_rows(file: Path, text: str, columns: dict[str, str], *, delimiter: str 
                     )
             rows.append((reader.line_num, values))
     except csv.Error as exc:
+        if "field larger than field limit" in str(exc):  # csv's own cap on one field (128 KiB by default)
+            raise DataError(
+                f"line {reader.line_num}: a field is longer than {csv.field_size_limit():,} characters",
+                where=file,
+                fix="shorten the text (the model reads only its first model.max_length tokens); if it is not meant "
+                'to be that long, a quote (") opened before it is not closed',
+            ) from None
         raise DataError(
             f"line {reader.line_num}: malformed CSV: {exc}", where=file, fix="check the quoting on that line"
         ) from None

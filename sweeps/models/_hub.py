@@ -41,6 +41,7 @@ def resolve_name(name: str, *, field: str = "model.name") -> str:
             field=field,
             fix=f"use {PACKAGE_PREFIX}<module>, e.g. {PACKAGE_PREFIX}{MINILM_PACKAGE}",
         )
+    _require_installed(module_name, name=name, field=field)
     try:
         module = importlib.import_module(module_name)
     except ModuleNotFoundError as exc:
@@ -65,6 +66,37 @@ def resolve_name(name: str, *, field: str = "model.name") -> str:
             fix=f"reinstall it: pip install --force-reinstall {pip_name(module_name)}",
         )
     return str(path)
+
+
+def _require_installed(module_name: str, *, name: str, field: str) -> None:
+    """``module_name`` must be the top-level package of an installed distribution, and importing it must load that
+    distribution's own file: never a ``<module>.py`` of the working folder that shadows it (a sweep file is data;
+    importing a file beside it would run whatever it holds). Which packages are trusted: ``model.trust_package``."""
+    from importlib import metadata, util
+
+    if not module_name.isidentifier():
+        raise ModelError(
+            f"cannot load model {name}: {module_name!r} is not a top-level package name",
+            field=field,
+            fix=f"use {PACKAGE_PREFIX}<module> with an installed package's import name, e.g. {MINILM_PACKAGE}",
+        )
+    dists = [metadata.distribution(d) for d in metadata.packages_distributions().get(module_name, [])]
+    if not dists:
+        raise ModelError(
+            f"cannot load model {name}: no installed distribution provides the package {module_name!r}",
+            field=field,
+            fix=f"pip install {pip_name(module_name)} (a module file of the working folder is never imported)",
+        )
+    spec = util.find_spec(module_name)
+    origin = Path(spec.origin).resolve() if spec is not None and spec.origin else None
+    installed = {Path(d.locate_file(f)).resolve() for d in dists for f in (d.files or ())}
+    if origin is None or origin not in installed:
+        raise ModelError(
+            f"cannot load model {name}: importing {module_name!r} would load {origin}, not the file of the installed "
+            f"distribution {dists[0].metadata['Name']}",
+            field=field,
+            fix=f"rename or remove {origin} (it shadows the installed package), or run from another folder",
+        )
 
 
 def looks_like_hub_id(name: str) -> bool:
