@@ -22,3 +22,9 @@ def _offline(monkeypatch):
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")
     monkeypatch.setenv("HF_DATASETS_OFFLINE", "1")
     monkeypatch.setenv("TRANSFORMERS_OFFLINE", "1")
+
+
+@pytest.fixture(autouse=True)
+def _prepared_cache(monkeypatch, tmp_path_factory):
+    # The prepared-data cache (sweeps/data/cache.py) of a test session lives in its temp folder, never in ~/.cache.
+    monkeypatch.setenv("FINETUNING_BUDGET_CACHE", str(tmp_path_factory.getbasetemp() / "prepared-cache"))
