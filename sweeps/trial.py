@@ -9,17 +9,17 @@ N items) is its ``Budget`` (``sweeps.budget``).
 from __future__ import annotations
 
 from collections.abc import Callable, Collection
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 
 import numpy as np
-import torch
 
 from sweeps.budget import Budget, EarlyStopping
+from sweeps.compiled import obtain_model
 from sweeps.config import TrialConfig
 from sweeps.data.order import group_batches, nested_order, take
 from sweeps.device import Runtime, resolve_runtime, seed_everything
 from sweeps.evaluate import evaluate
-from sweeps.models import RetrievalModel, build_model
+from sweeps.models import RetrievalModel
 from sweeps.prepare import PreparedData
 from sweeps.train import build_optimizer, build_scheduler, build_train_set, train_one_epoch
 from sweeps.validation import carve_validation, score_validation
@@ -51,6 +51,7 @@ class EpochReport:
     val_seconds: float = 0.0  # cumulative validation scoring (converged, select_epoch), not part of train_seconds
     # the reported model's validation score (budget.monitor): converged (the best epoch's), select_epoch (this epoch's)
     val_score: float | None = None
+    compile_seconds: float = 0.0  # compiling and warming up the towers for this trial (sweeps.compiled); not training
 
     def as_row(self) -> dict:
         row = asdict(self)
@@ -90,18 +91,15 @@ def run_trial(
     budget = budget if budget is not None else Budget.fixed(max(1, epochs))
     runtime = runtime or resolve_runtime(cfg.device, cfg.train.precision, task=cfg.task)
     seed_everything(seed)
-    model = (model if model is not None else build_model(cfg.model, task=cfg.task)).to(runtime.device)
-    if cfg.train.compile != "off":
-        # Every trial compiles afresh, as the independent fine-tuning job it stands for would: without the
-        # reset, the first trial a reused worker runs would pay the whole compilation and the later ones
-        # none, and cells' training seconds would not be comparable. (Inductor's on-disk cache still
-        # makes recompiling the same graphs much cheaper than the first compile on a machine.)
-        torch._dynamo.reset()
-        model.compile_towers(cfg.train.compile)
+    # This worker's kept model with the pretrained weights loaded back, or built (and compiled, warmed up) now:
+    # compilation is paid once per worker and reported apart from training (sweeps.compiled).
+    obtained = obtain_model(cfg, runtime=runtime, prepared=prepared, model=model)
+    model = obtained.model
     runtime.reset_peak_memory()
     reports: list[EpochReport] = []
 
     def emit(report: EpochReport) -> None:
+        report = replace(report, compile_seconds=obtained.compile_seconds)
         reports.append(report)
         if on_epoch is not None:
             on_epoch(report)

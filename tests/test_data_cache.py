@@ -150,4 +150,4 @@ def test_second_prepare_skips_preparation_and_says_so(tmp_path, monkeypatch, cap
     monkeypatch.setenv("FINETUNING_BUDGET_CACHE", "off")
     prepare_data(cfg)
     assert "[prepare]" not in capsys.readouterr().out  # off: no cache, nothing to say
-    assert len(list((tmp_path / "cache").iterdir())) == 2  # the pool's and the evaluation set's entries
+    assert len(list((tmp_path / "cache" / "prepared").iterdir())) == 2  # the pool's and the evaluation set's entries

@@ -15,8 +15,8 @@ name and renamed into place in one step, so a reader sees a whole entry or none;
 missing or unreadable, or whose files do not match their checksums, shapes or dtypes, is removed and rebuilt,
 never used. Only plain arrays are stored and read back (``allow_pickle=False``): a tampered entry cannot run code.
 
-Where: ``$FINETUNING_BUDGET_CACHE`` if set (``off`` disables the cache), else
-``$XDG_CACHE_HOME/finetuning-budget/prepared`` (``~/.cache/finetuning-budget/prepared``).
+Where: ``<home>/prepared`` with home ``$FINETUNING_BUDGET_CACHE`` if set (``off`` disables the cache), else
+``$XDG_CACHE_HOME/finetuning-budget`` (``~/.cache/finetuning-budget``).
 """
 
 from __future__ import annotations
@@ -51,15 +51,22 @@ class CacheOutcome:
     rebuilt: str = ""  # why an existing entry was discarded (corrupt, partial), empty otherwise
 
 
-def cache_root() -> Path | None:
-    """The cache folder (``$FINETUNING_BUDGET_CACHE``, else the XDG cache home), or None when set to ``off``."""
+def cache_home() -> Path | None:
+    """The tool's cache folder (``$FINETUNING_BUDGET_CACHE``, else ``$XDG_CACHE_HOME/finetuning-budget``), or None
+    when set to ``off``. It holds ``prepared/`` (this module) and ``compiled/`` (``sweeps.compiled``)."""
     configured = os.environ.get(ENV_VAR, "").strip()
     if configured.lower() in ("off", "none", "0"):
         return None
     if configured:
         return Path(configured).expanduser()
     base = os.environ.get("XDG_CACHE_HOME", "").strip() or str(Path.home() / ".cache")
-    return Path(base) / "finetuning-budget" / "prepared"
+    return Path(base) / "finetuning-budget"
+
+
+def cache_root() -> Path | None:
+    """The prepared-data cache folder, ``<cache_home()>/prepared``; None when the cache is off."""
+    home = cache_home()
+    return home / "prepared" if home is not None else None
 
 
 def content_key(items: Sequence[str], *, modality: str, settings: dict) -> str:
