@@ -42,7 +42,16 @@ ID_COLUMNS = (
     "epochs",
     "epoch",
 )
-COST_COLUMNS = ("train_seconds", "eval_seconds", "items_seen", "gpu_type", "num_gpus", "gpu_seconds", "peak_memory_mb")
+COST_COLUMNS = (
+    "train_seconds",
+    "eval_seconds",
+    "items_seen",
+    "gpu_type",
+    "num_gpus",
+    "gpu_seconds",
+    "peak_memory_mb",
+    "compile_seconds",  # compiling the towers for the trial (sweeps/compiled.py): held apart from train_seconds
+)
 # How long each trial trained and why it stopped (sweeps/budget.py): `steps` (optimizer steps up to the row),
 # `train_to` (the budget rule), `stop_reason` (final rows: epochs, steps, converged, cap), `final` (the trial's
 # last row: the point a data-size curve uses), `val_seconds` (validation scoring under converged or
@@ -195,6 +204,7 @@ def records_to_table(records: Iterable[dict], *, k: int) -> pd.DataFrame:
                     "stop_reason": "",
                     "val_seconds": 0.0,
                     "val_score": None,
+                    "compile_seconds": 0.0,
                 }
             )
             continue
@@ -212,6 +222,7 @@ def records_to_table(records: Iterable[dict], *, k: int) -> pd.DataFrame:
                 stop_reason=r.get("stop_reason", "epochs" if final and cell["size"] else ""),
                 val_seconds=float(r.get("val_seconds", 0.0)),
                 val_score=r.get("val_score"),
+                compile_seconds=float(r.get("compile_seconds", 0.0)),  # records before compile-once: 0
             )
             row["gpu_type"] = r.get("device", "cpu")
             row.update({key: r.get(key) for key in metric_keys(k)})
