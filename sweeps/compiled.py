@@ -69,6 +69,11 @@ def obtain_model(
     mode = "off" if cfg.train.compile == "auto" else cfg.train.compile
     if model is not None:
         model = model.to(runtime.device)
+        if mode != "off":
+            # Every compiled module shares nn.Module._call_impl's code object, whose dynamo cache holds a few
+            # entries: graphs of models no longer in use would crowd it (and fall back to eager when full).
+            forget()
+            torch._dynamo.reset()
         seconds = _compile(model, mode, cfg=cfg, runtime=runtime, prepared=prepared, key=None) if mode != "off" else 0.0
         return WorkerModel(model=model, compile_seconds=seconds, mode=mode, reused=False)
     key = model_key(cfg, runtime=runtime, mode=mode)

@@ -72,7 +72,17 @@ def portable_config(cfg: TrialConfig) -> dict:
     """The trial settings without the data's location (``LOCATION_FIELDS``)."""
     out = to_dict(cfg)
     out["data"] = {k: v for k, v in out["data"].items() if k not in LOCATION_FIELDS}
-    return out
+    return execution_neutral(out)
+
+
+def execution_neutral(trial: dict) -> dict:
+    """``trial`` (a plain trial-settings dict) with ``train.compile`` as ``off``: compiled or eager, auto or not, a
+    trial trains the same model (to float rounding, as on another device), so the setting is not part of its id
+    and a sweep's saved config matches whatever compile mode it ran under. Ids stay those of eager runs."""
+    train = trial.get("train")
+    if isinstance(train, dict) and "compile" in train:
+        trial = {**trial, "train": {**train, "compile": "off"}}
+    return trial
 
 
 def trial_id(cfg: TrialConfig, cell: Cell, *, data_id: str) -> str:
