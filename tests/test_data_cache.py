@@ -13,7 +13,7 @@ from PIL import Image
 from sweeps.config import TrialConfig, build
 from sweeps.data.cache import MANIFEST, cached_features, content_key
 from sweeps.models import build_model
-from sweeps.models.text import TokenFeatures
+from sweeps.models.text import TokenFeatures, tokenizer_key
 from sweeps.prepare import prepare_data
 from sweeps.sweepfile import resolve_paths
 
@@ -72,8 +72,9 @@ def test_key_follows_texts_order_and_settings(tower):
     assert shorter.preprocess_key() != settings
     assert key != content_key(TEXTS, modality="text", settings=shorter.preprocess_key())
     # Tokenising leaves truncation settings on the backend tokenizer: the key must not move with them.
+    before = tokenizer_key(tower.tokenizer, max_length=16)
     tower.preprocess(TEXTS)
-    assert tower.preprocess_key() == settings
+    assert tokenizer_key(tower.tokenizer, max_length=16) == before == settings
 
 
 def test_image_key_follows_file_content_not_path(tmp_path):

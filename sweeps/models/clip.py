@@ -40,7 +40,9 @@ class ClipTextTower(Tower):
         return tokenize(self.tokenizer, items, max_length=self.max_length)
 
     def preprocess_key(self) -> dict | None:
-        return tokenizer_key(self.tokenizer, max_length=self.max_length)
+        if not hasattr(self, "_preprocess_key"):  # the tokenizer's serialisation, once per tower
+            self._preprocess_key = tokenizer_key(self.tokenizer, max_length=self.max_length)
+        return self._preprocess_key
 
     def collate(self, features: TokenFeatures, index: np.ndarray) -> dict[str, torch.Tensor]:
         return pad_batch(features, index, pad_id=self.pad_id, max_positions=self.max_positions)
