@@ -45,6 +45,7 @@ OPTIONAL_FLOAT_COLUMNS: tuple[str, ...] = (
     "steps",
     "val_seconds",
     "val_score",  # the row's model on the validation carve-out of its N items; NaN without one
+    "compile_seconds",  # compiling the towers for the trial, apart from train_seconds; 0 in older tables
 )
 OPTIONAL_STRING_COLUMNS: tuple[str, ...] = ("sweep", "trial_id", "gpu_type", "error", "train_to", "stop_reason")
 # The trial's last row (the data-size curve's point); derived as epoch == epochs for tables without it.
@@ -219,7 +220,7 @@ def validate_table(raw: pd.DataFrame, *, source: str = "results table") -> pd.Da
         df["gpu_seconds"] = df["train_seconds"] * df["num_gpus"]
     for col in OPTIONAL_FLOAT_COLUMNS:
         if col not in df.columns:
-            df[col] = 0.0 if col == "val_seconds" else np.nan
+            df[col] = 0.0 if col in ("val_seconds", "compile_seconds") else np.nan
     df = _budget_columns(df, source)
     no_id = df["trial_id"] == ""
     if no_id.any():  # a foreign table without trial ids: one trial = one configured cell

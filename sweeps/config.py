@@ -30,7 +30,7 @@ DataFormat = Literal[
 LossName = Literal["auto", "supcon", "infonce", "batch-hard-triplet"]
 Schedule = Literal["constant", "warmup-constant", "warmup-linear", "warmup-cosine"]
 Precision = Literal["auto", "fp32", "bf16", "fp16"]
-CompileMode = Literal["off", "default", "reduce-overhead", "max-autotune"]
+CompileMode = Literal["auto", "off", "default", "reduce-overhead", "max-autotune"]
 Experiment = Literal["data_size", "epochs"]
 
 
@@ -195,10 +195,12 @@ class TrainConfig:
     group_size: int = 2
     precision: Precision = "auto"  # auto: bf16 autocast on a GPU that has it (fp32/TF32 for text-to-text), else fp32
     grad_clip: float | None = 1.0
-    # torch.compile the towers (default: inductor; reduce-overhead adds CUDA graphs). Every trial compiles
-    # afresh and its compile time lands in its first epoch's training seconds: GPU time a user pays. Off by
-    # default: on the CPU it gains nothing (benchmarks/RESULTS.md); on a GPU it is an option to measure first.
-    compile: CompileMode = "off"
+    # torch.compile the towers (default: inductor; reduce-overhead adds CUDA graphs), once per worker: a reused
+    # worker keeps its compiled model for its next cells (sweeps/compiled.py), and the seconds go to the results'
+    # compile_seconds, not train_seconds. auto: reduce-overhead on GPUs when the sweep's steps per worker repay the
+    # measured compile cost, else off; eager on the CPU, where compiling gains nothing (sweeps/compile_plan.py).
+    # How the towers run does not change what a trial is: trial ids and saved configs compare it as off.
+    compile: CompileMode = "auto"
     # Pairs through one shared tower (text-to-text, image-to-image pairs): embed queries and documents in
     # one forward pass of 2B rows instead of two of B; same loss, fewer and larger kernels. Applied only to
     # towers without BatchNorm (transformers, ViTs), where it is exact; BatchNorm CNNs keep one pass per side.

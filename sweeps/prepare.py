@@ -1,12 +1,15 @@
 """Load, split and preprocess a dataset once, for every trial of a sweep.
 
 Tokenising texts and decoding images is the same work for every trial on a node, so it happens here,
-once; trials index into these features. ``PreparedData`` is picklable: the sweep driver ships it to
-the workers through Ray's object store (``tune.with_parameters``).
+once; trials index into these features. The features are also cached on disk per collection of items and
+preprocessing settings (``sweeps.data.cache``): other sweep files and reruns on the same data skip the work.
+``PreparedData`` is picklable: the sweep driver ships it to the workers through Ray's object store
+(``tune.with_parameters``).
 """
 
 from __future__ import annotations
 
+import time
 from dataclasses import dataclass
 from typing import Any
 
@@ -14,11 +17,12 @@ import numpy as np
 
 from sweeps.config import TrialConfig
 from sweeps.data import load_data
+from sweeps.data.cache import CacheOutcome, cache_root, cached_features
 from sweeps.data.items import LabeledItems, Pairs, RetrievalData
 from sweeps.data.split import sample_queries, split_data
 from sweeps.dataclass_io import config_hash
 from sweeps.errors import ConfigError
-from sweeps.models import RetrievalModel, build_model
+from sweeps.models import RetrievalModel, Tower, build_model
 
 
 @dataclass(frozen=True)
@@ -75,14 +79,47 @@ def check_compatible(cfg: TrialConfig, data: RetrievalData) -> None:
         )
 
 
-def _encode(model: RetrievalModel, data: RetrievalData) -> Encoded:
+def _encode(model: RetrievalModel, data: RetrievalData, outcomes: list[CacheOutcome]) -> Encoded:
     if isinstance(data, LabeledItems):
-        return Encoded(data=data, query_features=model.query_tower.preprocess(data.items), doc_features=None)
+        return Encoded(data=data, query_features=_features(model.query_tower, data.items, outcomes), doc_features=None)
     return Encoded(
         data=data,
-        query_features=model.query_tower.preprocess(data.queries),
-        doc_features=model.doc_tower.preprocess(data.docs),
+        query_features=_features(model.query_tower, data.queries, outcomes),
+        doc_features=_features(model.doc_tower, data.docs, outcomes),
     )
+
+
+def _features(tower: Tower, items, outcomes: list[CacheOutcome]):
+    """``tower.preprocess(items)``, through the prepared-data cache (``sweeps.data.cache``) when it is on."""
+    root, settings = cache_root(), tower.preprocess_key()
+    if root is None or settings is None:
+        return tower.preprocess(items)
+    features, outcome = cached_features(
+        lambda: tower.preprocess(items), items=items, modality=tower.modality, settings=settings, root=root
+    )
+    outcomes.append(outcome)
+    return features
+
+
+def _report(dataset: str, outcomes: list[CacheOutcome], seconds: float) -> None:
+    """One line: whether preparation was skipped (and the seconds saved) or done (and cached)."""
+    if not outcomes:
+        return
+    where = cache_root()
+    for o in outcomes:
+        if o.rebuilt:
+            print(f"[prepare] {dataset}: cache entry {o.key} discarded ({o.rebuilt}); rebuilt", flush=True)
+    hits = [o for o in outcomes if o.hit]
+    if len(hits) == len(outcomes):
+        saved = sum(o.seconds for o in hits)
+        print(
+            f"[prepare] {dataset}: preparation skipped, features read from the prepared-data cache ({where}) "
+            f"in {seconds:.1f}s; {saved:.1f}s of tokenising/decoding saved",
+            flush=True,
+        )
+    else:
+        built = sum(o.seconds for o in outcomes if not o.hit)
+        print(f"[prepare] {dataset}: features prepared in {built:.1f}s and cached in {where}", flush=True)
 
 
 def prepare_data(cfg: TrialConfig, *, model: RetrievalModel | None = None) -> PreparedData:
@@ -93,10 +130,14 @@ def prepare_data(cfg: TrialConfig, *, model: RetrievalModel | None = None) -> Pr
     model = model if model is not None else build_model(cfg.model, task=cfg.task)
     queries = sample_queries(split.eval, max_queries=cfg.eval.max_queries, seed=cfg.eval.query_seed)
     eval_id = config_hash({"split": split.eval_id, "queries": queries.tolist()}, length=12)
+    outcomes: list[CacheOutcome] = []
+    start = time.perf_counter()
+    pool, eval_set = _encode(model, split.train, outcomes), _encode(model, split.eval, outcomes)
+    _report(cfg.data.name, outcomes, time.perf_counter() - start)
     return PreparedData(
         dataset=cfg.data.name,
-        pool=_encode(model, split.train),
-        eval=_encode(model, split.eval),
+        pool=pool,
+        eval=eval_set,
         queries=queries,
         eval_id=eval_id,
         data_id=config_hash({"eval": eval_id, "pool": split.pool_id}, length=12),

@@ -44,7 +44,16 @@ ID_COLUMNS = (
     "epochs",
     "epoch",
 )
-COST_COLUMNS = ("train_seconds", "eval_seconds", "items_seen", "gpu_type", "num_gpus", "gpu_seconds", "peak_memory_mb")
+COST_COLUMNS = (
+    "train_seconds",
+    "eval_seconds",
+    "items_seen",
+    "gpu_type",
+    "num_gpus",
+    "gpu_seconds",
+    "peak_memory_mb",
+    "compile_seconds",  # compiling the towers for the trial (sweeps/compiled.py): held apart from train_seconds
+)
 # How long each trial trained and why it stopped (sweeps/budget.py): `steps` (optimizer steps up to the row),
 # `train_to` (the budget rule), `stop_reason` (final rows: epochs, steps, converged, cap), `final` (the trial's
 # last row: the point a data-size curve uses), `val_seconds` (validation scoring under converged, validated or
@@ -66,7 +75,17 @@ def portable_config(cfg: TrialConfig) -> dict:
     out = to_dict(cfg)
     out["data"] = {k: v for k, v in out["data"].items() if k not in LOCATION_FIELDS}
     out["model"].pop("trust_package", None)  # a permission, not a setting: it changes no number
-    return out
+    return execution_neutral(out)
+
+
+def execution_neutral(trial: dict) -> dict:
+    """``trial`` (a plain trial-settings dict) with ``train.compile`` as ``off``: compiled or eager, auto or not, a
+    trial trains the same model (to float rounding, as on another device), so the setting is not part of its id
+    and a sweep's saved config matches whatever compile mode it ran under. Ids stay those of eager runs."""
+    train = trial.get("train")
+    if isinstance(train, dict) and "compile" in train:
+        trial = {**trial, "train": {**train, "compile": "off"}}
+    return trial
 
 
 def trial_id(cfg: TrialConfig, cell: Cell, *, data_id: str) -> str:
@@ -194,6 +213,7 @@ def records_to_table(records: Iterable[dict], *, k: int) -> pd.DataFrame:
                     "stop_reason": "",
                     "val_seconds": 0.0,
                     "val_score": None,
+                    "compile_seconds": 0.0,
                 }
             )
             continue
@@ -211,6 +231,7 @@ def records_to_table(records: Iterable[dict], *, k: int) -> pd.DataFrame:
                 stop_reason=r.get("stop_reason", "epochs" if final and cell["size"] else ""),
                 val_seconds=float(r.get("val_seconds", 0.0)),
                 val_score=r.get("val_score"),
+                compile_seconds=float(r.get("compile_seconds", 0.0)),  # records before compile-once: 0
             )
             row["gpu_type"] = r.get("device", "cpu")
             row.update({key: r.get(key) for key in metric_keys(k)})

@@ -35,6 +35,7 @@ from sweeps.results import (
     RecordScan,
     RunDir,
     corrupt_relpath,
+    execution_neutral,
     portable_config,
     read_records,
     records_to_table,
@@ -217,7 +218,7 @@ def check_saved_config(folder: RunFolder, cfg: SweepConfig) -> None:
         saved_trial["data"] = {k: v for k, v in saved_trial["data"].items() if k not in LOCATION_FIELDS}
     if isinstance(saved_trial.get("model"), dict):
         saved_trial["model"] = {k: v for k, v in saved_trial["model"].items() if k != "trust_package"}
-    diffs = _diff(saved_trial, portable_config(cfg.trial), "")
+    diffs = _diff(execution_neutral(saved_trial), portable_config(cfg.trial), "")
     if diffs:
         raise ConfigError(
             f"the run folder {folder} holds results of different trial settings: {'; '.join(diffs[:6])}",

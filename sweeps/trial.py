@@ -14,14 +14,14 @@ from collections.abc import Callable, Collection
 from dataclasses import asdict, dataclass, field, replace
 
 import numpy as np
-import torch
 
 from sweeps.budget import Budget
+from sweeps.compiled import obtain_model
 from sweeps.config import TrialConfig
 from sweeps.data.order import group_batches, nested_order, take
 from sweeps.device import Runtime, resolve_runtime, seed_everything
 from sweeps.evaluate import evaluate
-from sweeps.models import RetrievalModel, build_model
+from sweeps.models import RetrievalModel
 from sweeps.prepare import PreparedData
 from sweeps.train import EpochStats, TrainSet, build_optimizer, build_scheduler, build_train_set, train_one_epoch
 from sweeps.validation import ValidationSet, carve_validation, score_validation
@@ -56,6 +56,7 @@ class EpochReport:
     # epoch's)
     val_score: float | None = None
     query_scores: dict[str, list[float]] = field(default_factory=dict)  # rr, ap, recall per held-out query
+    compile_seconds: float = 0.0  # compiling and warming up the towers for this trial (sweeps.compiled); not training
 
     def as_row(self) -> dict:
         row = asdict(self)
@@ -129,11 +130,16 @@ def run_trial(
     budget = budget if budget is not None else Budget.fixed(max(1, epochs))
     runtime = runtime or resolve_runtime(cfg.device, cfg.train.precision, task=cfg.task)
     seed_everything(seed)
-    model = _pretrained(cfg, model, runtime=runtime)
+    # This worker's kept model with the pretrained weights loaded back, or built (and compiled, warmed up) now:
+    # compilation is paid once per worker and reported apart from training (sweeps.compiled).
+    obtained = obtain_model(cfg, runtime=runtime, prepared=prepared, model=model)
+    model = obtained.model
+    runtime.reset_peak_memory()
     reports: list[EpochReport] = []
 
     def emit(progress: Progress) -> None:
-        reports.append(evaluate_epoch(model, prepared, cfg, runtime=runtime, progress=progress))
+        report = evaluate_epoch(model, prepared, cfg, runtime=runtime, progress=progress)
+        reports.append(replace(report, compile_seconds=obtained.compile_seconds))
         if on_epoch is not None:
             on_epoch(reports[-1])
 
@@ -191,20 +197,6 @@ def run_trial(
         # Free the accelerator before the next trial in the same worker process.
         model = None
         runtime.release()
-
-
-def _pretrained(cfg: TrialConfig, model: RetrievalModel | None, *, runtime: Runtime) -> RetrievalModel:
-    """The model to fine-tune, on the trial's device (compiled if ``train.compile`` says so)."""
-    model = (model if model is not None else build_model(cfg.model, task=cfg.task)).to(runtime.device)
-    if cfg.train.compile != "off":
-        # Every trial compiles afresh, as the independent fine-tuning job it stands for would: without the
-        # reset, the first trial a reused worker runs would pay the whole compilation and the later ones
-        # none, and cells' training seconds would not be comparable. (Inductor's on-disk cache still
-        # makes recompiling the same graphs much cheaper than the first compile on a machine.)
-        torch._dynamo.reset()
-        model.compile_towers(cfg.train.compile)
-    runtime.reset_peak_memory()
-    return model
 
 
 def _trial_items(

@@ -26,6 +26,7 @@ import pandas as pd
 import ray
 from ray import tune
 
+from sweeps.compile_plan import plan_compile, with_compile
 from sweeps.config import Cell, SweepConfig, cells_for
 from sweeps.dataclass_io import config_hash, to_dict
 from sweeps.errors import ConfigError, SweepInterrupted
@@ -197,8 +198,11 @@ def _fit(run: Run, *, gpus: float, trainable: Callable, verbose: int, search_alg
     cfg, pending, folder, prepared = run.cfg, run.pending, run.folder, run.prepared
     # A fresh Tune experiment per call, over the cells without a finished record (see the module docstring).
     experiment = f"tune-{config_hash([to_dict(c) for c in pending], length=8)}-{time.strftime('%Y%m%d-%H%M%S')}"
+    # train.compile auto -> a mode, decided once for the cells of this fit and printed (sweeps/compile_plan.py)
+    decision = plan_compile(cfg, pending, gpus_per_trial=gpus, cluster_gpus=ray.cluster_resources().get("GPU", 0.0))
+    print(f"[{cfg.name}] {decision.line()}", flush=True)
     trainable = tune.with_resources(
-        tune.with_parameters(trainable, sweep=cfg, prepared=prepared, num_gpus=gpus),
+        tune.with_parameters(trainable, sweep=with_compile(cfg, decision.mode), prepared=prepared, num_gpus=gpus),
         {"cpu": cfg.resources.cpus, "gpu": gpus},
     )
 

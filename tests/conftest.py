@@ -104,3 +104,9 @@ def ray_local(_ray_session) -> LocalRay:
     shared = LocalRay(metrics_port=_ray_session, gcs_address=ray.get_runtime_context().gcs_address)
     _SHARED["ray"] = shared
     return shared
+
+
+@pytest.fixture(autouse=True)
+def _prepared_cache(monkeypatch, tmp_path_factory):
+    # The prepared-data cache (sweeps/data/cache.py) of a test session lives in its temp folder, never in ~/.cache.
+    monkeypatch.setenv("FINETUNING_BUDGET_CACHE", str(tmp_path_factory.getbasetemp() / "prepared-cache"))

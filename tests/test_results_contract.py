@@ -83,3 +83,14 @@ def test_the_schema_document_lists_exactly_the_written_columns():
     documented |= {"mrr@20", "map@20", "recall@20"}  # documented together as `mrr@{k}`, `map@{k}`, `recall@{k}`
     documented = {c for c in documented if "{" not in c}
     assert documented == set(result_columns(20))
+
+
+def test_compile_seconds_is_written_and_older_tables_read_it_as_zero(tmp_path):
+    compiled = _record(Cell(100, 1, 0), [0.6])
+    compiled["rows"][0]["compile_seconds"] = 12.5  # a trial that compiled its towers (sweeps/compiled.py)
+    older = _record(Cell(200, 1, 0), [0.7])  # a record written before the column existed
+    table = records_to_table([_record(Cell(0, 0, 0), [0.5]), compiled, older], k=20)
+    assert table.set_index("size")["compile_seconds"].to_dict() == {0: 0.0, 100: 12.5, 200: 0.0}
+    assert table.set_index("size")["train_seconds"].to_dict()[100] == 10.0  # not folded into training
+    write_table(tmp_path, table.drop(columns=["compile_seconds"]))  # a table from before compile-once
+    assert (load_results(tmp_path)["compile_seconds"] == 0.0).all()

@@ -35,6 +35,11 @@ class Tower(nn.Module):
         """Texts -> token ids, image paths -> uint8 pixels; CPU, once per dataset."""
         raise NotImplementedError
 
+    def preprocess_key(self) -> dict | None:
+        """What ``preprocess``'s output depends on besides the items, JSON-able: the prepared-data cache's key
+        (``sweeps.data.cache``). None: not cached."""
+        return None
+
     def collate(self, features: Features, index: np.ndarray) -> dict[str, torch.Tensor]:
         """The CPU batch of the items at ``index`` (positions into ``features``)."""
         raise NotImplementedError

@@ -13,7 +13,7 @@ from sweeps.models._hub import load_pretrained, looks_like_hub_id, offline_clip_
 from sweeps.models._images import ImageSpec
 from sweeps.models.base import Tower, seeded
 from sweeps.models.image import ImageTower
-from sweeps.models.text import TokenFeatures, join_padded, pad_batch, tokenize
+from sweeps.models.text import TokenFeatures, join_padded, pad_batch, tokenize, tokenizer_key
 
 # OpenAI CLIP's pixel statistics, for checkpoints that ship no preprocessor_config.json.
 OPENAI_CLIP_MEAN = (0.48145466, 0.4578275, 0.40821073)
@@ -38,6 +38,11 @@ class ClipTextTower(Tower):
 
     def preprocess(self, items: Sequence[str]) -> TokenFeatures:
         return tokenize(self.tokenizer, items, max_length=self.max_length)
+
+    def preprocess_key(self) -> dict | None:
+        if not hasattr(self, "_preprocess_key"):  # the tokenizer's serialisation, once per tower
+            self._preprocess_key = tokenizer_key(self.tokenizer, max_length=self.max_length)
+        return self._preprocess_key
 
     def collate(self, features: TokenFeatures, index: np.ndarray) -> dict[str, torch.Tensor]:
         return pad_batch(features, index, pad_id=self.pad_id, max_positions=self.max_positions)

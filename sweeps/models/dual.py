@@ -36,6 +36,9 @@ class ProjectedTower(Tower):
     def preprocess(self, items: Sequence[str]) -> Features:
         return self.inner.preprocess(items)
 
+    def preprocess_key(self) -> dict | None:
+        return self.inner.preprocess_key()
+
     def collate(self, features: Features, index: np.ndarray) -> dict[str, torch.Tensor]:
         return self.inner.collate(features, index)
 

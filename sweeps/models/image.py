@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -50,6 +51,12 @@ class ImageTower(Tower):
 
     def preprocess(self, items: Sequence[str]) -> ImageFeatures:
         return decode_images(items, self.spec)
+
+    def preprocess_key(self) -> dict | None:
+        import PIL
+
+        # Resampling filters have changed between Pillow releases: pixels are the version's.
+        return {"image": dataclasses.asdict(self.spec), "pillow": PIL.__version__}
 
     def collate(self, features: ImageFeatures, index: np.ndarray) -> dict[str, torch.Tensor]:
         return {"pixels": features.batch(index)}  # (B, 3, S, S) uint8, channels_last

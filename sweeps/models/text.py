@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import hashlib
+import json
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Literal
@@ -53,6 +55,20 @@ def tokenize(tokenizer, items: Sequence[str], *, max_length: int) -> TokenFeatur
     return TokenFeatures(flat=flat, offsets=offsets)
 
 
+def tokenizer_key(tokenizer, *, max_length: int) -> dict | None:
+    """The prepared-data cache key of ``tokenize(tokenizer, ..., max_length=...)``: the fast tokenizer's whole
+    serialisation (vocab, normaliser, special tokens) hashed; None for a tokenizer without one (not cached)."""
+    backend = getattr(tokenizer, "backend_tokenizer", None)
+    if backend is None:
+        return None
+    spec = json.loads(backend.to_str())
+    # Calls with truncation=True leave their settings on the backend; what they are is max_length's business.
+    spec.pop("truncation", None)
+    spec.pop("padding", None)
+    blob = json.dumps(spec).encode()  # the library writes its keys in a fixed order
+    return {"tokenizer": type(tokenizer).__name__, "spec": hashlib.sha256(blob).hexdigest(), "max_length": max_length}
+
+
 def pad_batch(
     features: TokenFeatures, index: np.ndarray, *, pad_id: int, max_positions: int
 ) -> dict[str, torch.Tensor]:
@@ -100,6 +116,13 @@ class HFTextTower(Tower):
 
     def preprocess(self, items: Sequence[str]) -> TokenFeatures:
         return tokenize(self.tokenizer, items, max_length=self.max_length)
+
+    def preprocess_key(self) -> dict | None:
+        if not hasattr(
+            self, "_preprocess_key"
+        ):  # serialising a 30k-token vocab costs a noticeable fraction of a second
+            self._preprocess_key = tokenizer_key(self.tokenizer, max_length=self.max_length)
+        return self._preprocess_key
 
     def collate(self, features: TokenFeatures, index: np.ndarray) -> dict[str, torch.Tensor]:
         return pad_batch(features, index, pad_id=self.pad_id, max_positions=self.max_positions)
