@@ -44,6 +44,13 @@ def add_report_arguments(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument("--gpu-hour", type=float, default=None, help="price of one GPU-hour (e.g. 2.50)")
     parser.add_argument("--currency", default="", help="currency shown beside prices (e.g. EUR)")
+    parser.add_argument(
+        "--mlflow",
+        default=None,
+        metavar="URI",
+        help="also log a summary run per sweep (the answer's numbers, the prices, the report as artifacts) to this "
+        "MLflow tracking URI, e.g. sqlite:///mlflow.db (docs/tracking.md; needs the tracking extra)",
+    )
 
 
 def run_report(args: argparse.Namespace) -> int:
@@ -71,6 +78,13 @@ def run_report(args: argparse.Namespace) -> int:
             png=not args.no_png,
             prices=prices,
         )
+        if args.mlflow:
+            from roi.tracking import log_report
+
+            # the experiment of each sweep in the table (tables without a sweep column: the run folder's name)
+            named = df["sweep"].dropna().astype(str) if "sweep" in df else []
+            sweeps = sorted({s for s in named if s}) or [str(args.run_dir).rstrip("/").rsplit("/", 1)[-1]]
+            ids = log_report(paths, uri=args.mlflow, sweeps=sweeps, source=str(args.run_dir))
     except RoiInputError as exc:
         print(f"error: {exc.message}", file=sys.stderr)
         return EXIT_INPUT_ERROR
@@ -91,6 +105,8 @@ def run_report(args: argparse.Namespace) -> int:
     print(f"note: {paths.png_note}")
     print(f"report: {paths.html}")
     print(f"tables and figures: {paths.out_dir}")
+    if args.mlflow:
+        print(f"mlflow: summary run {', '.join(ids)} in experiment {', '.join(sweeps)} at {args.mlflow}")
     return 0
 
 
