@@ -135,7 +135,7 @@ def _ray_pids(temp_root: str) -> list[int]:
 
 @pytest.mark.slow
 @pytest.mark.ray
-@pytest.mark.timeout(900)
+@pytest.mark.timeout(2400)
 def test_smoke_sweep_on_s3_killed_resumed_then_status_and_report_on_the_uri(s3_env, tmp_path):
     from sweeps.results import read_records
     from sweeps.status import run_status
@@ -153,15 +153,15 @@ def test_smoke_sweep_on_s3_killed_resumed_then_status_and_report_on_the_uri(s3_e
     roi = [sys.executable, "-m", "sweeps"]
     sweep = [*roi, "sweep", str(sweep_file), "--storage", storage]
     log_path = tmp_path / "driver.log"
+    with open(log_path, "w") as log:
+        proc = subprocess.Popen(
+            sweep, cwd=tmp_path, env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True
+        )
     try:
-        with open(log_path, "w") as log:
-            proc = subprocess.Popen(
-                sweep, cwd=tmp_path, env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True
-            )
-        deadline = time.time() + 600
+        deadline = time.time() + 1200  # generous: a loaded CI machine imports torch in every worker
         while len([r for r in read_records(run).records if r["status"] == "ok"]) < 2:
             assert proc.poll() is None, log_path.read_text()[-3000:]
-            assert time.time() < deadline, "no 2 records within 10 minutes: " + log_path.read_text()[-3000:]
+            assert time.time() < deadline, "no 2 records within 20 minutes: " + log_path.read_text()[-3000:]
             time.sleep(0.2)
         os.killpg(proc.pid, signal.SIGKILL)  # the driver and its Ray, at once
         proc.wait(timeout=30)
@@ -169,6 +169,9 @@ def test_smoke_sweep_on_s3_killed_resumed_then_status_and_report_on_the_uri(s3_e
         while _ray_pids(temp_root) and time.time() < deadline:
             time.sleep(0.2)
     finally:
+        if proc.poll() is None:  # a failed wait: the driver must not outlive the test
+            os.killpg(proc.pid, signal.SIGKILL)
+            proc.wait(timeout=30)
         for pid in _ray_pids(temp_root):
             os.kill(pid, signal.SIGKILL)
     killed = {r["trial_id"] for r in read_records(run).records}
@@ -176,7 +179,7 @@ def test_smoke_sweep_on_s3_killed_resumed_then_status_and_report_on_the_uri(s3_e
     status = run_status(run)  # read from the bucket: the killed driver's cells are interrupted, not lost
     assert len(status.done) == len(killed) and status.in_progress and status.driver is not None
 
-    done = subprocess.run([*sweep, "--resume"], cwd=tmp_path, env=env, capture_output=True, text=True, timeout=700)
+    done = subprocess.run([*sweep, "--resume"], cwd=tmp_path, env=env, capture_output=True, text=True, timeout=1200)
     shutil.rmtree(temp_root, ignore_errors=True)
     assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
     assert f"[s3smoke] 4 cells: {len(killed)} already done, {4 - len(killed)} to run" in done.stdout
