@@ -204,3 +204,87 @@ def test_smoke_sweep_on_s3_killed_resumed_then_status_and_report_on_the_uri(s3_e
 
     trials = pd.read_csv(out / "trials.csv")
     assert sorted(trials["size"].unique()) == [32, 48, 64] and set(trials["seed"]) == {0}
+
+
+DESIGNED_DRIVER = """
+import sys, time
+sys.path.insert(0, {tests!r})
+import ray
+import designed
+ray.cloudpickle.register_pickle_by_value(designed)
+from sweeps.tuner import run_sweep
+
+
+def slow_cell(config, **kwargs):  # the designed trainable at 1.5 s a cell, so that a kill lands mid-sweep
+    time.sleep(1.5)
+    designed.designed_cell(config, **kwargs)
+
+
+ray.init(address="local", num_cpus=2, num_gpus=0, include_dashboard=False, log_to_driver=False)
+cfg = designed.designed_config(sys.argv[1], name="s3designed", sizes=(50, 100, 200, 400), seeds=(0, 1), epochs=2)
+out = run_sweep(cfg, resume=True, prepared=designed.DesignedPrepared(), trainable=slow_cell)
+print("finished", out.ran, out.skipped, out.failed, flush=True)
+"""
+
+
+@pytest.mark.slow
+@pytest.mark.ray
+@pytest.mark.timeout(1200)
+def test_designed_sweep_on_s3_killed_resumed_then_status_and_report_on_the_uri(s3_env, tmp_path, capsys):
+    """The same path as the smoke test with the designed trainable (no model: minutes less on a loaded machine),
+    its 9 cells' values known."""
+    from designed import designed_metrics
+
+    from sweeps.cli import main
+    from sweeps.results import read_records
+    from sweeps.status import run_status
+
+    storage = f"s3://{BUCKET}/designed"
+    run = f"{storage}/s3designed"
+    script = tmp_path / "driver.py"
+    script.write_text(DESIGNED_DRIVER.format(tests=str(Path(__file__).resolve().parent)))
+    temp_root = tempfile.mkdtemp(prefix="rays3", dir="/tmp")
+    env = {k: v for k, v in os.environ.items() if k != "RAY_ADDRESS"} | s3_env | {"RAY_TMPDIR": temp_root}
+    log_path = tmp_path / "driver.log"
+    with open(log_path, "w") as log:  # cwd: the designed trainable's marker files land under tmp_path
+        proc = subprocess.Popen(
+            [sys.executable, str(script), storage],
+            cwd=tmp_path,
+            env=env,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
+    try:
+        deadline = time.time() + 600
+        while len(read_records(run).records) < 3:
+            assert proc.poll() is None, log_path.read_text()[-3000:]
+            assert time.time() < deadline, log_path.read_text()[-3000:]
+            time.sleep(0.2)
+    finally:
+        if proc.poll() is None:
+            os.killpg(proc.pid, signal.SIGKILL)  # the driver and its Ray, mid-sweep
+            proc.wait(timeout=30)
+        for pid in _ray_pids(temp_root):
+            os.kill(pid, signal.SIGKILL)
+    killed = {r["trial_id"] for r in read_records(run).records}
+    assert 3 <= len(killed) < 9, f"the kill came too late: {len(killed)} records"
+    status = run_status(run)
+    assert len(status.done) == len(killed) and status.in_progress and status.driver is not None
+
+    done = subprocess.run(
+        [sys.executable, str(script), storage], cwd=tmp_path, env=env, capture_output=True, text=True, timeout=600
+    )
+    shutil.rmtree(temp_root, ignore_errors=True)
+    assert done.returncode == 0 and f"finished {9 - len(killed)} {len(killed)} 0" in done.stdout, (
+        done.stdout[-3000:] + done.stderr[-3000:]
+    )
+    records = read_records(run).records
+    assert len(records) == 9 and killed <= {r["trial_id"] for r in records}
+    for r in records:
+        size, last = r["cell"]["size"], r["rows"][-1]
+        assert last["mrr@20"] == pytest.approx(designed_metrics(size, 0 if size == 0 else 2)["mrr@20"])
+    assert main(["status", run]) == 0 and "s3designed: 9/9 done, 0 failed" in capsys.readouterr().out
+    out = tmp_path / "report"
+    assert main(["report", run, "--no-png", "--n-boot", "20", "--out", str(out)]) == 0
+    assert f"read {run}/results.parquet" in capsys.readouterr().out and (out / "report.html").is_file()
