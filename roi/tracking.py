@@ -11,6 +11,7 @@ file, so the store is one folder that ``mlflow ui --backend-store-uri sqlite:///
 from __future__ import annotations
 
 import math
+import numbers
 import os
 import time
 from collections.abc import Sequence
@@ -40,6 +41,9 @@ SUMMARY_FIELDS = (
     "first_cost",
     "last_cost",
     "n_seeds",
+    "forecast_drop_cost",  # past the grid: the fitted learning curve's drop point (roi.forecast)
+    "forecast_drop_low",
+    "forecast_drop_high",
 )
 PRIMARY_AXIS = {"data_size": "size", "epochs": "train_seconds"}  # the answer's axis per experiment (roi.answer)
 
@@ -99,7 +103,7 @@ def log_values(
     batch_metrics = [
         Metric(metric_name(k), float(v), now, int(step))
         for k, v in (metrics or {}).items()
-        if isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v)
+        if isinstance(v, numbers.Real) and not isinstance(v, bool) and math.isfinite(v)  # NaN: not reached, left out
     ]
     mlflow.log_batch(
         run_id,
