@@ -6,7 +6,7 @@ BIN    := $(VENV)/bin
 # elsewhere the same pins come from the package index.
 FIND_LINKS := $(foreach d,/opt/pypi-more/files /opt/pypi/files /opt/wheels,$(if $(wildcard $(d)),--find-links $(d)))
 TORCH_PINS := torch==2.14.1 torchvision==0.29.1
-EXTRAS ?= cpu,offline,dev,png
+EXTRAS ?= cpu,offline,dev,png,tracking
 CONFIG ?= sweeps/configs/default.yaml
 
 .PHONY: help install test test-all lint run smoke report gpu-bundle clean

@@ -57,6 +57,13 @@ def add_report_arguments(parser: argparse.ArgumentParser) -> None:
         action="store_true",
         help="refuse (exit 2) a run folder whose sweep has not finished (default: report it, saying so first)",
     )
+    parser.add_argument(
+        "--mlflow",
+        default=None,
+        metavar="URI",
+        help="also log a summary run per sweep (the answer's numbers, the prices, the report as artifacts) to this "
+        "MLflow tracking URI, e.g. sqlite:///mlflow.db (docs/tracking.md; needs the tracking extra)",
+    )
 
 
 def run_report(args: argparse.Namespace) -> int:
@@ -102,6 +109,13 @@ def run_report(args: argparse.Namespace) -> int:
             prices=prices,
             queries=queries,
         )
+        if args.mlflow:
+            from roi.tracking import log_report
+
+            # the experiment of each sweep in the table (tables without a sweep column: the run folder's name)
+            named = df["sweep"].dropna().astype(str) if "sweep" in df else []
+            sweeps = sorted({s for s in named if s}) or [str(args.run_dir).rstrip("/").rsplit("/", 1)[-1]]
+            ids = log_report(paths, uri=args.mlflow, sweeps=sweeps, source=str(args.run_dir))
     except RoiInputError as exc:
         print(f"error: {exc.text}", file=sys.stderr)
         return EXIT_INPUT_ERROR
@@ -125,6 +139,8 @@ def run_report(args: argparse.Namespace) -> int:
     print(f"note: {paths.png_note}")
     print(f"report: {paths.html}")
     print(f"tables and figures: {paths.out_dir}")
+    if args.mlflow:
+        print(f"mlflow: summary run {', '.join(ids)} in experiment {', '.join(sweeps)} at {args.mlflow}")
     return 0
 
 

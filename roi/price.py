@@ -61,21 +61,20 @@ def prices_for(
     value_per_point: float | None = None,
 ) -> Prices:
     """Prices from the flags, each missing one from the run folder's ``config.yaml`` ``cost:`` section (the sweep
-    file's), when ``run_dir`` is a local run folder that has one.
+    file's), when ``run_dir`` is a run folder (local, or a URI on object storage) that has one.
 
     Raises:
         RoiInputError: a ``cost:`` section that is not a mapping of numbers.
     """
-    from pathlib import Path
 
     saved: dict = {}
-    path = Path(run_dir) / "config.yaml"
-    if "://" not in str(run_dir) and path.is_file():
+    path, text = _saved_config(run_dir)
+    if text is not None:
         import yaml
 
         try:
-            saved = (yaml.safe_load(path.read_text(encoding="utf-8")) or {}).get("cost") or {}
-        except (OSError, UnicodeDecodeError, yaml.YAMLError, AttributeError) as exc:
+            saved = (yaml.safe_load(text) or {}).get("cost") or {}
+        except (yaml.YAMLError, AttributeError) as exc:
             raise RoiInputError(f"{path}: cannot read its cost: section ({type(exc).__name__})") from exc
         if not isinstance(saved, dict):
             raise RoiInputError(f"{path}: cost: must hold label_cost, gpu_hour, currency and value_per_point")
@@ -92,6 +91,33 @@ def prices_for(
         currency=currency or str(saved.get("currency") or ""),
         value_per_point=number(value_per_point, "value_per_point"),
     )
+
+
+def _saved_config(run_dir: str) -> tuple[str, str | None]:
+    """(where, text) of the run folder's ``config.yaml``; text None where there is none (a table file).
+
+    A URI is read through pyarrow, as the table is (credentials from the environment); a URI that cannot be
+    read here gives None: the table's own read right after names the problem.
+    """
+    from pathlib import Path
+
+    if "://" in str(run_dir):
+        import pyarrow.fs as pafs
+
+        uri = f"{str(run_dir).rstrip('/')}/config.yaml"
+        try:
+            fs, path = pafs.FileSystem.from_uri(uri)
+            with fs.open_input_stream(path) as handle:
+                return uri, handle.read().decode("utf-8")
+        except (OSError, ValueError):  # UnicodeDecodeError is a ValueError
+            return uri, None
+    path = Path(run_dir) / "config.yaml"
+    if not path.is_file():
+        return str(path), None
+    try:
+        return str(path), path.read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as exc:
+        raise RoiInputError(f"{path}: cannot read its cost: section ({type(exc).__name__})") from exc
 
 
 def price_table(points: pd.DataFrame, prices: Prices | None = None) -> pd.DataFrame:

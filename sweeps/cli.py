@@ -74,6 +74,13 @@ def _cmd_sweep(args: argparse.Namespace) -> int:
     cfg = load_sweep_config(args.config)
     if args.storage:
         cfg = dataclasses.replace(cfg, storage=args.storage)
+    if args.mlflow or args.tensorboard:
+        tracking = dataclasses.replace(
+            cfg.tracking,
+            mlflow=args.mlflow or cfg.tracking.mlflow,
+            tensorboard=args.tensorboard or cfg.tracking.tensorboard,
+        )
+        cfg = dataclasses.replace(cfg, tracking=tracking)
     outcome = run_sweep(
         cfg, address=args.address, resume=args.resume, logical_gpus=args.logical_gpus, verbose=args.verbose
     )
@@ -101,6 +108,18 @@ def _add_sweep(sub) -> None:
         default=None,
         help="results root (default: the file's storage, runs/): a local folder, a shared mount (NFS/EFS), or an "
         "object-store URI such as s3://bucket/prefix (credentials from the environment or instance role)",
+    )
+    p.add_argument(
+        "--mlflow",
+        default=None,
+        metavar="URI",
+        help="also log one MLflow run per trial to this tracking URI, e.g. sqlite:///mlflow.db (default: the file's "
+        "tracking.mlflow; docs/tracking.md)",
+    )
+    p.add_argument(
+        "--tensorboard",
+        action="store_true",
+        help="also write TensorBoard event files per trial under <run folder>/tensorboard (tracking.tensorboard)",
     )
     p.add_argument(
         "--logical-gpus",

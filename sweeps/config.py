@@ -436,6 +436,28 @@ class CostConfig:
 
 
 @dataclass(frozen=True)
+class TrackingConfig:
+    """Experiment trackers the driver also writes to (``sweeps/tracking.py``, docs/tracking.md); the records stay
+    the source of truth, and a tracker that is down only warns."""
+
+    # MLflow tracking URI: a local store (sqlite:///mlflow.db, relative to where roi sweep runs) or a server
+    # (http://host:5000); "" = off. The MLflow experiment is the sweep's name; each trial is one run.
+    mlflow: str = ""
+    tensorboard: bool = False  # scalars per trial and epoch under <run folder>/tensorboard/<trial id>/
+
+    def __post_init__(self) -> None:
+        from urllib.parse import urlsplit
+
+        if urlsplit(self.mlflow).password is not None:  # the URI is saved in config.yaml and printed
+            raise ConfigError(
+                "the MLflow tracking URI carries a password",
+                field="tracking.mlflow",
+                fix="remove it from the URI; MLflow reads MLFLOW_TRACKING_USERNAME/MLFLOW_TRACKING_PASSWORD "
+                "(or MLFLOW_TRACKING_TOKEN) from the environment",
+            )
+
+
+@dataclass(frozen=True)
 class SweepConfig:
     """A whole sweep file: the trial settings plus the grid, resources and storage."""
 
@@ -449,6 +471,7 @@ class SweepConfig:
     max_failures: int = 2  # retries of a trial after a crash (Ray FailureConfig)
     trial_timeout_s: float | None = None  # stop a trial that reports nothing for this long
     cost: CostConfig = field(default_factory=CostConfig)  # prices for the report (roi/price.py)
+    tracking: TrackingConfig = field(default_factory=TrackingConfig)  # MLflow / TensorBoard (sweeps/tracking.py)
 
     def __post_init__(self) -> None:
         from sweeps.storage import check_storage

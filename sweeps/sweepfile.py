@@ -20,7 +20,7 @@ from sweeps.errors import ConfigError
 from sweeps.storage import check_path_component, is_uri
 
 # The keys of a sweep file that are not trial settings; every other top-level key is one of TrialConfig.
-SWEEP_KEYS = ("name", "sweep", "resources", "storage", "max_failures", "trial_timeout_s", "cost")
+SWEEP_KEYS = ("name", "sweep", "resources", "storage", "max_failures", "trial_timeout_s", "cost", "tracking")
 
 
 def load_sweep_config(path: str | Path) -> SweepConfig:

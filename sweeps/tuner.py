@@ -33,6 +33,7 @@ from sweeps.errors import ConfigError, SweepInterrupted
 from sweeps.prepare import PreparedData
 from sweeps.results import make_record, read_records, trial_id, write_record
 from sweeps.runs import Run, close_run, mark_running, open_run
+from sweeps.tracking import tracking_callbacks
 from sweeps.trainable import fit_cell
 from sweeps.tune_ext import ProgressCallback, RecordCallback, TrialTimeout, describe_error
 
@@ -252,6 +253,8 @@ def _fit(run: Run, *, gpus: float, trainable: Callable, verbose: int, search_alg
             callbacks=[
                 RecordCallback(folder, written),
                 ProgressCallback(cfg.name, total=len(pending) if not search_alg else cfg.sweep.max_trials + 1),
+                # MLflow, TensorBoard (tracking: in the sweep file), keyed by trial id like the records
+                *tracking_callbacks(cfg, folder, dataset=dataset, eval_set=eval_id, data_id=data_id),
             ],
             verbose=verbose,
         ),
