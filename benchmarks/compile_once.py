@@ -44,7 +44,8 @@ def worker(model: str, cells: int) -> dict:
     import torch
 
     from sweeps.compiled import obtain_model
-    from sweeps.config import TrialConfig, build, to_dict
+    from sweeps.config import TrialConfig
+    from sweeps.dataclass_io import build, to_dict
     from sweeps.device import resolve_runtime
     from sweeps.prepare import prepare_data
     from sweeps.sweepfile import load_sweep_config

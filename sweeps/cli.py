@@ -184,9 +184,7 @@ def _message(exc: UserError) -> str:
     if exc.fix:
         return exc.message
     what = f"{exc.field} in {exc.where}" if exc.field and exc.where else exc.field or exc.where or "the input"
-    return (
-        f"{exc.message}\n  fix: correct {what} (the sweep file's sections and allowed values: docs/sweep-files.md)"
-    )
+    return f"{exc.message}\n  fix: correct {what} (the sweep file's sections and allowed values: docs/sweep-files.md)"
 
 
 _TRAINING_MODULES = {"torch", "torchvision", "transformers", "ray", "faiss", "datasets"}

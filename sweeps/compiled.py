@@ -28,7 +28,8 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
-from sweeps.config import TrialConfig, config_hash, to_dict
+from sweeps.config import TrialConfig
+from sweeps.dataclass_io import config_hash, to_dict
 from sweeps.data.cache import cache_home
 from sweeps.data.items import Pairs
 from sweeps.device import Runtime

@@ -10,7 +10,8 @@ import pytest
 import torch
 
 from sweeps import compiled
-from sweeps.config import TrialConfig, build
+from sweeps.config import TrialConfig
+from sweeps.dataclass_io import build
 from sweeps.device import resolve_runtime
 from sweeps.models import build_model
 from sweeps.prepare import prepare_data

@@ -10,7 +10,8 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from sweeps.config import TrialConfig, build
+from sweeps.config import TrialConfig
+from sweeps.dataclass_io import build
 from sweeps.data.cache import MANIFEST, cached_features, content_key
 from sweeps.models import build_model
 from sweeps.models.text import TokenFeatures, tokenizer_key

@@ -46,7 +46,7 @@ class TrainingWouldStart(Exception):
 def _stub_model(cfg, *, task):
     if cfg.kind not in ("hf-text", "clip", "dual", "torchvision", "efficientnet-lite0"):
         raise AssertionError(f"an unknown model.kind reached the model: {cfg.kind!r}")
-    tower = types.SimpleNamespace(preprocess=lambda items: list(items))
+    tower = types.SimpleNamespace(preprocess=lambda items: list(items), preprocess_key=lambda: None)
     return types.SimpleNamespace(query_tower=tower, doc_tower=tower)
 
 

@@ -234,14 +234,22 @@ def test_folder_without_a_model_is_a_model_error(tmp_path):
 
 def test_missing_package_names_the_pip_package():
     with pytest.raises(ModelError) as info:
-        build_model(ModelConfig(kind="hf-text", name="package:no_such_weights_pkg"), task="text-to-text")
+        build_model(
+            ModelConfig(kind="hf-text", name="package:no_such_weights_pkg", trust_package=True), task="text-to-text"
+        )
     assert info.value.field == "model.name"
-    assert info.value.fix == "pip install no-such-weights-pkg"
+    assert info.value.fix.startswith("pip install no-such-weights-pkg")
+
+
+def test_trusted_package_must_be_an_installed_distribution():
+    # json is importable (the standard library) but no distribution provides it: never imported as weights
+    with pytest.raises(ModelError, match="no installed distribution provides the package 'json'"):
+        build_model(ModelConfig(kind="hf-text", name="package:json", trust_package=True), task="text-to-text")
 
 
 def test_package_without_get_model_path_is_a_model_error():
-    with pytest.raises(ModelError, match="get_model_path"):
-        build_model(ModelConfig(kind="hf-text", name="package:json"), task="text-to-text")
+    with pytest.raises(ModelError, match="get_model_path"):  # PyYAML is installed and has no get_model_path
+        build_model(ModelConfig(kind="hf-text", name="package:yaml", trust_package=True), task="text-to-text")
 
 
 @pytest.mark.parametrize("task", ["image-to-image", "text-to-image"])

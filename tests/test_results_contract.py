@@ -79,7 +79,8 @@ def test_every_column_roi_knows_is_one_sweeps_writes():
 
 
 def test_the_schema_document_lists_exactly_the_written_columns():
-    documented = set(re.findall(r"^\| `([^`]+)`", SCHEMA.read_text(), flags=re.M))
+    results_part = SCHEMA.read_text().split("## Per-query scores")[0]  # the results table, not queries.parquet's
+    documented = set(re.findall(r"^\| `([^`]+)`", results_part, flags=re.M))
     documented |= {"mrr@20", "map@20", "recall@20"}  # documented together as `mrr@{k}`, `map@{k}`, `recall@{k}`
     documented = {c for c in documented if "{" not in c}
     assert documented == set(result_columns(20))
@@ -94,3 +95,10 @@ def test_compile_seconds_is_written_and_older_tables_read_it_as_zero(tmp_path):
     assert table.set_index("size")["train_seconds"].to_dict()[100] == 10.0  # not folded into training
     write_table(tmp_path, table.drop(columns=["compile_seconds"]))  # a table from before compile-once
     assert (load_results(tmp_path)["compile_seconds"] == 0.0).all()
+
+
+def test_the_schema_document_lists_exactly_the_per_query_columns():
+    from sweeps.results import QUERY_COLUMNS
+
+    queries_part = SCHEMA.read_text().split("## Per-query scores")[1]
+    assert set(re.findall(r"^\| `([^`]+)`", queries_part, flags=re.M)) == set(QUERY_COLUMNS)
