@@ -29,9 +29,9 @@ import numpy as np
 import torch
 
 from sweeps.config import TrialConfig
-from sweeps.dataclass_io import config_hash, to_dict
 from sweeps.data.cache import cache_home
 from sweeps.data.items import Pairs
+from sweeps.dataclass_io import config_hash, to_dict
 from sweeps.device import Runtime
 from sweeps.models import RetrievalModel, build_model
 from sweeps.prepare import PreparedData

@@ -11,8 +11,8 @@ import pytest
 from PIL import Image
 
 from sweeps.config import TrialConfig
-from sweeps.dataclass_io import build
 from sweeps.data.cache import MANIFEST, cached_features, content_key
+from sweeps.dataclass_io import build
 from sweeps.models import build_model
 from sweeps.models.text import TokenFeatures, tokenizer_key
 from sweeps.prepare import prepare_data
