@@ -17,6 +17,7 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import os
+import sys
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -67,18 +68,42 @@ def connect(address: str | None, *, logical_gpus: int | None = None, num_cpus: i
         # Ray turns on token auth for local clusters; we keep it, and keep the dashboard off the network.
         # address="local": always a new embedded Ray. With no address ray.init() joins whatever `ray start`
         # left running on this machine (it reads /tmp/ray/ray_current_cluster), then refuses num_cpus.
-        with _loopback_node():
-            ctx = ray.init(
-                address="local",
-                num_gpus=logical_gpus,
-                num_cpus=num_cpus,
-                dashboard_host="127.0.0.1",
-                include_dashboard=True,
-                _node_ip_address="127.0.0.1",
-                **kwargs,
-            )
+        ctx = _start_embedded(logical_gpus=logical_gpus, num_cpus=num_cpus, **kwargs)
     url = ctx.dashboard_url or ""
     return f"http://{url}" if url and not url.startswith("http") else url
+
+
+DASHBOARD_STARTUP_S = 300  # Ray's own default is 60 s, which a busy 2-core machine can miss
+
+
+def _start_embedded(*, logical_gpus: int | None, num_cpus: int | None, **kwargs):
+    """``ray.init`` of a new local Ray with the dashboard, or without it when the dashboard does not come up.
+
+    Ray fails the whole ``ray.init`` when its dashboard process does not report within
+    ``RAY_DASHBOARD_STARTUP_TIMEOUT_S`` (60 s by default), which happens on a loaded machine. The dashboard
+    is for watching; the sweep does not need it: wait longer (unless the user set the variable), and if it
+    still fails, say so and run without it.
+    """
+    from ray._private import ray_constants
+
+    if "RAY_DASHBOARD_STARTUP_TIMEOUT_S" not in os.environ:  # read by Ray at import: set the constant itself
+        ray_constants.RAY_DASHBOARD_STARTUP_TIMEOUT_S = max(
+            ray_constants.RAY_DASHBOARD_STARTUP_TIMEOUT_S, DASHBOARD_STARTUP_S
+        )
+    options = dict(address="local", num_gpus=logical_gpus, num_cpus=num_cpus, _node_ip_address="127.0.0.1", **kwargs)
+    with _loopback_node():
+        try:
+            return ray.init(dashboard_host="127.0.0.1", include_dashboard=True, **options)
+        except Exception as exc:  # Ray raises a bare Exception with the dashboard's log lines
+            if ray.is_initialized():
+                ray.shutdown()
+            reason = str(exc).strip().splitlines()[-1][:200] if str(exc).strip() else type(exc).__name__
+            print(
+                f"warning: the Ray dashboard did not start ({reason}); running the sweep without it "
+                "(roi status RUN shows progress; set RAY_DASHBOARD_STARTUP_TIMEOUT_S to wait longer)",
+                file=sys.stderr,
+            )
+            return ray.init(include_dashboard=False, **options)
 
 
 @contextlib.contextmanager

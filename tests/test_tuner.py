@@ -235,3 +235,34 @@ def test_connect_starts_its_own_ray_unless_a_cluster_is_named(monkeypatch, flag,
     assert connect(flag, num_cpus=2, logical_gpus=0) == "http://127.0.0.1:8265"
     assert seen["address"] == expected
     assert ("num_cpus" in seen) == (expected == "local")  # only an embedded Ray takes resources
+
+
+def test_a_dashboard_that_does_not_start_leaves_a_sweep_without_it_not_dead(monkeypatch, capsys):
+    # On a loaded machine Ray's dashboard can miss its startup deadline, and ray.init then raises a bare
+    # Exception: the sweep must still run (warned, no dashboard), and the deadline is raised first.
+    from ray._private import ray_constants
+
+    from sweeps.tuner import DASHBOARD_STARTUP_S, connect
+
+    calls: list[dict] = []
+
+    class Context:
+        dashboard_url = ""
+
+    def init(**kwargs):
+        calls.append(kwargs)
+        if kwargs["include_dashboard"]:
+            raise Exception("\nFailed to start the dashboard")
+        return Context()
+
+    monkeypatch.setattr(ray, "is_initialized", lambda: False)
+    monkeypatch.setattr(ray, "init", init)
+    monkeypatch.delenv("RAY_ADDRESS", raising=False)
+    monkeypatch.delenv("RAY_DASHBOARD_STARTUP_TIMEOUT_S", raising=False)
+    monkeypatch.setattr(ray_constants, "RAY_DASHBOARD_STARTUP_TIMEOUT_S", 60)
+    assert connect(None, num_cpus=2, logical_gpus=0) == ""
+    assert [c["include_dashboard"] for c in calls] == [True, False]
+    assert calls[1]["num_cpus"] == 2 and calls[1]["_node_ip_address"] == "127.0.0.1"
+    assert ray_constants.RAY_DASHBOARD_STARTUP_TIMEOUT_S == DASHBOARD_STARTUP_S
+    err = capsys.readouterr().err
+    assert "dashboard did not start (Failed to start the dashboard)" in err and "without it" in err
