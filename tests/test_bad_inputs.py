@@ -327,6 +327,7 @@ def test_more_items_than_the_pool_holds_is_refused_before_anything_runs(capsys, 
     assert_nothing_written(tmp_path)
 
 
+@pytest.mark.slow  # 23 s: waits out the hub client without a network
 @pytest.mark.timeout(60)
 def test_unknown_model_id_without_network(capsys, tmp_path):
     data = csv_data(labeled_csv(tmp_path / "items.csv"))

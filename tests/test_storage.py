@@ -71,6 +71,7 @@ from sweeps.tuner import run_sweep  # noqa: E402
 ray.cloudpickle.register_pickle_by_value(designed)  # workers cannot import the tests folder
 
 
+@pytest.mark.slow  # a Tune sweep through a URI; tests/test_s3.py covers the store in the fast tier
 @pytest.mark.ray
 @pytest.mark.timeout(120)
 def test_designed_sweep_on_a_uri_writes_resumes_and_reports_through_the_uri_path(

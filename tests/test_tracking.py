@@ -199,6 +199,7 @@ def test_designed_sweep_one_run_per_trial_with_params_epochs_and_seconds_then_ex
     assert len(list((run_dir / "tensorboard").iterdir())) == 4
 
 
+@pytest.mark.slow  # a second sweep and a resume; the one-run-per-trial test covers MLflow in the fast tier
 @pytest.mark.ray
 @pytest.mark.timeout(180)
 def test_tracker_down_warns_and_a_later_resume_fills_the_runs_in_from_the_records(ray_local, tmp_path, store, capsys):

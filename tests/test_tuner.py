@@ -110,6 +110,7 @@ def test_the_saved_config_yaml_is_a_sweep_file_roi_sweep_accepts_as_it_is(ray_lo
     assert (again.run_dir, again.ran, again.skipped) == (out.run_dir, 0, 2)
 
 
+@pytest.mark.slow  # 25 s: a second Tune run on logical GPUs; the designed sweep covers the driver in the fast tier
 def test_fractional_gpus_pack_trials_on_one_card(ray_local, smoke, tmp_path):
     (tmp_path / "delay").write_text("1.0")
     cfg = _cfg(smoke, tmp_path, sizes=(50, 100, 200, 400), seeds=(0,), gpus=0.25, cpus=0.25)
