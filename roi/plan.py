@@ -304,7 +304,8 @@ def plan_table(
 
 def describe_plan(plan: RoundPlan, prices: Prices | None = None, *, goal: float | None = None) -> list[str]:
     """The plan as lines: verdict, the next round's expected score with its interval, its cost and price per +1%,
-    and (``goal``: a target metric value) whether the round is expected to reach it."""
+    and (``goal``: a target metric value) whether the round is expected to reach it. ``plan.notes`` are left out:
+    they repeat across curves, so the caller prints them once."""
     prices = prices or Prices()
     metric, a = plan.key["metric"], plan.answer
     ratio = 1.0 / a.target
@@ -341,8 +342,7 @@ def describe_plan(plan: RoundPlan, prices: Prices | None = None, *, goal: float 
     lines.append(_cost_line(plan, prices))
     if goal is not None:
         lines.append(_goal_line(plan, goal))
-    lines += [f"note: {n}" for n in plan.notes]
-    return lines
+    return lines  # plan.notes are the caller's to print once
 
 
 def _cost_line(plan: RoundPlan, prices: Prices) -> str:

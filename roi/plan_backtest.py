@@ -135,11 +135,36 @@ def coverage(table: pd.DataFrame) -> pd.DataFrame:
     return chosen.reset_index(drop=True)
 
 
+def coverage_summary(cov: pd.DataFrame) -> pd.DataFrame:
+    """Per dataset and method: cases, how many landed inside, the median and largest absolute error (pp)."""
+    out = (
+        cov.assign(abs_error=cov["error_pp"].abs())
+        .groupby(["dataset", "method"], sort=True)
+        .agg(
+            cases=("inside", "size"),
+            inside=("inside", "sum"),
+            median_abs_error_pp=("abs_error", "median"),
+            max_abs_error_pp=("abs_error", "max"),
+        )
+        .reset_index()
+    )
+    total = {
+        "dataset": "all",
+        "method": "both",
+        "cases": len(cov),
+        "inside": int(cov["inside"].sum()),
+        "median_abs_error_pp": float(cov["error_pp"].abs().median()),
+        "max_abs_error_pp": float(cov["error_pp"].abs().max()),
+    }
+    return pd.concat([out, pd.DataFrame([total])], ignore_index=True)
+
+
 def coverage_display(cov: pd.DataFrame) -> pd.DataFrame:
     """The coverage table for docs: one row per case."""
     return pd.DataFrame(
         {
             "dataset": cov["dataset"],
+            "table": cov["source"],
             "setting": cov["setting"],
             "metric": cov["metric"],
             "N -> M": [f"{n:,.0f} -> {m:,.0f}" for n, m in zip(cov["n"], cov["m"], strict=True)],
@@ -187,6 +212,8 @@ def main(argv: list[str] | None = None) -> int:
     cov = coverage(table)
     print(f"one-round backtest of roi plan on {len(paths)} tables: {len(cov)} cases, {int(cov['inside'].sum())} inside")
     print()
+    print(to_markdown(coverage_summary(cov), float_digits=3), end="")
+    print()
     print(to_markdown(coverage_display(cov)), end="")
     print()
     print(to_markdown(margins(table), float_digits=3), end="")
@@ -201,4 +228,4 @@ if __name__ == "__main__":
     raise SystemExit(main())
 
 
-__all__ = ["Margin", "cases", "coverage", "margins", "main"]
+__all__ = ["Margin", "cases", "coverage", "coverage_summary", "margins", "main"]

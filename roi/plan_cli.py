@@ -126,6 +126,11 @@ def run_plan(args: argparse.Namespace) -> int:
         print(f"- {lines[0]}")
         for line in lines[1:]:
             print(f"  {line}")
+    notes = dict.fromkeys(n for plan in plans for n in plan.notes)
+    if notes:
+        print()
+    for note in notes:
+        print(f"note: {note}")
     return 0
 
 

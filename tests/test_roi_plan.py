@@ -163,3 +163,20 @@ def test_the_packaged_margins_file_is_what_the_backtest_command_writes(tmp_path)
     packaged = (root / "roi" / "forecast_errors.csv").read_text(encoding="utf-8")
     body = [ln for ln in out.read_text(encoding="utf-8").splitlines() if not ln.startswith("#")]
     assert body == [ln for ln in packaged.splitlines() if not ln.startswith("#")]
+
+
+def test_python_m_roi_plan_runs_without_torch_ray_or_faiss(tmp_path):
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    run = _run(tmp_path)
+    code = (
+        "import sys, roi.cli, roi.plan, roi.frontier, roi.plan_cli, roi.plan_backtest; "
+        f"rc = roi.cli.main(['plan', {str(run)!r}]); heavy = {{'torch', 'ray', 'faiss', 'sweeps'}} & set(sys.modules); "
+        "assert rc == 0 and not heavy, (rc, heavy)"
+    )
+    root = Path(__file__).resolve().parents[1]
+    done = subprocess.run([sys.executable, "-c", code], cwd=root, capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr
+    assert "keep labeling" in done.stdout or "stop" in done.stdout
