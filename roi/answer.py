@@ -8,6 +8,7 @@ ROI" of a negative number.
 from __future__ import annotations
 
 import math
+from dataclasses import dataclass
 
 import pandas as pd
 
@@ -22,19 +23,36 @@ NEVER_POSITIVE = "fine-tuning did not beat the pretrained model on this data at 
 PRIMARY = {"data_size": "size", "epochs": "train_seconds"}
 
 
+@dataclass(frozen=True)
+class Answer:
+    """The answer for one curve, in words.
+
+    Attributes:
+        dataset, metric, experiment, setting: the curve (``setting`` says what the experiment kept fixed).
+        kind: ``found``, ``below``, ``not reached`` or ``never positive``.
+        text: the sentence the report opens with; every number in it comes from the summary.
+    """
+
+    dataset: str
+    metric: str
+    experiment: str
+    setting: str
+    kind: str
+    text: str
+
+
 def recommendations(
     summary: pd.DataFrame,
     *,
     forecasts: dict[tuple, Forecast] | None = None,
     prices: pd.DataFrame | None = None,
     price_spec: Prices | None = None,
-) -> list[dict]:
+) -> list[Answer]:
     """One answer per curve on its experiment's own axis (labeled items, training seconds).
 
     Returns:
-        Dicts with the curve's dataset, metric, experiment and setting, ``text`` (the sentence) and ``kind``
-        (``found``, ``below``, ``not reached``, ``never positive``): the elasticity answer first (``roi.elasticity``),
-        then Jina's drop point, named with the first size it is relative to.
+        An ``Answer`` per curve: the elasticity answer first (``roi.elasticity``), then Jina's drop point, named
+        with the first size it is relative to.
     """
     forecasts = forecasts or {}
     price_spec = price_spec or Prices()
@@ -63,16 +81,7 @@ def recommendations(
         named = several + (["setting"] if tuple(row[k] for k in curve_keys) in shared else [])
         if named:  # which dataset, where the report holds more than one (model, eval set, setting likewise)
             text = f"{' · '.join(str(row[k]) for k in named)}: {text}"
-        out.append(
-            {
-                "dataset": row["dataset"],
-                "metric": row["metric"],
-                "experiment": row["experiment"],
-                "setting": row["setting"],
-                "kind": kind,
-                "text": text,
-            }
-        )
+        out.append(Answer(row["dataset"], row["metric"], row["experiment"], row["setting"], kind, text))
     return out
 
 

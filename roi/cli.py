@@ -128,7 +128,7 @@ def run_report(args: argparse.Namespace) -> int:
             print(f"note: {note}")
     print()
     for answer in analysis.answers:  # the answer first, in words
-        print(f"- {answer['text']}")
+        print(f"- {answer.text}")
     print()
     print(format_terminal(summary_table(analysis.summary)))
     print()

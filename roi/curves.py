@@ -7,7 +7,7 @@ Definitions (also in ``docs/roi.md``):
 - average ROI = relative improvement / cost; marginal ROI = delta improvement / delta cost between neighbouring
   grid points of one seed (undefined at the first grid point);
 - drop point = the smallest cost after the peak ROI at which ROI has fallen to (1 - drop) x peak, linearly
-  interpolated between the two grid points that bracket the crossing.
+  interpolated between the two grid points that bracket the crossing (``roi.drop_point``, re-exported here).
 
 ROI is undefined at cost 0, so the baseline is only the reference, never a point of a curve.
 """
@@ -16,15 +16,28 @@ from __future__ import annotations
 
 import math
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
 
 import numpy as np
 import pandas as pd
 
+from roi.drop_point import DEFAULT_DROP, DropInterval, DropPoint, bootstrap_drop_point, drop_point
 from roi.epoch_grid import best_epoch_points, best_epochs
 from roi.errors import RoiInputError
 
-DEFAULT_DROP = 0.7
+__all__ = [  # the drop point lives in roi.drop_point; its names stay importable from here
+    "DEFAULT_DROP",
+    "DropInterval",
+    "DropPoint",
+    "aggregate_seeds",
+    "bootstrap_drop_point",
+    "check_drop",
+    "drop_point",
+    "relative_improvement",
+    "roi_curve",
+    "select_points",
+    "summarize",
+]
+
 # A curve: one line of a chart. `setting` holds what the experiment keeps fixed (epochs=E or size=N).
 GROUP_KEY: tuple[str, ...] = ("task", "model", "dataset", "eval_set", "experiment", "setting", "metric")
 CURVE_KEY: tuple[str, ...] = GROUP_KEY + ("cost_axis",)
@@ -60,62 +73,6 @@ _ROW_COLUMNS: tuple[str, ...] = (
     "final",
     "val_score",
 )
-
-
-@dataclass(frozen=True)
-class DropPoint:
-    """Where ROI has fallen to (1 - drop) x its peak.
-
-    Attributes:
-        cost: the interpolated cost of the drop point; None when not reached.
-        peak_cost: cost of the peak ROI (NaN without data).
-        peak_value: the peak ROI (NaN without data).
-        first_cost: the grid's first cost; the peak of an average-ROI curve often sits there.
-        reached: whether ROI falls that far within the grid.
-        drop: the fraction of the peak lost (0.7 = ROI at 30% of the peak).
-        status: ``reached``, ``not reached within the grid``, ``no positive ROI``, ``single point`` or ``no data``.
-    """
-
-    cost: float | None
-    peak_cost: float
-    peak_value: float
-    first_cost: float
-    reached: bool
-    drop: float
-    status: str
-
-    @property
-    def threshold(self) -> float:
-        """The ROI level that counts as dropped: (1 - drop) x peak."""
-        return (1.0 - self.drop) * self.peak_value
-
-    @property
-    def peak_at_first(self) -> bool:
-        """True when the peak is the grid's first point, so the answer depends on where the grid starts."""
-        return bool(np.isfinite(self.peak_cost)) and self.peak_cost == self.first_cost
-
-
-@dataclass(frozen=True)
-class DropInterval:
-    """Bootstrap interval of a drop point over seeds.
-
-    Attributes:
-        low: lower bound (NaN with one seed).
-        high: upper bound; ``inf`` when the upper quantile of resamples does not reach the drop within the grid.
-        reached_fraction: share of resamples whose mean curve reaches the drop within the grid.
-        n_seeds: seeds resampled.
-        n_boot: resamples drawn.
-        level: coverage of the interval (0.95 = 2.5% and 97.5% quantiles).
-        note: ``single seed`` when no interval can be drawn, else empty.
-    """
-
-    low: float
-    high: float
-    reached_fraction: float
-    n_seeds: int
-    n_boot: int
-    level: float
-    note: str = ""
 
 
 def check_drop(drop: float) -> float:
@@ -293,96 +250,6 @@ def aggregate_seeds(points: pd.DataFrame) -> pd.DataFrame:
         spec |= {col: (col, "mean"), f"{col}_std": (col, "std"), f"{col}_min": (col, "min"), f"{col}_max": (col, "max")}
     curves = points.groupby([*CURVE_KEY, "grid"], sort=False).agg(**spec).reset_index()
     return curves.sort_values([*CURVE_KEY, "cost", "grid"], kind="stable").reset_index(drop=True)
-
-
-def drop_point(
-    costs: Sequence[float] | np.ndarray, roi: Sequence[float] | np.ndarray, *, drop: float = DEFAULT_DROP
-) -> DropPoint:
-    """The smallest cost after the peak where ROI <= (1 - drop) x peak, interpolated between grid points.
-
-    Args:
-        costs: the grid's costs (any order; sorted here). NaN points are ignored.
-        roi: ROI at those costs.
-        drop: fraction of the peak lost; 0.7 means ROI at 30% of the peak.
-
-    Returns:
-        A ``DropPoint``; ``status == "no positive ROI"`` when every ROI is <= 0.
-    """
-    c = np.asarray(costs, dtype=float)
-    r = np.asarray(roi, dtype=float)
-    ok = np.isfinite(c) & np.isfinite(r)
-    c, r = c[ok], r[ok]
-    if c.size == 0:
-        return DropPoint(None, math.nan, math.nan, math.nan, False, drop, "no data")
-    order = np.argsort(c, kind="stable")
-    c, r = c[order], r[order]
-    peak = int(np.argmax(r))  # first maximum: the earliest cost that pays best
-    first, peak_cost, peak_value = float(c[0]), float(c[peak]), float(r[peak])
-    if peak_value <= 0:
-        return DropPoint(None, peak_cost, peak_value, first, False, drop, "no positive ROI")
-    threshold = (1.0 - drop) * peak_value
-    for j in range(peak + 1, c.size):
-        if r[j] <= threshold:
-            # r[j-1] > threshold >= r[j], so the slope is non-zero.
-            frac = (threshold - r[j - 1]) / (r[j] - r[j - 1])
-            cost = float(c[j - 1] + frac * (c[j] - c[j - 1]))
-            return DropPoint(cost, peak_cost, peak_value, first, True, drop, "reached")
-    status = "single point" if c.size == 1 else "not reached within the grid"
-    return DropPoint(None, peak_cost, peak_value, first, False, drop, status)
-
-
-def bootstrap_drop_point(
-    points: pd.DataFrame,
-    *,
-    drop: float = DEFAULT_DROP,
-    n_boot: int = 1000,
-    seed: int = 0,
-    level: float = 0.95,
-    value: str = "roi",
-) -> DropInterval:
-    """Interval of the mean curve's drop point, resampling seeds with replacement.
-
-    Each resample's mean curve is built like ``aggregate_seeds`` (mean cost and mean ROI per grid point); a
-    resample that does not reach the drop within the grid counts as ``inf``, so the interval's high end is ``inf``
-    when the drop is often not reached.
-
-    Args:
-        points: per-seed points of ONE curve (columns seed, grid, cost and ``value``).
-        drop: fraction of the peak lost.
-        n_boot: resamples.
-        seed: seed of the resampling.
-        level: interval coverage.
-        value: the ROI column (``roi`` or ``marginal_roi``).
-
-    Returns:
-        A ``DropInterval``; with fewer than two seeds its bounds are NaN and ``note == "single seed"``.
-    """
-    seeds = np.sort(points["seed"].unique())
-    if seeds.size < 2:
-        return DropInterval(math.nan, math.nan, math.nan, int(seeds.size), 0, level, "single seed")
-    roi = points.pivot_table(index="seed", columns="grid", values=value, aggfunc="mean").reindex(seeds)
-    cost = points.pivot_table(index="seed", columns="grid", values="cost", aggfunc="mean").reindex(
-        index=seeds, columns=roi.columns
-    )
-    r, c = roi.to_numpy(dtype=float), cost.to_numpy(dtype=float)
-    present = np.isfinite(r) & np.isfinite(c)
-    rng = np.random.default_rng(seed)
-    draws = rng.integers(0, seeds.size, size=(n_boot, seeds.size))
-    weights = np.zeros((n_boot, seeds.size))
-    np.add.at(weights, (np.arange(n_boot)[:, None], draws), 1.0)
-    count = weights @ present
-    with np.errstate(invalid="ignore", divide="ignore"):
-        mean_r = (weights @ np.where(present, r, 0.0)) / count
-        mean_c = (weights @ np.where(present, c, 0.0)) / count
-    found = np.full(n_boot, np.inf)
-    for b in range(n_boot):
-        dp = drop_point(mean_c[b], mean_r[b], drop=drop)
-        if dp.reached and dp.cost is not None:
-            found[b] = dp.cost
-    alpha = (1.0 - level) / 2.0
-    # inverted_cdf picks resample values, so an inf stays inf instead of poisoning an interpolation.
-    low, high = np.quantile(found, [alpha, 1.0 - alpha], method="inverted_cdf")
-    return DropInterval(float(low), float(high), float(np.isfinite(found).mean()), int(seeds.size), n_boot, level)
 
 
 def summarize(

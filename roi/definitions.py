@@ -1,11 +1,9 @@
 """The definitions every report states, as plain text items rendered to Markdown or HTML.
 
-One source for the README of a report, its HTML page and ``docs/roi.md``, so they cannot disagree.
+One source for the README of a report and its HTML page (``roi.page`` renders them), so they cannot disagree.
 """
 
 from __future__ import annotations
-
-import html
 
 # The report's two notes on its headline (HTML page and README).
 HEADLINE_NOTE = (
@@ -103,16 +101,3 @@ def definitions(*, drop: float = 0.7) -> list[tuple[str, str]]:
             "drop point keeps its bootstrap over seeds (with two seeds, close to their range).",
         ),
     ]
-
-
-def definitions_markdown(*, drop: float = 0.7) -> str:
-    """The definitions as a Markdown bullet list."""
-    return "\n".join(f"- **{term}**: {text}" for term, text in definitions(drop=drop)) + "\n"
-
-
-def definitions_html(*, drop: float = 0.7) -> str:
-    """The definitions as an HTML description list."""
-    items = "".join(
-        f"<dt>{html.escape(term)}</dt><dd>{html.escape(text)}</dd>" for term, text in definitions(drop=drop)
-    )
-    return f'<dl class="definitions">{items}</dl>'

@@ -146,7 +146,7 @@ def log_report(paths: ReportPaths, *, uri: str, sweeps: Sequence[str], source: s
         "currency": spec.currency,
     }
     metrics = summary_metrics(analysis.summary)
-    answers = "\n".join(f"- {a['text']}" for a in analysis.answers)
+    answers = "\n".join(f"- {a.text}" for a in analysis.answers)
     ids = []
     try:
         for sweep in sweeps:

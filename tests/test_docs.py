@@ -41,3 +41,17 @@ def test_a_fix_without_its_own_hint_points_to_the_sweep_file_reference():
     assert "fix: correct sweep.min_steps in s.yaml" in text
     (doc,) = re.findall(r"docs/[\w-]+\.md", text)
     assert (REPO / doc).is_file() and doc == "docs/sweep-files.md"
+
+
+def test_the_python_api_example_in_roi_md_runs_and_prints_what_the_doc_says(capsys, monkeypatch):
+    """docs/roi.md's notebook example, run as written from the repository root: its printed lines are the doc's."""
+    text = (REPO / "docs" / "roi.md").read_text(encoding="utf-8").split("## Python API", 1)[1]
+    code = re.search(r"```python\n(.*?)```", text, re.S).group(1)
+    shown = re.search(r"It prints.*?```\n(.*?)```", text, re.S).group(1).splitlines()
+    monkeypatch.chdir(REPO)
+    exec(compile(code, "docs/roi.md", "exec"), {})
+    printed = capsys.readouterr().out.splitlines()
+    assert len(printed) == len(shown) == 3
+    for line, doc in zip(printed, shown, strict=True):
+        assert line.startswith(doc.removesuffix("..."))
+    assert printed[0].startswith("found | mrr@20 gains +2.6% with 2,000 items; past ~248 items")

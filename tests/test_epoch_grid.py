@@ -17,9 +17,11 @@ from roi_fixtures import _row as fixture_row
 from roi_fixtures import baseline_rows, metric_values, table
 
 from roi import plots
+from roi.analysis import analyse
 from roi.curves import relative_improvement, roi_curve
 from roi.epoch_grid import best_epoch_points, best_epochs, best_setting, grid_table
-from roi.report import analyse, write_report
+from roi.plots import png
+from roi.report import write_report
 from sweeps.config import Cell, SweepSpec, cells_for
 from sweeps.errors import ConfigError
 
@@ -142,7 +144,7 @@ def test_grid_table_marks_the_chosen_epoch_per_size():
 
 
 def test_report_renders_the_grid_view(tmp_path, monkeypatch):
-    monkeypatch.setattr(plots, "find_chromium", lambda: None)
+    monkeypatch.setattr(png, "find_chromium", lambda: None)
     paths = write_report(designed(), out_dir=tmp_path / "report", n_boot=20)
     page = paths.html.read_text(encoding="utf-8")
     assert '<h2 id="epoch-grid">Data x epochs</h2>' in page and "never on the held-out set" in page
@@ -171,7 +173,7 @@ def test_report_renders_the_grid_view(tmp_path, monkeypatch):
     ].iloc[0]
     # validation chose epochs 2, 3, 4: +10%, +15%, +25% (the held-out peaks would say +20%, +30%, +40%)
     assert row["best_improvement"] == pytest.approx(0.25) and row["best_cost"] == 500
-    answers = [a["text"] for a in paths.analysis.answers if a["metric"] == "mrr@20"]
+    answers = [a.text for a in paths.analysis.answers if a.metric == "mrr@20"]
     assert any(t.startswith("best of 4 epochs (validation): mrr@20 gains +25.0%") for t in answers)
     assert any(t.startswith("epochs=4: mrr@20 gains +25.0%") for t in answers)  # two curves, each named
     assert list(dict.fromkeys(paths.analysis.epoch_grid["metric"])) == ["mrr@20", "map@20", "recall@20"]
@@ -223,7 +225,7 @@ def test_select_epoch_is_checked_at_the_edge_and_is_part_of_the_trial_id():
 def test_roi_report_prints_the_grid(tmp_path, capsys, monkeypatch):
     from roi.cli import main
 
-    monkeypatch.setattr(plots, "find_chromium", lambda: None)
+    monkeypatch.setattr(png, "find_chromium", lambda: None)
     designed().to_csv(tmp_path / "results.csv", index=False)
     assert main(["report", str(tmp_path), "--n-boot", "10", "--no-png"]) == 0
     out = capsys.readouterr().out

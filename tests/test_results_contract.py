@@ -11,8 +11,8 @@ from pathlib import Path
 
 import pytest
 
+from roi.analysis import analyse
 from roi.load import OPTIONAL_FLOAT_COLUMNS, OPTIONAL_STRING_COLUMNS, REQUIRED_COLUMNS, load_results
-from roi.report import analyse
 from sweeps.config import Cell, TrialConfig
 from sweeps.dataclass_io import build
 from sweeps.results import make_record, records_to_table, result_columns, trial_id, write_table

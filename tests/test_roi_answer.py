@@ -15,10 +15,10 @@ from roi_fixtures import (
 )
 
 from roi import plots
+from roi.analysis import analyse
 from roi.answer import NEVER_POSITIVE
 from roi.errors import RoiInputError
 from roi.price import Prices, price_display
-from roi.report import analyse
 from roi.tables import summary_table
 
 # I = 0.2, 0.3, 0.36, 0.4, 0.42: ROI 0.002 (peak, at 100), 0.0015, 0.0009, 0.0005, 0.0002625. 30% of the peak,
@@ -37,8 +37,8 @@ def _found_rows():
 
 def test_the_answer_states_the_gain_the_drop_point_and_the_price_past_it_in_items():
     (answer,) = _analysis(_found_rows()).answers
-    assert answer["kind"] == "found"
-    text = answer["text"]
+    assert answer.kind == "found"
+    text = answer.text
     # Elasticity: log2(0.3/0.2) = 0.585 at sqrt(100 x 200) = 141, log2(0.36/0.3) = 0.263 at 283; 0.3 lies
     # 0.285/0.322 = 0.885 of the way in log N: 141.4 x 2^0.885 = 261 items (it persists: the chord to 1,600 is 0.18).
     assert text.startswith("mrr@20 gains +42.0% with 1,600 items; past ~261 items [")
@@ -55,17 +55,17 @@ def test_two_curves_of_one_dataset_say_which_setting_each_answer_is_about():
     one_epoch = [{**r, "train_to": "epochs", "stop_reason": "epochs", "final": True} for r in _found_rows()]
     base = [{**r, "train_to": "", "stop_reason": "", "final": True} for r in baseline_rows("found")]
     answers = _analysis(base + one_epoch[len(base) :] + steps).answers
-    assert sorted(a["setting"] for a in answers) == ["epochs=1", "train_to=steps"]
+    assert sorted(a.setting for a in answers) == ["epochs=1", "train_to=steps"]
     for a in answers:
-        assert a["text"].startswith(f"{a['setting']}: mrr@20 gains")
+        assert a.text.startswith(f"{a.setting}: mrr@20 gains")
     (alone,) = _analysis(_found_rows()).answers
-    assert alone["text"].startswith("mrr@20 gains")  # one curve: no label
+    assert alone.text.startswith("mrr@20 gains")  # one curve: no label
 
 
 def test_with_prices_the_step_past_the_drop_is_in_money():
     a = _analysis(_found_rows(), Prices(label_cost=0.08, gpu_hour=2.5, currency="EUR"))
     # 400 items x 0.08 = 32 EUR for +4 points, plus 4 GPU-s at 2.50 EUR/h: 8.0007 EUR per +1%.
-    assert "(8.00 EUR vs 0.40 EUR at the peak ROI)" in a.answers[0]["text"]
+    assert "(8.00 EUR vs 0.40 EUR at the peak ROI)" in a.answers[0].text
     p = a.prices.set_index("grid")
     assert p.loc[800, "label_cost"] == pytest.approx(64.0)
     assert p.loc[800, "training_cost"] == pytest.approx(8.0 / 3600 * 2.5)  # 0.01 GPU-s per item, 1 GPU
@@ -86,8 +86,8 @@ def test_without_prices_costs_are_items_and_gpu_seconds():
 def test_a_never_positive_curve_says_so_in_words_not_as_a_negative_peak():
     a = _analysis(baseline_rows("neg") + data_size_rows("neg", NO_POSITIVE))
     (answer,) = a.answers
-    assert answer["kind"] == "never positive" and NEVER_POSITIVE in answer["text"]
-    assert "best -10.0% with 100 items" in answer["text"]
+    assert answer.kind == "never positive" and NEVER_POSITIVE in answer.text
+    assert "best -10.0% with 100 items" in answer.text
     assert summary_table(a.summary)["peak ROI (average)"].tolist() == ["never positive"] * 2  # items and GPU-s
 
 
@@ -96,8 +96,8 @@ def test_an_unreached_answer_gives_the_last_elasticity_and_only_a_labelled_hint_
     # they reach 0.3 about 3.9 doublings past 283 items: a hint, never an answer.
     a = _analysis(baseline_rows("never") + data_size_rows("never", NEVER))
     (answer,) = a.answers
-    assert answer["kind"] == "not reached" and "last elasticity 0.74" in answer["text"]
-    assert "hint, not a measurement" in answer["text"] and "FORECAST" not in answer["text"]
+    assert answer.kind == "not reached" and "last elasticity 0.74" in answer.text
+    assert "hint, not a measurement" in answer.text and "FORECAST" not in answer.text
     row = a.summary.iloc[0]
     assert row["forecast_status"] == "ok" and row["forecast_drop_cost"] > 400  # past the last measured size
     assert summary_table(a.summary)["forecast drop point [95% CI]"].iloc[0].endswith("(power law)")
@@ -107,7 +107,7 @@ def test_roi_chart_marks_the_drop_point_the_30_percent_line_and_the_forecast():
     a = _analysis(
         _found_rows() + baseline_rows("never") + data_size_rows("never", NEVER),
     )
-    assert [x["text"].split(": ", 1)[0] for x in a.answers] == [
+    assert [x.text.split(": ", 1)[0] for x in a.answers] == [
         "found",
         "never",
     ]  # two datasets: each answer names its own
@@ -169,9 +169,9 @@ def test_with_a_value_per_point_the_answer_gives_the_break_even_size(value, stat
     assert row["break_even_state"] == state
     if state == "found":
         assert row["break_even_cost"] == pytest.approx(cost)
-        assert "with +1% worth 50.00, it pays up to ~365 items" in a.answers[0]["text"]
+        assert "with +1% worth 50.00, it pays up to ~365 items" in a.answers[0].text
     else:
-        assert math.isnan(row["break_even_cost"]) and state in a.answers[0]["text"]
+        assert math.isnan(row["break_even_cost"]) and state in a.answers[0].text
 
 
 def test_value_per_point_is_read_from_the_sweep_files_cost_section(tmp_path):

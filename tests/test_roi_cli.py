@@ -22,15 +22,15 @@ from roi_fixtures import (
     write_run,
 )
 
-from roi import plots
 from roi.cli import add_report_arguments, main, run_report
+from roi.plots import png
 
 REPO = Path(__file__).resolve().parents[1]
 
 
 @pytest.fixture(autouse=True)
 def no_chromium(monkeypatch):
-    monkeypatch.setattr(plots, "find_chromium", lambda: None)
+    monkeypatch.setattr(png, "find_chromium", lambda: None)
 
 
 def test_report_prints_the_summary_and_writes_the_report(tmp_path, capsys):
@@ -168,7 +168,7 @@ def test_another_cli_can_mount_the_subcommand(tmp_path):
 
 def test_roi_does_not_import_heavy_deps():
     code = (
-        "import roi.cli, roi.report, roi.curves, roi.plots; import sys; "
+        "import roi.cli, roi.report, roi.analysis, roi.page, roi.curves, roi.plots, roi.plots.png; import sys; "
         "assert not {'torch','ray','faiss','sweeps'} & set(sys.modules), {'torch','ray','faiss','sweeps'} & set(sys.modules)"
     )
     res = subprocess.run([sys.executable, "-c", code], cwd=REPO, capture_output=True, text=True, timeout=120)

@@ -163,8 +163,8 @@ def _queries_for(df, *, n_queries=200, seed=0):
 def test_per_query_scores_widen_the_interval_and_say_so():
     from roi_fixtures import baseline_rows, data_size_rows, table
 
+    from roi.analysis import analyse
     from roi.intervals import SEEDS_AND_QUERIES
-    from roi.report import analyse
 
     design = {"sizes": [100, 200, 400, 800, 1600], "improvement": list(broken_power(GRID[:5], a=0.01))}
     rows = baseline_rows("q") + data_size_rows("q", design, seeds=(0, 1), offsets=(-0.002, 0.002))
@@ -181,7 +181,7 @@ def test_the_improvement_chart_marks_the_answer_with_its_interval():
     from roi_fixtures import baseline_rows, data_size_rows, table
 
     from roi import plots
-    from roi.report import analyse
+    from roi.analysis import analyse
 
     design = {"sizes": [100, 200, 400, 800, 1600], "improvement": list(broken_power(GRID[:5], a=0.01))}
     a = analyse(table(baseline_rows("m") + data_size_rows("m", design, seeds=(0, 1), offsets=(-0.002, 0.002))),

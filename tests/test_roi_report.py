@@ -18,10 +18,11 @@ from roi_fixtures import (
     table,
 )
 
-from roi import plots
+from roi.analysis import analyse
 from roi.errors import RoiInputError
 from roi.load import REQUIRED_COLUMNS, load_results
-from roi.report import MARKER, analyse, write_report
+from roi.plots import png
+from roi.report import MARKER, write_report
 
 N_BOOT = 100
 EXPECTED_FIGURES = {
@@ -66,14 +67,14 @@ def parse_markdown_table(text: str) -> list[list[str]]:
 
 @pytest.fixture
 def no_chromium(monkeypatch):
-    monkeypatch.setattr(plots, "find_chromium", lambda: None)
+    monkeypatch.setattr(png, "find_chromium", lambda: None)
 
 
 @pytest.fixture(scope="module")
 def report(tmp_path_factory):
     # One report shared by the read-only tests: writing one takes about a second.
     with pytest.MonkeyPatch.context() as mp:
-        mp.setattr(plots, "find_chromium", lambda: None)
+        mp.setattr(png, "find_chromium", lambda: None)
         return write_report(full_table(), out_dir=tmp_path_factory.mktemp("run") / "report", n_boot=N_BOOT)
 
 
@@ -200,13 +201,13 @@ def test_definitions_and_notes_in_html_and_readme(report):
 
 
 def test_png_failure_is_a_note_not_a_failure(tmp_path, monkeypatch):
-    monkeypatch.setattr(plots, "find_chromium", lambda: "/usr/bin/chromium")
+    monkeypatch.setattr(png, "find_chromium", lambda: "/usr/bin/chromium")
 
     def broken(figures, paths):
         paths[0].write_bytes(b"partial")
         raise RuntimeError("browser crashed")
 
-    monkeypatch.setattr(plots, "write_pngs", broken)
+    monkeypatch.setattr(png, "write_pngs", broken)
     paths = write_report(full_table(), out_dir=tmp_path / "r", n_boot=10)
     assert "kaleido failed" in paths.png_note and "browser crashed" in paths.png_note
     assert paths.pngs == {} and not list((tmp_path / "r" / "figures").glob("*.png"))
@@ -214,7 +215,7 @@ def test_png_failure_is_a_note_not_a_failure(tmp_path, monkeypatch):
 
 
 def test_pngs_written_when_a_chromium_is_found(tmp_path, monkeypatch):
-    monkeypatch.setattr(plots, "find_chromium", lambda: "/usr/bin/chromium")
+    monkeypatch.setattr(png, "find_chromium", lambda: "/usr/bin/chromium")
     seen = []
 
     def fake(figures, paths):
@@ -222,7 +223,7 @@ def test_pngs_written_when_a_chromium_is_found(tmp_path, monkeypatch):
         for p in paths:
             p.write_bytes(b"\x89PNG")
 
-    monkeypatch.setattr(plots, "write_pngs", fake)
+    monkeypatch.setattr(png, "write_pngs", fake)
     paths = write_report(full_table(), out_dir=tmp_path / "r", n_boot=10)
     assert set(seen) == EXPECTED_FIGURES and set(paths.pngs) == EXPECTED_FIGURES
     assert all(p.is_file() for p in paths.pngs.values())

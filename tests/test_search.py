@@ -37,8 +37,8 @@ from designed import (  # noqa: E402
 )
 from roi_fixtures import brentq  # noqa: E402
 
+from roi.analysis import analyse  # noqa: E402
 from roi.load import load_results  # noqa: E402
-from roi.report import analyse  # noqa: E402
 from sweeps.config import Cell  # noqa: E402
 from sweeps.results import make_record, read_records  # noqa: E402
 from sweeps.search import PLAN_FILE, Adaptive, AdaptiveSizeSearcher  # noqa: E402

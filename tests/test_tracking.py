@@ -24,8 +24,8 @@ mlflow = pytest.importorskip("mlflow")
 
 from roi_fixtures import PEAK_MID, PEAK_MID_DROP, SEED_OFFSETS, baseline_rows, data_size_rows, table, write_run  # noqa: E402
 
-from roi import plots  # noqa: E402
 from roi.cli import main as roi_main  # noqa: E402
+from roi.plots import png  # noqa: E402
 from sweeps.config import TrackingConfig  # noqa: E402
 from sweeps.errors import ConfigError  # noqa: E402
 
@@ -35,7 +35,7 @@ ROOT = TESTS.parent
 
 @pytest.fixture(autouse=True)
 def no_chromium(monkeypatch):
-    monkeypatch.setattr(plots, "find_chromium", lambda: None)
+    monkeypatch.setattr(png, "find_chromium", lambda: None)
 
 
 @pytest.fixture(scope="session")

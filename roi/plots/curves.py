@@ -1,23 +1,18 @@
-"""Plotly figures in the seed's style. The only module that imports plotly.
+"""The curve figures: improvement, average ROI and marginal ROI against a cost axis, in the seed's style.
 
-Figure builders take the mean curves and the summary, return a ``go.Figure`` and never compute, show or
-write. Each figure carries ``layout.meta`` (its name, experiment, cost axis and what it shows) and each trace
-``meta`` (its role: ``mean``, ``band``, ``drop`` or ``zero``, and its curve), so tests and users can find
-things in the figure data rather than in pixels. The helpers at the end render HTML and export PNGs.
+Builders take the mean curves and the summary, return a ``go.Figure`` and never compute, show or write. Each
+figure carries ``layout.meta`` (its name, experiment, cost axis and what it shows) and each trace ``meta`` (its
+role: ``mean``, ``band``, ``drop``, ``answer``, ``threshold``, ``forecast``..., and its curve), so tests and users
+find things in the figure data rather than in pixels.
 """
 
 from __future__ import annotations
 
 import math
-import re
-import shutil
-from collections.abc import Sequence
-from pathlib import Path
 
 import numpy as np
 import pandas as pd
 import plotly.graph_objects as go
-import plotly.io as pio
 from plotly.colors import hex_to_rgb, qualitative
 
 from roi.curves import AXIS_LABELS, GROUP_KEY
@@ -29,7 +24,6 @@ MEASURES: dict[str, tuple[str, str]] = {
     "marginal_roi": ("marginal_roi", "marginal ROI = delta improvement / delta {unit}"),
 }
 UNITS: dict[str, str] = {"size": "labeled item", "train_seconds": "training second", "gpu_seconds": "GPU-second"}
-CHROMIUM_NAMES: tuple[str, ...] = ("chromium", "chromium-browser", "google-chrome", "google-chrome-stable", "chrome")
 _PALETTE = qualitative.Plotly
 
 
@@ -51,7 +45,7 @@ def _labels(curves: pd.DataFrame) -> dict[tuple, str]:
     return labels
 
 
-# plotly_white's look in a few keys: the full template costs ~60 ms per figure to copy and validate.
+# plotly_white's look in a few keys (the heatmaps of roi.plots.epoch_grid share it): the full template costs ~60 ms per figure to copy and validate.
 _TEMPLATE = {
     "layout": {
         "plot_bgcolor": "white",
@@ -347,125 +341,3 @@ def build_figures(
         for e, a in pairs
         for m in MEASURES
     }
-
-
-def figure_div(fig: go.Figure, *, div_id: str) -> str:
-    """The figure as an HTML fragment without plotly.js (the page embeds it once)."""
-    return fig.to_html(full_html=False, include_plotlyjs=False, div_id=div_id, config={"responsive": True})
-
-
-def plotly_js() -> str:
-    """plotly.js itself, to inline in a page that must open offline."""
-    from plotly.offline import get_plotlyjs
-
-    return get_plotlyjs()
-
-
-def find_chromium() -> str | None:
-    """A Chromium/Chrome binary for kaleido, or None; never downloads one."""
-    for name in CHROMIUM_NAMES:
-        path = shutil.which(name)
-        if path:
-            return path
-    try:  # kaleido's own lookup (BROWSER_PATH, typical install paths, a browser it downloaded earlier)
-        from choreographer.browsers.chromium import Chromium
-
-        return Chromium.find_browser(skip_local=False)
-    except Exception:  # noqa: BLE001 -- a lookup failure only means no PNGs
-        return None
-
-
-def write_pngs(figures: Sequence[go.Figure], paths: Sequence[Path]) -> None:
-    """Export figures as PNG with kaleido (one browser for all); raises whatever kaleido raises."""
-    pio.write_images(list(figures), [str(p) for p in paths], format="png", width=1000, height=600)
-
-
-def epoch_grid_figures(grid: pd.DataFrame) -> dict[str, go.Figure]:
-    """One heatmap per dataset and metric of the data x epochs grid (``roi.epoch_grid.grid_table``).
-
-    Returns:
-        name (``epoch_grid.<dataset>.<metric>``, unique) -> figure.
-    """
-    figures: dict[str, go.Figure] = {}
-    if grid.empty:
-        return figures
-    for keys, block in grid.groupby(["task", "model", "dataset", "eval_set", "metric", "epochs"], sort=False):
-        dataset, metric = keys[2], keys[4]
-        name = "epoch_grid." + ".".join(re.sub(r"[^A-Za-z0-9_-]+", "-", str(v)) for v in (dataset, metric))
-        while name in figures:  # the same dataset and metric for two models or evaluation sets
-            name += "-2"
-        figures[name] = epoch_grid_figure(block, name=name)
-    return figures
-
-
-def epoch_grid_figure(block: pd.DataFrame, *, name: str) -> go.Figure:
-    """A heatmap of mean relative improvement at each (size, epoch); the epoch validation chose for each size
-    (``best``) is starred in its cell's text and outlined by a shape named ``best epoch (validation)``.
-
-    Args:
-        block: the ``grid_table`` rows of one dataset, model, evaluation set and metric.
-        name: the figure's name (its ``layout.meta.figure``).
-    """
-    block = block.sort_values(["size", "epoch"])
-    sizes = sorted(block["size"].unique())
-    epochs = sorted(block["epoch"].unique())
-    z = block.pivot(index="size", columns="epoch", values="improvement").reindex(index=sizes, columns=epochs)
-    extra = {
-        col: block.pivot(index="size", columns="epoch", values=col).reindex(index=sizes, columns=epochs)
-        for col in ("roi", "val_score", "chosen_by", "n_chosen")
-    }
-    custom = [
-        [[extra[c].iloc[i, j] for c in ("roi", "val_score", "chosen_by", "n_chosen")] for j in range(len(epochs))]
-        for i in range(len(sizes))
-    ]
-    ylabels = [f"{s:,}" for s in sizes]  # categorical rows: every size one row, whatever their spacing
-    dataset, metric = block["dataset"].iloc[0], block["metric"].iloc[0]
-    marked = block.pivot(index="size", columns="epoch", values="best").reindex(index=sizes, columns=epochs)
-    marked = marked.fillna(False).astype(bool)
-    text = [
-        [
-            "" if pd.isna(z.iloc[i, j]) else f"{z.iloc[i, j]:+.1%}" + (" ★" if marked.iloc[i, j] else "")
-            for j in range(len(epochs))
-        ]
-        for i in range(len(sizes))
-    ]
-    heatmap = go.Heatmap(
-        z=z.to_numpy().tolist(),
-        x=[int(e) for e in epochs],
-        y=ylabels,
-        text=text,
-        customdata=custom,
-        colorscale="Viridis",
-        colorbar={"title": "improvement", "tickformat": ".0%"},
-        texttemplate="%{text}",
-        hovertemplate=(
-            "%{y} items, epoch %{x}<br>improvement %{z:+.2%}<br>ROI %{customdata[0]:.3g} per item<br>"
-            "validation %{customdata[1]:.4f}<br>chosen by %{customdata[2]} of %{customdata[3]} seeds<extra></extra>"
-        ),
-        meta={"role": "grid"},
-    )
-    # The chosen cells outlined (a category axis places row i at i): the eye follows the best epoch across sizes.
-    best = block[block["best"]]
-    shapes = [
-        {
-            "type": "rect",
-            "name": "best epoch (validation)",
-            "x0": float(e) - 0.46,
-            "x1": float(e) + 0.46,
-            "y0": sizes.index(s) - 0.44,
-            "y1": sizes.index(s) + 0.44,
-            "line": {"color": "white", "width": 3},
-        }
-        for e, s in zip(best["epoch"], best["size"], strict=True)
-    ]
-    return go.Figure(
-        data=[heatmap],
-        layout=dict(
-            title=f"Relative improvement at each size and epoch — {dataset} · {metric} (★ chosen on validation)",
-            xaxis={"title": "epoch", "dtick": 1},
-            yaxis={"title": "labeled items", "type": "category"},
-            template=_TEMPLATE,
-            shapes=shapes,
-            meta={"figure": name, "shows": "epoch_grid", "dataset": dataset, "metric": metric},
-        ),
-    )
