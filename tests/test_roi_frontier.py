@@ -149,3 +149,22 @@ def test_default_targets_are_fractions_of_the_reachable_gain_rounded_down():
     targets = default_targets(front[front["metric"] == "mrr@20"])
     # baseline 0.5, best 0.70: 0.60, 0.68, 0.70 (rounded down to 3 decimals)
     assert targets["target"].tolist() == pytest.approx([0.6, 0.68, 0.7])
+
+
+def test_the_report_shows_the_frontier_and_the_next_round(tmp_path):
+    from roi.report import write_report
+
+    paths = write_report(designed(val=True), out_dir=tmp_path / "report", n_boot=20, png=False, prices=PRICES)
+    a = paths.analysis
+    mrr = a.frontier[a.frontier["metric"] == "mrr@20"]
+    assert list(zip(mrr["size"], mrr["epoch"], strict=True)) == [(100, 2), (400, 3)]
+    fig = paths.figures["frontier.designed.mrr@20"]
+    assert fig.is_file() and (tmp_path / "report" / "frontier.csv").is_file()
+    roles = [t["meta"]["role"] for t in __import__("json").loads(fig.read_text())["data"]]
+    assert roles == ["cells", "candidates", "frontier"]
+    page = (tmp_path / "report" / "report.html").read_text(encoding="utf-8")
+    readme = (tmp_path / "report" / "README.md").read_text(encoding="utf-8")
+    for text in (page, readme):
+        assert "Cost frontier" in text and "The next round" in text
+        assert "400 items x 3 epochs" in text and "nothing is forecast further than one round" in text.lower()
+    assert a.plans and {p.key["setting"] for p in a.plans} >= {"epochs=3", "best of 3 epochs (validation)"}
