@@ -372,7 +372,7 @@ def _cost_line(plan: RoundPlan, prices: Prices) -> str:
 
 
 def _money(prices: Prices, value: float) -> str:
-    return "no gain" if math.isinf(value) else prices.money(value)
+    return "n/a (no gain)" if math.isinf(value) else prices.money(value)
 
 
 def _goal_line(plan: RoundPlan, goal: float) -> str:
