@@ -112,7 +112,8 @@ class RoundPlan:
 
     @property
     def gain_high(self) -> float:
-        return self.spread_high + self.margin.error
+        # mrr, map, recall and ndcg at k are at most 1: the interval stops at the gain of a perfect score
+        return min(self.spread_high + self.margin.error, 1.0 / self.baseline - 1.0)
 
     def value_at(self, gain: float) -> float:
         """The metric value at relative improvement ``gain``."""

@@ -180,3 +180,11 @@ def test_python_m_roi_plan_runs_without_torch_ray_or_faiss(tmp_path):
     done = subprocess.run([sys.executable, "-c", code], cwd=root, capture_output=True, text=True, timeout=120)
     assert done.returncode == 0, done.stderr
     assert "keep labeling" in done.stdout or "stop" in done.stdout
+
+
+def test_the_interval_stops_at_a_perfect_score():
+    points = roi_curve(relative_improvement(validate_table(designed_table()), metrics=["mrr@20"]))
+    wide = {(FIT, "mrr@20"): Margin(FIT, "mrr@20", 5.0, 1)}  # a margin of 500 pp
+    (plan,) = plan_table(points, margins=wide)
+    assert plan.gain_high == pytest.approx(1.0)  # baseline mrr 0.5: a perfect 1.0 is +100%
+    assert plan.value_at(plan.gain_high) == pytest.approx(1.0)
