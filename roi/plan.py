@@ -160,7 +160,12 @@ def plan_round(
     size = float(sizes[-1])
     answer = read_elasticity(sizes, mean["improvement"].to_numpy(float), target=target)
     per_seed = points.pivot_table(index="seed", columns="grid", values="improvement", aggfunc="mean")
-    method, note, preds = _forecast(points, per_seed, factor, method=method)
+    # Only the seeds measured at N forecast f N: in a partial sweep a seed that stopped at a smaller size would
+    # forecast its own next round, not this one.
+    at_n = per_seed[per_seed[size].notna()]
+    partial = len(at_n) < len(per_seed)
+    used = points[points["seed"].isin(at_n.index)]
+    method, note, preds = _forecast(used, at_n, factor, method=method)
     metric = str(key["metric"])
     margin = margin_for(margins, method, metric) if method else Margin("", metric, math.nan, 0)
     train_s = _scaled(sizes, mean["train_seconds"].to_numpy(float), factor)
@@ -170,6 +175,11 @@ def plan_round(
     training_cost = gpu_s / 3600.0 * prices.gpu_hour if prices.gpu_hour is not None else math.nan
     total = float(np.nansum([label_cost, training_cost])) if prices.priced else math.nan
     notes = [margin.note] if margin.note else []
+    if partial:
+        notes.append(
+            f"{len(per_seed) - len(at_n)} seed(s) without the largest size (a partial sweep?): the forecast uses the "
+            f"{len(at_n)} measured there"
+        )
     if prices.gpu_hour is not None and gpu_s == 0:
         notes.append("no GPU-seconds in the records (CPU trials): training priced at 0")
     return RoundPlan(
@@ -177,7 +187,7 @@ def plan_round(
         size=size,
         next_size=factor * size,
         factor=factor,
-        n_seeds=int(per_seed.shape[0]),
+        n_seeds=int(at_n.shape[0]),
         baseline=float(mean["baseline"].iloc[-1]),
         value=float(mean["value"].iloc[-1]),
         gain=float(mean["improvement"].iloc[-1]),
@@ -226,6 +236,7 @@ def _forecast(
     (``method`` forces one: the backtest measures both)."""
     fitted = fit_seeds(points[["seed", "grid", "improvement"]])
     why = fitted.note.removeprefix("no forecast: ")
+
     if fitted.ok and method in (None, FIT):
         preds = [fitted.fits[int(s)].predict(factor * float(g.dropna().index.max())) for s, g in per_seed.iterrows()]
         return FIT, f"fitted on the sizes up to N: {fitted.note}", np.asarray(preds, float)

@@ -188,3 +188,14 @@ def test_the_interval_stops_at_a_perfect_score():
     (plan,) = plan_table(points, margins=wide)
     assert plan.gain_high == pytest.approx(1.0)  # baseline mrr 0.5: a perfect 1.0 is +100%
     assert plan.value_at(plan.gain_high) == pytest.approx(1.0)
+
+
+def test_a_seed_that_stopped_short_does_not_forecast_this_round():
+    """A partial sweep: seed 1 has only 100 and 200 items; the round from 800 is forecast from seed 0 alone."""
+    df = validate_table(designed_table())
+    partial = df[~((df["seed"] == 1) & (df["size"] >= 400))]
+    points = roi_curve(relative_improvement(partial, metrics=["mrr@20"]))
+    (plan,) = plan_table(points, margins=MARGINS)
+    assert plan.size == 800 and plan.n_seeds == 1 and plan.method == FIT
+    assert plan.expected_gain == pytest.approx(power(1600) - 0.01, abs=1e-3)  # seed 0's curve, offset -0.01
+    assert any("1 seed(s) without the largest size" in n for n in plan.notes)
