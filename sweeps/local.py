@@ -14,7 +14,7 @@ import pandas as pd
 from sweeps.budget import Budget
 from sweeps.config import Cell, SweepConfig
 from sweeps.prepare import PreparedData
-from sweeps.results import RunDir, make_record, write_record
+from sweeps.results import RunDir
 from sweeps.runs import close_run, open_run
 from sweeps.trial import EpochReport, run_trial
 
@@ -47,19 +47,7 @@ def run_cells(
                     cfg.sweep, epochs=cell.epochs, train_to=cell.train_to, select_epoch=cell.selects_epoch
                 ),
             )
-            record = make_record(
-                sweep=cfg.name,
-                experiment=cfg.sweep.experiment,
-                tid=run.trial_id(cell),
-                cfg=cfg.trial,
-                cell=cell,
-                dataset=run.prepared.dataset,
-                eval_set=run.prepared.eval_id,
-                data_id=run.prepared.data_id,
-                num_gpus=0.0 if reports[-1].device == "cpu" else 1.0,
-                rows=[r.as_row() for r in reports],
-            )
-            write_record(run.folder, record)
+            run.record(cell, rows=[r.as_row() for r in reports], num_gpus=0.0 if reports[-1].device == "cpu" else 1.0)
     finally:
         table = close_run(run)
     return table

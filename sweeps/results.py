@@ -14,13 +14,17 @@ import json
 from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
+from typing import TYPE_CHECKING
 
 import pandas as pd
 
-from sweeps.config import Cell, TrialConfig
+from sweeps.config import Cell, SweepConfig, TrialConfig
 from sweeps.dataclass_io import config_hash, to_dict
 from sweeps.metrics import metric_keys
 from sweeps.storage import RunFolder
+
+if TYPE_CHECKING:  # the analysis half (`roi status`) reads records without torch
+    from sweeps.prepare import PreparedData
 
 RunDir = RunFolder | Path | str  # a run folder, or where one is (a local path or a URI)
 
@@ -104,41 +108,70 @@ def record_relpath(tid: str) -> str:
     return f"{RECORDS_DIR}/{tid}.json"
 
 
+@dataclass(frozen=True)
+class TrialIdentity:
+    """What every trial record of one sweep run shares: the sweep, its trial settings and its data.
+
+    Small and picklable (no data, no model): Tune ships it to workers and callbacks. With a cell it gives a
+    trial's id (``trial_id``) and its record (``make_record``).
+    """
+
+    sweep: str
+    experiment: str  # data_size or epochs
+    cfg: TrialConfig
+    dataset: str
+    eval_set: str  # the evaluation set's id (``PreparedData.eval_id``)
+    data_id: str  # the data's content (``PreparedData.data_id``)
+
+    @classmethod
+    def of(cls, sweep: SweepConfig, prepared: PreparedData) -> TrialIdentity:
+        """The identity of a sweep's trials on prepared data."""
+        return cls(
+            sweep.name, sweep.sweep.experiment, sweep.trial, prepared.dataset, prepared.eval_id, prepared.data_id
+        )
+
+    def trial_id(self, cell: Cell) -> str:
+        return trial_id(self.cfg, cell, data_id=self.data_id)
+
+
 def make_record(
-    *,
-    sweep: str,
-    experiment: str,
-    tid: str,
-    cfg: TrialConfig,
+    identity: TrialIdentity,
     cell: Cell,
-    dataset: str,
-    eval_set: str,
-    data_id: str,
-    num_gpus: float,
+    *,
     rows: list[dict],
+    num_gpus: float = 0.0,
     status: str = "ok",
     error: str = "",
     extra: dict | None = None,
 ) -> dict:
-    """A trial record: identity, the config it ran with, and one row per reported epoch."""
+    """A trial record: identity (its id computed here), the config it ran with, and one row per reported epoch.
+
+    Args:
+        identity: the sweep run's trials' shared identity; ``cell``: this trial's.
+        rows: one dict per reported epoch (``EpochReport.as_row``); empty for a trial that failed before any.
+        num_gpus: the GPUs the trial held (0 on the CPU).
+        status, error: ``ok``, or ``failed`` with the error's text.
+        extra: provenance (GPU ids, start and end times).
+    """
+    cfg = identity.cfg
     return {
         "version": RECORD_VERSION,
-        "sweep": sweep,
-        "experiment": experiment,
-        "trial_id": tid,
+        "sweep": identity.sweep,
+        "experiment": identity.experiment,
+        "trial_id": identity.trial_id(cell),
         "status": status,
         "error": error,
         "task": cfg.task,
         "model": cfg.model.name or f"{cfg.model.text_tower.name}+{cfg.model.image_tower.name}",
-        "dataset": dataset,
-        "eval_set": eval_set,
-        "data_id": data_id,
+        "dataset": identity.dataset,
+        "eval_set": identity.eval_set,
+        "data_id": identity.data_id,
         "cell": to_dict(cell),
         "num_gpus": num_gpus,
         "k": cfg.eval.k,
         "config": to_dict(cfg),
         "rows": rows,
-        **(extra or {}),  # provenance: GPU ids, start and end times
+        **(extra or {}),
     }
 
 

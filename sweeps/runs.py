@@ -14,7 +14,8 @@
 Only then it removes unreadable records (their cells run again, with a warning naming each file) and writes
 the metadata (``config.yaml``, a sweep file ``roi sweep`` accepts as it is, and ``versions.json``). A refused
 run leaves the folder as it found it. ``close_run`` rebuilds the results table from the records, writes it,
-and lets go of the lock. The records and the table themselves are ``sweeps.results``' contract.
+and lets go of the lock. The records and the table themselves are ``sweeps.results``' contract: the drivers
+(``sweeps.tuner``, ``sweeps.local``) reach them through the ``Run`` (its records, ``record``, ``record_failure``).
 """
 
 from __future__ import annotations
@@ -34,13 +35,15 @@ from sweeps.results import (
     RECORD_VERSION,
     RecordScan,
     RunDir,
+    TrialIdentity,
     corrupt_relpath,
     execution_neutral,
+    make_record,
     portable_config,
     read_records,
     records_to_table,
-    trial_id,
     write_query_table,
+    write_record,
     write_table,
 )
 from sweeps.runlock import RunLock
@@ -66,14 +69,34 @@ class Run:
     pending: list[Cell]  # those without a finished record
     lock: RunLock
     checked: Any = None  # what the runner's last check returned (``roi sweep``: GPUs per trial)
+    # the records: as scanned by ``open_run`` (ok and failed), then as ``close_run`` read them back
+    records: list[dict] = field(default_factory=list)
     ids: dict[Cell, str] = field(default_factory=dict)  # trial id of each cell
     driver_state: bool = False  # this driver wrote DRIVER_STATE (``mark_running``)
     unfinished: list[Cell] = field(default_factory=list)  # pending cells without a record (``close_run``)
 
+    @property
+    def identity(self) -> TrialIdentity:
+        """What this run's trial records share (small and picklable: what Tune's workers and hooks get)."""
+        return TrialIdentity.of(self.cfg, self.prepared)
+
     def trial_id(self, cell: Cell) -> str:
         if cell not in self.ids:
-            self.ids[cell] = trial_id(self.cfg.trial, cell, data_id=self.prepared.data_id)
+            self.ids[cell] = self.identity.trial_id(cell)
         return self.ids[cell]
+
+    def record(self, cell: Cell, *, rows: list[dict], num_gpus: float = 0.0) -> None:
+        """Write the record of a trial that ran in this process (``sweeps.local``)."""
+        write_record(self.folder, make_record(self.identity, cell, rows=rows, num_gpus=num_gpus))
+
+
+def record_failure(folder: RunFolder, identity: TrialIdentity, cell: Cell, *, error: str, num_gpus: float) -> str:
+    """Record ``cell`` as failed with ``error`` (a trial that ended without writing its record); returns its id.
+
+    A function of the folder and the identity, not of a ``Run``: Tune pickles the scheduler that calls it.
+    """
+    write_record(folder, make_record(identity, cell, rows=[], num_gpus=num_gpus, status="failed", error=error))
+    return identity.trial_id(cell)
 
 
 def run_folder(cfg: SweepConfig, run_dir: RunDir | None = None) -> RunFolder:
@@ -131,7 +154,7 @@ def open_run(
     except BaseException:
         lock.release()
         raise
-    run = Run(cfg=cfg, folder=folder, prepared=prepared, cells=list(cells), pending=[], lock=lock, checked=checked)
+    run = Run(cfg, folder, prepared, cells=list(cells), pending=[], lock=lock, checked=checked, records=scan.records)
     done = {r["trial_id"] for r in scan.records if r["status"] == "ok"}
     run.pending = [c for c in cells if run.trial_id(c) not in done]
     return run
@@ -145,17 +168,23 @@ def mark_running(run: Run, *, experiment: str) -> None:
     run.driver_state = True
 
 
-def close_run(run: Run) -> pd.DataFrame:
+def close_run(run: Run, *, account: Callable[[list[dict]], dict[str, str]] | None = None) -> pd.DataFrame:
     """Records -> results table -> ``results.parquet`` / ``results.csv``; then the lock is let go.
 
-    Sets ``run.unfinished`` (pending cells still without a record); ``DRIVER_STATE`` is removed only when
-    there are none, so an interrupted run stays visible as one.
+    Args:
+        account: the runner's own files from the records, written before the lock is let go (the adaptive
+            grid's ``adaptive.json``): records -> {relative path: text}.
+
+    Sets ``run.records`` (as read back) and ``run.unfinished`` (pending cells still without a record);
+    ``DRIVER_STATE`` is removed only when there are none, so an interrupted run stays visible as one.
     """
     try:
-        records = read_records(run.folder).records
+        records = run.records = read_records(run.folder).records
         table = records_to_table(records, k=run.cfg.trial.eval.k)
         write_table(run.folder, table)  # what finished, also after an interruption: nothing computed is lost
         write_query_table(run.folder, records)  # per-query scores for roi's intervals (when the records have them)
+        for rel, text in (account(records) if account is not None else {}).items():
+            run.folder.write_text(rel, text)
         recorded = set(table["trial_id"])
         run.unfinished = [c for c in run.pending if run.trial_id(c) not in recorded]
         if run.driver_state and not run.unfinished:

@@ -10,8 +10,9 @@ persistently (halving instead when it already has at the smallest size), then ge
 bracketing sizes until their ratio is at most ``bracket_ratio``, or the budget (``max_trials``,
 ``max_gpu_hours``) is spent.
 
-The records are the source of truth, as for a fixed grid: the searcher starts from the run folder's records,
-completes any size that lacks a seed, and then proposes sizes from the records alone. A killed sweep resumed
+The records are the source of truth, as for a fixed grid: the searcher starts from the run folder's records
+(as the driver scanned them: ``sweeps.runs.Run.records``; it reads no file and writes no table), completes any
+size that lacks a seed, and then proposes sizes from the records alone. A killed sweep resumed
 with ``--resume`` therefore asks for the same sizes as an undisturbed one. Its own state is not saved
 (``save`` writes nothing): there is nothing in it that the records do not hold.
 """
@@ -21,7 +22,6 @@ from __future__ import annotations
 import dataclasses
 import json
 import math
-from collections.abc import Callable
 from dataclasses import dataclass
 
 from ray.tune.search import Searcher
@@ -29,11 +29,10 @@ from ray.tune.search import Searcher
 from roi.grid import GridPlan, plan_table
 from roi.load import validate_table
 from sweeps.config import Cell, SweepConfig, SweepSpec, cell_rule
-from sweeps.errors import DataError, SweepInterrupted
+from sweeps.errors import DataError
 from sweeps.prepare import PreparedData
-from sweeps.results import read_records, records_to_table, write_query_table, write_table
+from sweeps.results import records_to_table
 from sweeps.status import PLAN_FILE  # the plan the search leaves beside the results
-from sweeps.storage import RunFolder
 
 
 @dataclass(frozen=True)
@@ -240,21 +239,11 @@ class AdaptiveSizeSearcher(Searcher):
         self.queue += new
 
 
-def run_adaptive(
-    cfg: SweepConfig,
-    *,
-    folder: RunFolder,
-    prepared: PreparedData,
-    records: list[dict],
-    fit: Callable[..., None],
-) -> tuple[AdaptiveSizeSearcher, list[dict]]:
-    """Run the adaptive grid through ``fit`` (the driver's Tune call) and write the table and ``adaptive.json``.
-
-    Returns:
-        The searcher (what it proposed, its final plan) and the records after the run.
+def adaptive_searcher(cfg: SweepConfig, *, prepared: PreparedData, records: list[dict]) -> AdaptiveSizeSearcher:
+    """The searcher of an adaptive sweep, started from the run folder's records (``sweeps.runs.Run.records``).
 
     Raises:
-        SweepInterrupted: Tune returned before the searcher was done (Ctrl-C): ``--resume`` goes on.
+        DataError: ``sweep.max_size`` (or ``min_size``) larger than the training pool.
     """
     adaptive = resolve_adaptive(cfg.sweep, prepared)
     searcher = AdaptiveSizeSearcher(
@@ -271,16 +260,18 @@ def run_adaptive(
         f"at most {adaptive.max_trials} trials",
         flush=True,
     )
-    fit(searcher)
-    after = read_records(folder).records
-    write_table(folder, records_to_table(after, k=cfg.trial.eval.k))
-    write_query_table(folder, after)
-    for rec in after:  # records the searcher did not see (written by the failure handling after Tune returned)
+    return searcher
+
+
+def account(searcher: AdaptiveSizeSearcher, records: list[dict]) -> dict[str, str]:
+    """The adaptive grid's own account after Tune returned: ``{PLAN_FILE: json}`` (``sweeps.runs.close_run``
+    writes it beside the table). ``records``: the run folder's, read back by the driver; the searcher takes
+    those it did not see (failures recorded after Tune returned)."""
+    for rec in records:
         searcher._keep(rec)
     final = searcher.final or searcher.plan()
-    sizes = sorted({r["cell"]["size"] for r in after if r["status"] == "ok" and r["cell"]["size"] > 0})
     summary = {
-        "sizes": sizes,
+        "sizes": measured_sizes(records),
         "proposed_this_run": [dataclasses.asdict(c) for c in searcher.proposed],
         "trials": searcher.sized_trials(),
         "phase": final.phase,
@@ -288,11 +279,19 @@ def run_adaptive(
         "bracket": list(final.bracket) if final.bracket else None,
         "answer_cost": final.answer_cost if final.answer_cost is None or math.isfinite(final.answer_cost) else None,
         "reason": final.reason,
-        "settings": dataclasses.asdict(adaptive),
+        "settings": dataclasses.asdict(searcher.adaptive),
     }
-    folder.write_text(PLAN_FILE, json.dumps(summary, indent=1))
-    if not searcher.finished and searcher.final is None:
-        left = sum(1 for c in searcher.proposed if not searcher._ok(c) and c not in searcher.failed_here)
-        raise SweepInterrupted(folder.location(), unfinished=max(left, 1), total=len(searcher.proposed) or 1)
-    print(f"[{cfg.name}] adaptive grid: {final.reason} ({searcher.sized_trials()} trials; sizes {sizes})", flush=True)
-    return searcher, after
+    return {PLAN_FILE: json.dumps(summary, indent=1)}
+
+
+def measured_sizes(records: list[dict]) -> list[int]:
+    """The sizes with an ok record."""
+    return sorted({r["cell"]["size"] for r in records if r["status"] == "ok" and r["cell"]["size"] > 0})
+
+
+def left_unfinished(searcher: AdaptiveSizeSearcher) -> int:
+    """0 when the searcher finished; else the proposed cells still without a record (at least 1): Tune returned
+    before the searcher was done (Ctrl-C), and ``--resume`` goes on."""
+    if searcher.finished or searcher.final is not None:
+        return 0
+    return max(sum(1 for c in searcher.proposed if not searcher._ok(c) and c not in searcher.failed_here), 1)

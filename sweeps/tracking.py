@@ -28,7 +28,7 @@ from ray import tune
 
 from sweeps.config import Cell, SweepConfig
 from sweeps.metrics import metric_keys
-from sweeps.results import RECORD_KEY, make_record, read_records, trial_id
+from sweeps.results import RECORD_KEY, TrialIdentity, make_record, read_records
 from sweeps.storage import RunFolder
 
 TENSORBOARD_DIR = "tensorboard"  # <run folder>/tensorboard/<trial id>/events.out.tfevents.*
@@ -226,9 +226,8 @@ class TrackingCallback(tune.Callback):
     tracker that was down), then each trial is logged as it reports.
     """
 
-    def __init__(self, cfg: SweepConfig, folder: RunFolder, *, dataset: str, eval_set: str, data_id: str):
-        self.cfg, self.folder = cfg, folder
-        self.dataset, self.eval_set, self.data_id = dataset, eval_set, data_id
+    def __init__(self, cfg: SweepConfig, folder: RunFolder, identity: TrialIdentity):
+        self.cfg, self.folder, self.identity = cfg, folder, identity
         self.k = cfg.trial.eval.k
         self.mlflow = (
             MlflowTrials(cfg.tracking.mlflow, sweep=cfg.name, folder=str(folder.location()), k=self.k)
@@ -240,19 +239,7 @@ class TrackingCallback(tune.Callback):
 
     def _identity(self, trial) -> dict:
         """The trial's record without rows: its id, cell, model and dataset, as the trial will record them."""
-        cell = Cell(**trial.config["cell"])
-        return make_record(
-            sweep=self.cfg.name,
-            experiment=self.cfg.sweep.experiment,
-            tid=trial_id(self.cfg.trial, cell, data_id=self.data_id),
-            cfg=self.cfg.trial,
-            cell=cell,
-            dataset=self.dataset,
-            eval_set=self.eval_set,
-            data_id=self.data_id,
-            num_gpus=0.0,
-            rows=[],
-        )
+        return make_record(self.identity, Cell(**trial.config["cell"]), rows=[])
 
     def setup(self, **info) -> None:
         records = read_records(self.folder).records
@@ -289,8 +276,8 @@ class TrackingCallback(tune.Callback):
             self.mlflow.crashed(self._identity(trial)["trial_id"])
 
 
-def tracking_callbacks(cfg: SweepConfig, folder: RunFolder, *, dataset: str, eval_set: str, data_id: str) -> list:
+def tracking_callbacks(cfg: SweepConfig, folder: RunFolder, identity: TrialIdentity) -> list:
     """``[TrackingCallback]`` when the sweep file (or ``--mlflow``/``--tensorboard``) asks for a tracker, else []."""
     if not cfg.tracking.mlflow and not cfg.tracking.tensorboard:
         return []
-    return [TrackingCallback(cfg, folder, dataset=dataset, eval_set=eval_set, data_id=data_id)]
+    return [TrackingCallback(cfg, folder, identity)]

@@ -32,7 +32,7 @@ from sweeps.config import Cell, SweepConfig
 from sweeps.device import Runtime, resolve_runtime
 from sweeps.errors import UserError
 from sweeps.prepare import PreparedData
-from sweeps.results import RECORD_KEY, make_record, trial_id
+from sweeps.results import RECORD_KEY, TrialIdentity, make_record
 from sweeps.trial import EpochReport, run_trial
 
 log = logging.getLogger("sweeps.trial")
@@ -63,7 +63,8 @@ def fit_cell(config: dict, *, sweep: SweepConfig, prepared: PreparedData, num_gp
     _log_to_console()
     started_at = time.time()
     cell = Cell(**config["cell"])
-    tid = trial_id(sweep.trial, cell, data_id=prepared.data_id)
+    identity = TrialIdentity.of(sweep, prepared)
+    tid = identity.trial_id(cell)
     tags = {"sweep": sweep.name, "cell": f"{prepared.dataset}-{cell.label}"}
     prefix = f"[{sweep.name} {prepared.dataset} size={cell.size} epochs={cell.epochs} seed={cell.seed}]"
     reports: list[EpochReport] = []
@@ -132,16 +133,10 @@ def fit_cell(config: dict, *, sweep: SweepConfig, prepared: PreparedData, num_gp
         if runtime is not None:
             runtime.release()
     record = make_record(
-        sweep=sweep.name,
-        experiment=sweep.sweep.experiment,
-        tid=tid,
-        cfg=sweep.trial,
-        cell=cell,
-        dataset=prepared.dataset,
-        eval_set=prepared.eval_id,
-        data_id=prepared.data_id,
-        num_gpus=num_gpus if runtime is not None and runtime.is_cuda else 0.0,
+        identity,
+        cell,
         rows=[r.as_row() for r in reports] if status == "ok" else [],
+        num_gpus=num_gpus if runtime is not None and runtime.is_cuda else 0.0,
         status=status,
         error=error,
         extra={"gpu_ids": [str(g) for g in ray.get_gpu_ids()], "started_at": started_at, "finished_at": time.time()},

@@ -2,7 +2,8 @@
 
 ``run_sweep`` composes ``Tuner(with_resources(with_parameters(fit_cell, ...)), TuneConfig, RunConfig,
 param_space)`` over the cells that have no finished record yet, then rebuilds the results table from the
-records. The records, not Tune's experiment state, decide what runs: ``--resume`` after a crash and an
+records. It reaches the run folder through ``sweeps.runs`` only (``open_run``: checks, lock, the records it
+scanned; ``close_run``: the table), never ``sweeps.results`` itself. The records, not Tune's experiment state, decide what runs: ``--resume`` after a crash and an
 extension with new sizes or seeds both start a fresh Tune experiment over the cells without a finished
 record. Tune saves its own state only every few seconds, so restoring it (``Tuner.restore``) after a
 killed driver would train again cells that had finished since its last save; our trainable keeps no
@@ -32,8 +33,7 @@ from sweeps.config import Cell, SweepConfig, cells_for
 from sweeps.dataclass_io import config_hash, to_dict
 from sweeps.errors import ConfigError, SweepInterrupted
 from sweeps.prepare import PreparedData
-from sweeps.results import make_record, read_records, trial_id, write_record
-from sweeps.runs import Run, close_run, mark_running, open_run
+from sweeps.runs import Run, close_run, mark_running, open_run, record_failure
 from sweeps.tracking import tracking_callbacks
 from sweeps.trainable import fit_cell
 from sweeps.tune_ext import ProgressCallback, RecordCallback, TrialTimeout, describe_error
@@ -180,44 +180,46 @@ def run_sweep(
 
     size_field = "sweep.sizes" if cfg.sweep.experiment == "data_size" else "sweep.size"
     run = open_run(cfg, cells, resume=resume, size_field=size_field, prepared=prepared, last_check=ray_ready)
-    gpus, pending = run.checked, run.pending
-    if cfg.sweep.sizes == "auto":  # the adaptive grid: a Tune Searcher proposes the cells (sweeps/search.py)
-        from sweeps.search import run_adaptive
+    gpus, pending, searcher = run.checked, run.pending, None
+    adaptive = cfg.sweep.sizes == "auto"  # a Tune Searcher proposes the cells (sweeps/search.py)
+    if adaptive:
+        from sweeps import search
 
-        before = read_records(run.folder).records
-        done_before = len({r["trial_id"] for r in before if r["status"] == "ok"})
+        done_before = len({r["trial_id"] for r in run.records if r["status"] == "ok"})
         print(f"[{cfg.name}] adaptive grid: {done_before} cells already done", flush=True)
-        try:
-            searcher, records = run_adaptive(
-                cfg,
-                folder=run.folder,
-                prepared=run.prepared,
-                records=before,
-                fit=lambda alg: _fit(run, gpus=gpus, trainable=trainable, verbose=verbose, search_alg=alg),
-            )
-        finally:
-            table = close_run(run)
-        failed = table.loc[table["status"] != "ok", "trial_id"].nunique()
-        return SweepOutcome(
-            run.folder.location(), table, ran=len(searcher.proposed), skipped=done_before, failed=failed
+    else:
+        done_before = len(cells) - len(pending)
+        print(
+            f"[{cfg.name}] {len(cells)} cells: {done_before} already done, {len(pending)} to run ({gpus:g} GPU/trial)",
+            flush=True,
         )
-    print(
-        f"[{cfg.name}] {len(cells)} cells: {len(cells) - len(pending)} already done, {len(pending)} to run ({gpus:g} GPU/trial)",
-        flush=True,
-    )
+    fitted = False
     try:
-        if pending:
-            _fit(run, gpus=gpus, trainable=trainable, verbose=verbose)
+        if adaptive:
+            searcher = search.adaptive_searcher(cfg, prepared=run.prepared, records=run.records)
+        if searcher is not None or pending:
+            _fit(run, gpus=gpus, trainable=trainable, verbose=verbose, search_alg=searcher)
+        fitted = True
     finally:
-        table = close_run(run)
-    if run.unfinished:
-        # Tune catches the first Ctrl-C itself and returns from fit() as if the grid were done; so the records
-        # are the judge. The driver state stays: `roi status` shows the run as interrupted.
-        raise SweepInterrupted(run.folder.location(), unfinished=len(run.unfinished), total=len(cells))
+        # the adaptive grid's account (adaptive.json) is written with the table, under the lock, after a fit
+        account = (lambda records: search.account(searcher, records)) if adaptive and fitted else None
+        table = close_run(run, account=account)
+    # Tune catches the first Ctrl-C itself and returns from fit() as if the grid were done; so the records (or
+    # the searcher) are the judge. The driver state stays: `roi status` shows the run as interrupted.
+    if searcher is None:
+        unfinished, total, ran = len(run.unfinished), len(cells), len(pending)
+    else:
+        unfinished, total, ran = search.left_unfinished(searcher), len(searcher.proposed) or 1, len(searcher.proposed)
+    if unfinished:
+        raise SweepInterrupted(run.folder.location(), unfinished=unfinished, total=total)
+    if searcher is not None:
+        final = searcher.final or searcher.plan()
+        sizes = search.measured_sizes(run.records)
+        print(
+            f"[{cfg.name}] adaptive grid: {final.reason} ({searcher.sized_trials()} trials; sizes {sizes})", flush=True
+        )
     failed = table.loc[table["status"] != "ok", "trial_id"].nunique()
-    return SweepOutcome(
-        run_dir=run.folder.location(), table=table, ran=len(pending), skipped=len(cells) - len(pending), failed=failed
-    )
+    return SweepOutcome(run.folder.location(), table, ran=ran, skipped=done_before, failed=failed)
 
 
 def _fit(run: Run, *, gpus: float, trainable: Callable, verbose: int, search_alg=None) -> None:
@@ -232,33 +234,14 @@ def _fit(run: Run, *, gpus: float, trainable: Callable, verbose: int, search_alg
         {"cpu": cfg.resources.cpus, "gpu": gpus},
     )
 
-    # not `prepared`: Tune pickles the scheduler holding this
-    dataset, eval_id, data_id = prepared.dataset, prepared.eval_id, prepared.data_id
-
+    identity = run.identity  # not `run` or `prepared`: Tune pickles the scheduler holding this
     written: set[str] = set()  # trial ids recorded during this fit (by the trials, or as failed here)
 
-    def record_failure(cell: Cell, error: str) -> None:
-        written.add(trial_id(cfg.trial, cell, data_id=data_id))
-        write_record(
-            folder,
-            make_record(
-                sweep=cfg.name,
-                experiment=cfg.sweep.experiment,
-                tid=trial_id(cfg.trial, cell, data_id=data_id),
-                cfg=cfg.trial,
-                cell=cell,
-                dataset=dataset,
-                eval_set=eval_id,
-                data_id=data_id,
-                num_gpus=gpus,
-                rows=[],
-                status="failed",
-                error=error,
-            ),
-        )
+    def on_failure(cell: Cell, error: str) -> None:
+        written.add(record_failure(folder, identity, cell, error=error, num_gpus=gpus))
 
     mark_running(run, experiment=experiment)
-    scheduler = TrialTimeout(cfg.trial_timeout_s, on_timeout=record_failure) if cfg.trial_timeout_s else None
+    scheduler = TrialTimeout(cfg.trial_timeout_s, on_timeout=on_failure) if cfg.trial_timeout_s else None
     tuner = tune.Tuner(
         trainable,
         param_space={} if search_alg else {"cell": tune.grid_search([dataclasses.asdict(c) for c in pending])},
@@ -279,7 +262,7 @@ def _fit(run: Run, *, gpus: float, trainable: Callable, verbose: int, search_alg
                 RecordCallback(folder, written),
                 ProgressCallback(cfg.name, total=len(pending) if not search_alg else cfg.sweep.max_trials + 1),
                 # MLflow, TensorBoard (tracking: in the sweep file), keyed by trial id like the records
-                *tracking_callbacks(cfg, folder, dataset=dataset, eval_set=eval_id, data_id=data_id),
+                *tracking_callbacks(cfg, folder, identity),
             ],
             verbose=verbose,
         ),
@@ -291,5 +274,5 @@ def _fit(run: Run, *, gpus: float, trainable: Callable, verbose: int, search_alg
         if result.error is None or not result.config:
             continue
         cell = Cell(**result.config["cell"])
-        if trial_id(cfg.trial, cell, data_id=data_id) not in written:
-            record_failure(cell, describe_error(result.error))
+        if identity.trial_id(cell) not in written:
+            on_failure(cell, describe_error(result.error))

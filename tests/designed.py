@@ -28,7 +28,7 @@ import ray
 from ray import tune
 
 from sweeps.config import Cell
-from sweeps.results import RECORD_KEY, make_record, trial_id
+from sweeps.results import RECORD_KEY, TrialIdentity, make_record
 
 
 def designed_metrics(size: int, epoch: int) -> dict[str, float]:
@@ -123,18 +123,11 @@ def designed_cell(config: dict, *, sweep, prepared, num_gpus: float) -> None:
         }
         rows.append(row)
         tune.report({**row, "cell": cell.label})
-    tid = trial_id(sweep.trial, cell, data_id=prepared.data_id)
     record = make_record(
-        sweep=sweep.name,
-        experiment=sweep.sweep.experiment,
-        tid=tid,
-        cfg=sweep.trial,
-        cell=cell,
-        dataset=prepared.dataset,
-        eval_set=prepared.eval_id,
-        data_id=prepared.data_id,
-        num_gpus=num_gpus,
+        TrialIdentity.of(sweep, prepared),
+        cell,
         rows=rows,
+        num_gpus=num_gpus,
         extra={"gpu_ids": [str(g) for g in ray.get_gpu_ids()], "started_at": started, "finished_at": time.time()},
     )
     tune.report({"cell": cell.label, "status": "ok", "error": "", RECORD_KEY: json.dumps(record)})

@@ -17,7 +17,7 @@ from sweeps.data.items import LabeledItems
 from sweeps.dataclass_io import build
 from sweeps.errors import DataError
 from sweeps.prepare import prepare_data
-from sweeps.results import make_record, records_to_table, trial_id
+from sweeps.results import TrialIdentity, make_record, records_to_table, trial_id
 from sweeps.sweepfile import resolve_paths
 from sweeps.trial import run_trial
 from sweeps.validation import carve_validation
@@ -238,20 +238,7 @@ def test_a_converged_sweep_is_one_curve_across_sizes_that_trained_different_epoc
                     train_seconds=run * 1.0,
                 )
             ]
-        records.append(
-            make_record(
-                sweep="s",
-                experiment="data_size",
-                tid=trial_id(cfg, cell, data_id="d"),
-                cfg=cfg,
-                cell=cell,
-                dataset="ds",
-                eval_set="ev",
-                data_id="d",
-                num_gpus=0.0,
-                rows=rows,
-            )
-        )
+        records.append(make_record(TrialIdentity("s", "data_size", cfg, "ds", "ev", "d"), cell, rows=rows))
     table = records_to_table(records, k=20)
     tuned = table[table["size"] > 0].set_index("size")
     assert tuned["epochs"].to_dict() == {100: 6, 200: 4, 400: 3} and tuned["epoch"].to_dict() == {
@@ -350,9 +337,9 @@ def test_epoch_grid_with_validation_scores_every_epoch_on_items_that_never_train
     # Every epoch row of the results table carries its validation score.
     tid = trial_id(cfg, cell, data_id="d")
     record = make_record(
-        sweep="s", experiment="data_size", tid=tid, cfg=cfg, cell=cell, dataset="ds", eval_set="ev", data_id="d",
-        num_gpus=0.0, rows=[r.as_row() for r in reports],
-    )  # fmt: skip
+        TrialIdentity("s", "data_size", cfg, "ds", "ev", "d"), cell, rows=[r.as_row() for r in reports]
+    )
+    assert record["trial_id"] == tid
     rows = records_to_table([record], k=20)
     assert rows["val_score"].tolist() == pytest.approx(scored) and rows["val_score"].notna().all()
     assert tid.startswith("n64-e3-s0-val-") and tid != trial_id(cfg, Cell(64, 3, 0), data_id="d")

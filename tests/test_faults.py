@@ -406,7 +406,7 @@ def test_embedded_ray_dashboard_is_local_only_and_token_auth_is_on(embedded_ray)
 NO_LOOPBACK_SETTING: dict[str, str] = {}
 
 
-def _ray_processes() -> list:
+def _embedded_ray_processes() -> list:
     """This process and every process of its embedded Ray: its children, and any that name its session folder."""
     import psutil
 
@@ -431,7 +431,7 @@ def test_no_port_of_the_embedded_ray_listens_beyond_loopback(embedded_ray):
 
     assert ray.get(square.remote(7)) == 49
     listening, names = [], set()
-    for proc in _ray_processes():
+    for proc in _embedded_ray_processes():
         try:
             name = proc.name()
             sockets = proc.net_connections(kind="inet")

@@ -9,6 +9,7 @@ from sweeps.config import Cell, TrialConfig
 from sweeps.dataclass_io import build
 from sweeps.errors import ConfigError
 from sweeps.results import (
+    TrialIdentity,
     make_record,
     read_records,
     records_to_table,
@@ -47,19 +48,8 @@ def _rows(cell: Cell, mrr: list[float]) -> list[dict]:
 
 
 def _record(cell: Cell, mrr: list[float], **kw) -> dict:
-    tid = trial_id(CFG, cell, data_id="ev1")
     return make_record(
-        sweep="s",
-        experiment="data_size",
-        tid=tid,
-        cfg=CFG,
-        cell=cell,
-        dataset="d",
-        eval_set="ev1",
-        data_id="ev1",
-        num_gpus=0.5,
-        rows=_rows(cell, mrr),
-        **kw,
+        TrialIdentity("s", "data_size", CFG, "d", "ev1", "ev1"), cell, rows=_rows(cell, mrr), num_gpus=0.5, **kw
     )
 
 

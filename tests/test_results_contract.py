@@ -15,7 +15,7 @@ from roi.analysis import analyse
 from roi.load import OPTIONAL_FLOAT_COLUMNS, OPTIONAL_STRING_COLUMNS, REQUIRED_COLUMNS, load_results
 from sweeps.config import Cell, TrialConfig
 from sweeps.dataclass_io import build
-from sweeps.results import make_record, records_to_table, result_columns, trial_id, write_table
+from sweeps.results import TrialIdentity, make_record, records_to_table, result_columns, write_table
 
 SCHEMA = Path(__file__).resolve().parents[1] / "docs" / "results-schema.md"
 CFG = build(
@@ -40,18 +40,7 @@ def _record(cell: Cell, mrr: list[float], seed_offset: float = 0.0) -> dict:
         }
         for e, m in enumerate(mrr, start=0 if cell.size == 0 else 1)
     ]
-    return make_record(
-        sweep="s",
-        experiment="data_size",
-        tid=trial_id(CFG, cell, data_id="ev"),
-        cfg=CFG,
-        cell=cell,
-        dataset="d",
-        eval_set="ev",
-        data_id="ev",
-        num_gpus=0.0,
-        rows=rows,
-    )
+    return make_record(TrialIdentity("s", "data_size", CFG, "d", "ev", "ev"), cell, rows=rows)
 
 
 def test_roi_reads_what_sweeps_writes(tmp_path):

@@ -20,7 +20,7 @@ from test_bad_inputs import assert_clear_error, csv_data, labeled_csv, run_cli, 
 
 from sweeps.config import Cell
 from sweeps.errors import ConfigError
-from sweeps.results import make_record, write_record
+from sweeps.results import TrialIdentity, make_record, write_record
 from sweeps.runlock import LOCK_FILE, RunLock
 from sweeps.runs import write_run_metadata
 from sweeps.storage import RunFolder
@@ -46,18 +46,7 @@ def test_roi_sweep_on_changed_data_leaves_the_run_folder_untouched(capsys, tmp_p
     cell = Cell(size=0, epochs=0, seed=0)
     write_record(
         folder,
-        make_record(
-            sweep=cfg.name,
-            experiment=cfg.sweep.experiment,
-            tid="n0-e0-s0-0123456789",
-            cfg=cfg.trial,
-            cell=cell,
-            dataset=prepared.dataset,
-            eval_set=prepared.eval_id,
-            data_id=prepared.data_id,
-            num_gpus=0.0,
-            rows=[{"epoch": 0, "mrr@20": 0.5}],
-        ),
+        make_record(TrialIdentity.of(cfg, prepared), cell, rows=[{"epoch": 0, "mrr@20": 0.5}]),
     )
     before = _listing(folder.root)
     labeled_csv(data, per_label=5)  # the data file is edited

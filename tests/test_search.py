@@ -40,7 +40,7 @@ from roi_fixtures import brentq  # noqa: E402
 from roi.analysis import analyse  # noqa: E402
 from roi.load import load_results  # noqa: E402
 from sweeps.config import Cell  # noqa: E402
-from sweeps.results import make_record, read_records  # noqa: E402
+from sweeps.results import TrialIdentity, make_record, read_records  # noqa: E402
 from sweeps.search import PLAN_FILE, Adaptive, AdaptiveSizeSearcher  # noqa: E402
 from sweeps.tuner import run_sweep  # noqa: E402
 
@@ -71,18 +71,8 @@ def _record(cell: Cell) -> dict:
         {"epoch": e, "train_seconds": designed_train_seconds(cell.size, e), **designed_metrics(cell.size, e)}
         for e in epochs
     ]
-    return make_record(
-        sweep="adaptive",
-        experiment="data_size",
-        tid=cell.label,
-        cfg=cfg.trial,
-        cell=cell,
-        dataset="designed",
-        eval_set="designed-eval",
-        data_id="designed-data",
-        num_gpus=0.0,
-        rows=rows,
-    )
+    identity = TrialIdentity("adaptive", "data_size", cfg.trial, "designed", "designed-eval", "designed-data")
+    return make_record(identity, cell, rows=rows)
 
 
 def _drive(searcher: AdaptiveSizeSearcher, *, concurrency: int, stop_after: int | None = None) -> list[Cell]:

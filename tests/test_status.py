@@ -16,7 +16,7 @@ import pytest
 
 from sweeps.cli import main
 from sweeps.config import Cell, SweepConfig, cell_rule, cells_for
-from sweeps.results import make_record, read_records, records_to_table, trial_id, write_record, write_table
+from sweeps.results import TrialIdentity, make_record, read_records, records_to_table, write_record, write_table
 from sweeps.runs import DRIVER_STATE, write_run_metadata
 from sweeps.status import PLAN_FILE, format_status, run_status
 from sweeps.storage import RunFolder
@@ -44,19 +44,7 @@ def _write(cfg: SweepConfig, cells: list[Cell]) -> RunFolder:
             {"epoch": e, "train_seconds": cell.size * e / 10, "mrr@20": value, "map@20": value, "recall@20": value}
             for e in ([0] if cell.size == 0 else range(1, cell.epochs + 1))
         ]
-        tid = trial_id(cfg.trial, cell, data_id="data")
-        record = make_record(
-            sweep=cfg.name,
-            experiment="data_size",
-            tid=tid,
-            cfg=cfg.trial,
-            cell=cell,
-            dataset="d",
-            eval_set="e",
-            data_id="data",
-            num_gpus=0.0,
-            rows=rows,
-        )
+        record = make_record(TrialIdentity(cfg.name, "data_size", cfg.trial, "d", "e", "data"), cell, rows=rows)
         write_record(folder, record)
     write_table(folder, records_to_table(read_records(folder).records, k=20))
     return folder
