@@ -27,8 +27,10 @@ from roi.curves import (
 from roi.epoch_grid import best_epochs, grid_table
 from roi.errors import RoiInputError
 from roi.forecast import Forecast, forecast_all, forecast_summary
+from roi.frontier import frontier_cells, pareto_frontier
 from roi.headline import with_headline
 from roi.load import NOTES_ATTR, SOURCE_ATTR, resolve_metrics, validate_table
+from roi.plan import plan_table
 from roi.price import Prices, price_table
 from roi.tables import summary_notes
 
@@ -64,6 +66,10 @@ class Analysis:
     # the data x epochs grid (roi.epoch_grid): empty unless a data-size sweep evaluated more than one epoch
     epoch_grid: pd.DataFrame = field(default_factory=pd.DataFrame)
     best_epochs: pd.DataFrame = field(default_factory=pd.DataFrame)  # per trial, the epoch chosen on validation
+    plans: list = field(default_factory=list)  # roi.plan.RoundPlan per data-size curve: the next round
+    # the cost frontier (roi.frontier), for a data x epochs grid only: every cell, and the frontier's cells
+    frontier_cells: pd.DataFrame = field(default_factory=pd.DataFrame)
+    frontier: pd.DataFrame = field(default_factory=pd.DataFrame)
 
 
 def analyse(
@@ -155,6 +161,9 @@ def analyse(
     if prices.gpu_hour is not None and not priced.empty and not (priced["gpu_seconds"].fillna(0) > 0).any():
         notes.append("no GPU-seconds in the records (CPU trials): training is priced at 0; labels only")
     answers = recommendations(summary, forecasts=forecasts, prices=priced, price_spec=prices)
+    plans = plan_table(points, prices=prices, target=1 - drop) if _has_data_size(points) else []
+    cells = frontier_cells(improvements, best) if not grid.empty else pd.DataFrame()
+    front = pareto_frontier(cells, prices) if not cells.empty else pd.DataFrame()
     return Analysis(
         source=source,
         metrics=chosen,
@@ -169,7 +178,14 @@ def analyse(
         answers=answers,
         epoch_grid=grid,
         best_epochs=best,
+        plans=plans,
+        frontier_cells=cells,
+        frontier=front,
     )
+
+
+def _has_data_size(points: pd.DataFrame) -> bool:
+    return bool(((points["experiment"] == "data_size") & (points["cost_axis"] == "size")).any())
 
 
 def _describe(key: tuple) -> str:

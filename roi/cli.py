@@ -1,4 +1,4 @@
-"""``roi report RUN_DIR`` and ``roi backtest RUN_DIR``: parsing and printing only; the work is in ``roi.report``
+"""``roi report RUN_DIR`` and ``roi backtest RUN_DIR`` (``roi plan`` and ``roi frontier``: ``roi.plan_cli``): parsing and printing only; the work is in ``roi.report``
 and ``roi.forecast``.
 
 ``add_report_arguments``/``run_report`` and ``add_backtest_arguments``/``run_backtest`` let another CLI
@@ -201,6 +201,21 @@ def build_parser() -> argparse.ArgumentParser:
     bt = sub.add_parser("backtest", help=BACKTEST_HELP)
     add_backtest_arguments(bt)
     bt.set_defaults(func=run_backtest)
+    from roi.plan_cli import (
+        FRONTIER_HELP,
+        PLAN_HELP,
+        add_frontier_arguments,
+        add_plan_arguments,
+        run_frontier,
+        run_plan,
+    )
+
+    plan = sub.add_parser("plan", help=PLAN_HELP)
+    add_plan_arguments(plan)
+    plan.set_defaults(func=run_plan)
+    frontier = sub.add_parser("frontier", help=FRONTIER_HELP)
+    add_frontier_arguments(frontier)
+    frontier.set_defaults(func=run_frontier)
     return parser
 
 

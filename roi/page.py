@@ -104,6 +104,7 @@ def sections(analysis: Analysis, *, figures: Mapping, tables: Mapping[str, Path]
             small=f"Source: {analysis.source}. Metrics: {', '.join(analysis.metrics)}. Drop: {analysis.drop:g}. "
             f"Generated {generated} by roi {__version__}.",
         ),
+        *_plan_sections(analysis),
         Section("Summary", paragraphs=(SUMMARY_NOTE,), table=summary_table(analysis.summary)),
         Section(
             "Cost",
@@ -132,6 +133,7 @@ def sections(analysis: Analysis, *, figures: Mapping, tables: Mapping[str, Path]
                 figures=tuple((n, "") for n in grid_figs),
             )
         )
+    out += _frontier_sections(analysis, figures)
     shown = trials.head(HTML_TRIAL_ROWS).map(lambda v: f"{v:.6g}" if isinstance(v, float) and v == v else v)
     more = f"First {HTML_TRIAL_ROWS} of {len(trials)} rows; all in trials.csv." if len(trials) > HTML_TRIAL_ROWS else ""
     return out + [
@@ -142,6 +144,60 @@ def sections(analysis: Analysis, *, figures: Mapping, tables: Mapping[str, Path]
             "Files",
             items=("report.html: the self-contained report (opens offline)", *(str(p) for p in tables.values())),
         ),
+    ]
+
+
+PLAN_INTRO = (
+    "Per data-size curve, at its largest measured size N: the headline rule's verdict, and what one more round "
+    "(N -> 2N) is expected to give, with an interval that includes the largest one-round error the forecast made on "
+    "the published tables (docs/plan.md), and what it costs. Nothing is forecast further than one round: label the "
+    "round, measure it, and plan again (roi plan RUN_DIR --target metric=value --round F)."
+)
+FRONTIER_INTRO = (
+    "The cheapest (items, epochs) for each score: every (size, epoch) cell of the grid (mean over seeds, held-out "
+    "score) and the frontier, the cells that beat every cheaper one. Where the trials carry validation scores only "
+    "the epoch validation chose stands for a size (never chosen on the held-out score). Cost: labels + GPU time at "
+    "the given prices, else labeled items with training seconds breaking ties (docs/plan.md)."
+)
+
+
+def _plan_sections(analysis: Analysis) -> list[Section]:
+    """'The next round' (``roi.plan``), right after the answer; nothing without a data-size curve."""
+    from roi.plan import describe_plan
+
+    if not analysis.plans:
+        return []
+    items = []
+    for plan in analysis.plans:
+        k = plan.key
+        lines = describe_plan(plan, analysis.price_spec)
+        items.append(f"{k['dataset']} · {k['setting']} · " + " ".join(lines))
+    notes = tuple(dict.fromkeys(n for p in analysis.plans for n in p.notes))
+    return [Section("The next round", anchor="next-round", paragraphs=(PLAN_INTRO, *notes), items=tuple(items))]
+
+
+def _frontier_sections(analysis: Analysis, figures: Mapping) -> list[Section]:
+    """'Cost frontier' (``roi.frontier``) for a run with a data x epochs grid."""
+    from roi.frontier import FRONT_KEY, default_targets, describe_reach, frontier_display, reach
+
+    if analysis.frontier.empty:
+        return []
+    spec = analysis.price_spec
+    sentences = []
+    for _, t in default_targets(analysis.frontier).iterrows():
+        key = {k: t[k] for k in FRONT_KEY}
+        r = reach(analysis.frontier_cells, key, float(t["target"]), prices=spec)
+        sentences.append(f"{key['dataset']}: {describe_reach(r, spec)}")
+    names = [n for n, f in figures.items() if f.layout.meta["shows"] == "frontier"]
+    return [
+        Section(
+            "Cost frontier",
+            anchor="frontier",
+            paragraphs=(FRONTIER_INTRO,),
+            items=tuple(sentences),
+            table=frontier_display(analysis.frontier, spec),
+            figures=tuple((n, "") for n in names),
+        )
     ]
 
 

@@ -20,6 +20,7 @@ from roi.analysis import Analysis, analyse
 from roi.curves import DEFAULT_DROP
 from roi.errors import RoiInputError
 from roi.forecast import forecast_curves_table
+from roi.frontier import frontier_display
 from roi.price import Prices, price_display
 from roi.tables import epoch_grid_display, summary_table, to_markdown, trials_table
 
@@ -143,10 +144,13 @@ def _write_tables(folder: Path, analysis: Analysis) -> dict[str, Path]:
     }
     if not analysis.epoch_grid.empty:
         frames |= {"epoch_grid": analysis.epoch_grid, "best_epochs": analysis.best_epochs}
+    if not analysis.frontier.empty:
+        frames |= {"frontier": analysis.frontier, "frontier_cells": analysis.frontier_cells}
     display = {
         "summary": summary_table(analysis.summary),
         "costs": price_display(analysis.prices, analysis.price_spec),
         "epoch_grid": epoch_grid_display(analysis.epoch_grid),
+        "frontier": frontier_display(analysis.frontier, analysis.price_spec),
     }
     for name, frame in frames.items():
         for ext in ("csv", "parquet", "json", "md"):

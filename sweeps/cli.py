@@ -1,4 +1,4 @@
-"""The ``roi`` command: ``trial``, ``sweep``, ``status``, ``report`` and ``backtest`` subcommands.
+"""The ``roi`` command: ``trial``, ``sweep``, ``status``, ``report``, ``backtest``, ``plan`` and ``frontier`` subcommands.
 
 Parsing only: each subcommand turns its arguments into a config and calls one function. Heavy imports
 (torch, ray) happen inside the subcommand that needs them, so ``roi report`` works where only the
@@ -160,6 +160,7 @@ def build_parser() -> argparse.ArgumentParser:
     _add_status(sub)
     _add_report(sub)
     _add_backtest(sub)
+    _add_plan(sub)
     return parser
 
 
@@ -177,6 +178,24 @@ def _add_backtest(sub) -> None:
     p = sub.add_parser("backtest", help=BACKTEST_HELP)
     add_backtest_arguments(p)
     p.set_defaults(func=run_backtest)
+
+
+def _add_plan(sub) -> None:
+    from roi.plan_cli import (
+        FRONTIER_HELP,
+        PLAN_HELP,
+        add_frontier_arguments,
+        add_plan_arguments,
+        run_frontier,
+        run_plan,
+    )
+
+    p = sub.add_parser("plan", help=PLAN_HELP)
+    add_plan_arguments(p)
+    p.set_defaults(func=run_plan)
+    f = sub.add_parser("frontier", help=FRONTIER_HELP)
+    add_frontier_arguments(f)
+    f.set_defaults(func=run_frontier)
 
 
 def _message(exc: UserError) -> str:

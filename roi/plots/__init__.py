@@ -14,6 +14,7 @@ import plotly.graph_objects as go
 
 from roi.plots.curves import MEASURES, UNITS, build_figures, curve_figure, figure_name, summary_drop
 from roi.plots.epoch_grid import epoch_grid_figure, epoch_grid_figures
+from roi.plots.frontier import frontier_figure, frontier_figures
 
 if TYPE_CHECKING:
     from roi.analysis import Analysis
@@ -28,6 +29,8 @@ __all__ = [
     "figure_div",
     "figure_name",
     "figures",
+    "frontier_figure",
+    "frontier_figures",
     "plotly_js",
     "summary_drop",
 ]
@@ -41,7 +44,8 @@ def figures(analysis: Analysis) -> dict[str, go.Figure]:
     data x epochs grid (``epoch_grid.<dataset>.<metric>``), when the sweep has one.
     """
     curves = build_figures(analysis.curves, analysis.summary, forecasts=analysis.forecasts)
-    return curves | epoch_grid_figures(analysis.epoch_grid)
+    frontier = frontier_figures(analysis.frontier_cells, analysis.frontier, analysis.price_spec)
+    return curves | epoch_grid_figures(analysis.epoch_grid) | frontier
 
 
 def figure_div(fig: go.Figure, *, div_id: str) -> str:
