@@ -265,6 +265,9 @@ class RunFolder:
         )
 
 
+MAX_NAME = 100  # leaves room for the trial names Ray Tune builds from it (name-n100-e1-s0-...)
+
+
 def check_path_component(name: str, *, where: str | os.PathLike | None, field: str) -> str:
     """A user-given name that becomes a folder (``<storage>/<name>``) must be one plain path component: no
     separator, not ``.`` or ``..`` and no leading dot (``name: ".."`` would write beside ``--storage``, not in it)."""
@@ -275,5 +278,12 @@ def check_path_component(name: str, *, where: str | os.PathLike | None, field: s
             where=where,
             field=field,
             fix="use letters, digits, '.', '_' and '-', starting with a letter, digit, '_' or '-'",
+        )
+    if len(name) > MAX_NAME:  # file systems cap a path component at 255 bytes, and trial folders append to it
+        raise ConfigError(
+            f"a name of {len(name):,} characters cannot name a folder: at most {MAX_NAME}",
+            where=where,
+            field=field,
+            fix=f"shorten {field} to {MAX_NAME} characters or fewer",
         )
     return name

@@ -133,6 +133,12 @@ def assert_nothing_written(tmp_path: Path) -> None:
         ("run name ..", {"name": ".."}, ["sweep.yaml: name: '..' cannot name a folder", "one path component"]),
         ("run name with a separator", {"name": "a/b"}, ["sweep.yaml: name: 'a/b' cannot name a folder"]),
         ("run name with a leading dot", {"name": ".hidden"}, ["'.hidden' cannot name a folder", "no leading dot"]),
+        # found by the full fuzz tier: a 6,000-character name reached the file system (OSError: File name too long)
+        (
+            "run name too long",
+            {"name": "a" * 6000},
+            ["name: a name of 6,000 characters cannot name a folder", "at most 100"],
+        ),
         (
             "a package model that is not on the list",
             {"model": {"name": "package:evil_weights", "tiny": False}},
