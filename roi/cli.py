@@ -201,21 +201,9 @@ def build_parser() -> argparse.ArgumentParser:
     bt = sub.add_parser("backtest", help=BACKTEST_HELP)
     add_backtest_arguments(bt)
     bt.set_defaults(func=run_backtest)
-    from roi.plan_cli import (
-        FRONTIER_HELP,
-        PLAN_HELP,
-        add_frontier_arguments,
-        add_plan_arguments,
-        run_frontier,
-        run_plan,
-    )
+    from roi.plan_cli import add_subcommands
 
-    plan = sub.add_parser("plan", help=PLAN_HELP)
-    add_plan_arguments(plan)
-    plan.set_defaults(func=run_plan)
-    frontier = sub.add_parser("frontier", help=FRONTIER_HELP)
-    add_frontier_arguments(frontier)
-    frontier.set_defaults(func=run_frontier)
+    add_subcommands(sub)
     return parser
 
 

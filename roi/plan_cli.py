@@ -186,3 +186,13 @@ def run_frontier(args: argparse.Namespace) -> int:
         for goal in wanted:
             print(f"- {keyd['dataset']}: {describe_reach(reach(cells, keyd, goal, prices=prices), prices)}")
     return 0
+
+
+def add_subcommands(sub) -> None:
+    """Register ``plan`` and ``frontier`` on a subparsers object: ``roi`` and ``python -m roi`` share them."""
+    plan = sub.add_parser("plan", help=PLAN_HELP)
+    add_plan_arguments(plan)
+    plan.set_defaults(func=run_plan)
+    frontier = sub.add_parser("frontier", help=FRONTIER_HELP)
+    add_frontier_arguments(frontier)
+    frontier.set_defaults(func=run_frontier)

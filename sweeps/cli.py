@@ -181,21 +181,9 @@ def _add_backtest(sub) -> None:
 
 
 def _add_plan(sub) -> None:
-    from roi.plan_cli import (
-        FRONTIER_HELP,
-        PLAN_HELP,
-        add_frontier_arguments,
-        add_plan_arguments,
-        run_frontier,
-        run_plan,
-    )
+    from roi.plan_cli import add_subcommands
 
-    p = sub.add_parser("plan", help=PLAN_HELP)
-    add_plan_arguments(p)
-    p.set_defaults(func=run_plan)
-    f = sub.add_parser("frontier", help=FRONTIER_HELP)
-    add_frontier_arguments(f)
-    f.set_defaults(func=run_frontier)
+    add_subcommands(sub)
 
 
 def _message(exc: UserError) -> str:
