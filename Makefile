@@ -28,7 +28,7 @@ test: install ## the fast tier (under 5 min on 2 cores): unit tests, designed tr
 	$(BIN)/python -m pytest
 
 test-all: install ## every test: + the cluster, killed drivers, benchmark scripts, real-model trials (what CI runs)
-	$(BIN)/python -m pytest -m ""
+	$(BIN)/python -m pytest -m "" --durations=30  # the 30 slowest tests, to keep the tier under its budget
 
 lint: install ## ruff
 	$(BIN)/ruff check sweeps roi tests benchmarks && $(BIN)/ruff format --check sweeps roi tests benchmarks
