@@ -10,7 +10,7 @@ validation carve-out of the trial's own N items (``sweeps.validation``).
   it); ties go to the earliest eligible epoch (the cheaper model). It reads the trial's keys, ``epoch``,
   ``val_score``, ``steps`` and ``min_steps`` and nothing else: the held-out metrics cannot enter the choice, as a
   user without the held-out set would choose. Why the floor: at 100-200 items the carve-out is 20-40 items, whose
-  score is noise-dominated and chose epoch 1-3 (a handful of optimizer steps) on CLINC150 while the held-out score
+  score is noise-dominated and chose epochs 1-5 (3-25 optimizer steps) on CLINC150 while the held-out score
   rose to epoch 10 (docs/plan.md); the default data-size rule (``train_to: validated``) chooses no earlier than the
   same floor (benchmarks/RESULTS.md, "Each size trained to its validated length").
 - ``best_epoch_points``: the held-out improvement of each trial at its chosen epoch, as points of one more

@@ -286,6 +286,7 @@ def test_select_epoch_is_checked_at_the_edge_and_is_part_of_the_trial_id():
 
 
 def test_the_floor_is_the_sweeps_min_steps_and_travels_in_the_results_table():
+    from sweeps.budget import DEFAULT_MIN_STEPS as budget_default_floor
     from sweeps.budget import Budget
     from sweeps.dataclass_io import to_dict
     from sweeps.results import cell_min_steps, records_to_table
@@ -298,6 +299,7 @@ def test_the_floor_is_the_sweeps_min_steps_and_travels_in_the_results_table():
     assert other.budget == "min_steps=50,monitor=map,select_epoch=validation,val_fraction=0.2"
     assert other.label == default.label == "n100-e5-s0-val" and other.selects_epoch
     assert Budget.for_cell(spec, epochs=5, train_to="epochs").min_steps == 100
+    assert DEFAULT_MIN_STEPS == budget_default_floor == SweepSpec.min_steps  # roi's default for older tables
     validated = cells_for(SweepSpec(experiment="data_size", sizes=(100,), min_steps=80))[1]
     plain = cells_for(dataclasses.replace(spec, select_epoch="none"))[1]
     floors = [cell_min_steps(to_dict(c)) for c in (default, other, validated, plain, base)]
