@@ -142,7 +142,8 @@ def analyse(
     if (curves.groupby(list(CURVE_KEY))["n_seeds"].nunique() > 1).any():
         notes.append("some grid points have fewer seeds than others (a partial sweep?): means use the seeds present")
 
-    # The choice reads the validated table's keys, epochs and val_score only (roi.epoch_grid.best_epochs).
+    # The choice reads the validated table's keys, epochs, val_score, steps and min_steps only (the step floor;
+    # roi.epoch_grid.best_epochs).
     best = best_epochs(table)
     grid = grid_table(improvements, best)
     if not grid.empty and best.empty:

@@ -69,6 +69,7 @@ _ROW_COLUMNS: tuple[str, ...] = (
     "gpu_seconds",
     "steps",
     "train_to",
+    "min_steps",
     "stop_reason",
     "final",
     "val_score",

@@ -5,9 +5,14 @@ the held-out set: the results table holds a grid of E rows per trial (``final`` 
 ``sweep.select_epoch: validation`` each of those rows also carries ``val_score``, the same model scored on a
 validation carve-out of the trial's own N items (``sweeps.validation``).
 
-- ``best_epochs``: per trial (dataset, model, eval set, size, seed) the epoch with the highest ``val_score``;
-  ties go to the earliest epoch (the cheaper model). It reads the trial's keys, ``epoch`` and ``val_score`` and
-  nothing else: the held-out metrics cannot enter the choice, as a user without the held-out set would choose.
+- ``best_epochs``: per trial (dataset, model, eval set, size, seed) the epoch with the highest ``val_score``
+  among those at or past the step floor (``min_steps`` optimizer steps; only the last epoch where none reaches
+  it); ties go to the earliest eligible epoch (the cheaper model). It reads the trial's keys, ``epoch``,
+  ``val_score``, ``steps`` and ``min_steps`` and nothing else: the held-out metrics cannot enter the choice, as a
+  user without the held-out set would choose. Why the floor: at 100-200 items the carve-out is 20-40 items, whose
+  score is noise-dominated and chose epochs 1-5 (3-25 optimizer steps) on CLINC150 while the held-out score
+  rose to epoch 10 (docs/plan.md); the default data-size rule (``train_to: validated``) chooses no earlier than the
+  same floor (benchmarks/RESULTS.md, "Each size trained to its validated length").
 - ``best_epoch_points``: the held-out improvement of each trial at its chosen epoch, as points of one more
   data-size curve (setting ``best of E epochs (validation)``); ``roi.curves.select_points`` adds them, so the
   summary, drop point, forecast and charts treat that curve like any other. Its training cost is the whole
@@ -22,6 +27,9 @@ from __future__ import annotations
 
 import pandas as pd
 
+# The step floor of tables written before the ``min_steps`` column existed (docs/runs/clinc150-data-epochs, for
+# one): their sweeps left sweep.min_steps at its default, this value (sweeps.budget.DEFAULT_MIN_STEPS).
+DEFAULT_MIN_STEPS = 100
 # One trial of the grid. trial_id separates two trials of the same cell in one table (two sweeps).
 TRIAL_KEY: tuple[str, ...] = ("task", "model", "dataset", "eval_set", "size", "seed", "trial_id")
 # One heatmap / one block of the grid table.
@@ -48,27 +56,42 @@ def grid_rows(df: pd.DataFrame) -> pd.DataFrame:
 
 
 def best_epochs(table: pd.DataFrame) -> pd.DataFrame:
-    """Per trial of the grid, the epoch whose model scored best on validation (ties: the earliest).
+    """Per trial of the grid, the epoch whose model scored best on validation, at or past the step floor.
+
+    An epoch is eligible when its cumulative optimizer steps (``steps``) reach the trial's floor (``min_steps``);
+    in a trial where no epoch reaches it, only the last is (as ``train_to: validated`` trains to its cap when the
+    step minimum reaches it). Ties go to the earliest eligible epoch. A table without the ``min_steps`` column
+    (written before it existed) or with it empty has the default floor, ``DEFAULT_MIN_STEPS`` (100): the sweeps
+    that wrote such tables used it. Rows without a step count (a foreign table without ``steps``) are eligible:
+    there is nothing to hold them to. A floor of 0 makes every epoch eligible.
 
     Args:
         table: a validated results table, or ``relative_improvement`` output. Only ``TRIAL_KEY``, ``epochs``,
-            ``epoch`` and ``val_score`` are read for the choice; held-out metric columns never are.
+            ``epoch``, ``val_score``, ``steps`` and ``min_steps`` are read for the choice; held-out metric columns
+            never are.
 
     Returns:
-        ``TRIAL_KEY``, epochs, best_epoch, best_val_score, n_scored (the trial's epochs with a validation
-        score); no row for a trial without any. Empty (same columns) when the table has no scored grid.
+        ``TRIAL_KEY``, epochs, best_epoch, best_val_score, n_scored (the trial's epochs with a validation score,
+        eligible or not), min_steps (the floor applied); no row for a trial without any score. Empty (same
+        columns) when the table has no scored grid.
     """
-    columns = [*TRIAL_KEY, "epochs", "best_epoch", "best_val_score", "n_scored"]
+    columns = [*TRIAL_KEY, "epochs", "best_epoch", "best_val_score", "n_scored", "min_steps"]
     if "val_score" not in table:
         return pd.DataFrame(columns=columns)
     rows = grid_rows(table)
     # Only these columns from here on: whatever the held-out set says cannot reach the choice.
-    scored = rows.loc[rows["val_score"].notna(), [*TRIAL_KEY, "epochs", "epoch", "val_score"]]
+    rows = rows.assign(**{c: float("nan") for c in ("steps", "min_steps") if c not in rows})
+    scored = rows.loc[rows["val_score"].notna(), [*TRIAL_KEY, "epochs", "epoch", "val_score", "steps", "min_steps"]]
     scored = scored.drop_duplicates([*TRIAL_KEY, "epoch"])  # long input: one row per metric, same score
     if scored.empty:
         return pd.DataFrame(columns=columns)
-    n_scored = scored.groupby(list(TRIAL_KEY))["epoch"].transform("nunique")
-    ranked = scored.assign(n_scored=n_scored).sort_values(
+    scored["min_steps"] = scored["min_steps"].fillna(DEFAULT_MIN_STEPS).astype("int64")
+    scored["reaches"] = scored["steps"].isna() | (scored["steps"] >= scored["min_steps"])
+    trial = scored.groupby(list(TRIAL_KEY))
+    last = scored["epoch"] == trial["epoch"].transform("max")
+    eligible = scored["reaches"] | (~trial["reaches"].transform("any") & last)
+    eligible = scored.assign(n_scored=trial["epoch"].transform("nunique"))[eligible]
+    ranked = eligible.sort_values(
         [*TRIAL_KEY, "val_score", "epoch"], ascending=[*([True] * len(TRIAL_KEY)), False, True], kind="stable"
     )
     best = ranked.drop_duplicates(list(TRIAL_KEY), keep="first")

@@ -6,8 +6,9 @@ every size evaluated), a one-epoch data-size sweep (one cell per size) and an ep
 
 - **Which epoch may stand for a size.** Where the trials of a (size, schedule) carry validation scores
   (``sweep.select_epoch: validation``), only the epoch their validation chose is a candidate (``roi.epoch_grid``:
-  per seed the best ``val_score``, ties to the earlier epoch; the cell is the epoch most seeds chose). That choice
-  reads the trial keys, ``epoch`` and ``val_score`` only, never a held-out metric; the held-out score of the chosen
+  per seed the best ``val_score`` at or past the step floor ``min_steps``, ties to the earlier epoch; the cell is the
+  epoch most seeds chose). That choice reads the trial keys, ``epoch``, ``val_score``, ``steps`` and ``min_steps``
+  only, never a held-out metric; the held-out score of the chosen
   cell is what is shown. Without validation scores every epoch is a candidate and the frontier says
   ``chosen_on = held-out``: picking among noisy held-out cells overstates what a user gets by that noise.
 - **Cost.** With prices: N x label cost + GPU-seconds to that epoch / 3600 x GPU-hour price (``roi.price``'s

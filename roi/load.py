@@ -43,6 +43,9 @@ OPTIONAL_FLOAT_COLUMNS: tuple[str, ...] = (
     "gpu_seconds",
     "peak_memory_mb",
     "steps",
+    # the budget rule's step minimum; for a select_epoch grid the floor of the epoch choice (roi.epoch_grid). NaN
+    # in tables written before it existed (their grids used the default floor, roi.epoch_grid.DEFAULT_MIN_STEPS)
+    "min_steps",
     "val_seconds",
     "val_score",  # the row's model on the validation carve-out of its N items; NaN without one
     "compile_seconds",  # compiling the towers for the trial, apart from train_seconds; 0 in older tables

@@ -37,7 +37,9 @@ GRID_INTRO = (
     "Every size trained {epochs} epochs and was evaluated on the held-out set after each. A cell: the mean relative "
     "improvement at that size and epoch, and the ROI per labeled item (improvement / size). * marks the epoch chosen "
     "on validation: per seed, the epoch whose model scored best on a validation carve-out of that trial's own N "
-    "items (ties: the earlier), never on the held-out set; * is the epoch most seeds chose. The data-size curve at "
+    "items, among the epochs at or past the step floor (sweep.min_steps optimizer steps, 100 by default; the last "
+    "epoch where none reaches it: a small carve-out cannot rank the first few) (ties: the earlier), never on the "
+    "held-out set; * is the epoch most seeds chose. The data-size curve at "
     "those epochs (each seed at its own choice) is the summary's curve '{setting}', with its drop point; its cost in "
     "training time is all {epochs} epochs, which choosing needed."
 )

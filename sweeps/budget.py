@@ -23,7 +23,10 @@
 An ``epochs`` budget with ``select_epoch`` (``sweep.select_epoch: validation``) is the data x epochs grid with a
 validation score per epoch: the carve-out of ``converged`` (the same items, the same score), but no stopping;
 every epoch is evaluated on the held-out set and carries its validation score, so the report picks the best epoch
-per size on validation (``roi.epoch_grid``). The carved items do not train, as under ``converged``.
+per size on validation (``roi.epoch_grid``). The carved items do not train, as under ``converged``. The choice has
+the step floor of ``validated`` (``sweep.min_steps``): no epoch below that many optimizer steps is chosen (only the
+last where none reaches it); the floor changes nothing the trial trains, it travels to ``roi`` in the results
+table's ``min_steps`` column.
 
 Why a trial stopped (``stop_reason`` in the results table): ``epochs`` (its fixed epochs), ``steps`` (the step
 minimum set the epoch count), ``converged`` (no improvement for ``patience`` epochs), ``cap`` (``epoch_cap``).
@@ -37,6 +40,9 @@ from dataclasses import dataclass
 from typing import Literal
 
 TrainTo = Literal["epochs", "steps", "converged", "validated"]
+# sweep.min_steps when the sweep file leaves it out. A select_epoch grid's cells name their floor only when it is
+# another one, so the ids of grids run before the floor existed (all at this default) stay what they were.
+DEFAULT_MIN_STEPS = 100
 StopReason = Literal["epochs", "steps", "converged", "cap"]
 
 
@@ -46,7 +52,7 @@ class Budget:
 
     train_to: TrainTo = "epochs"
     epochs: int = 1  # epochs: exactly this; steps: at least this
-    min_steps: int = 0  # steps: train at least this many; validated: stop no earlier
+    min_steps: int = 0  # steps: train at least this many; validated: stop no earlier; select_epoch: choose no earlier
     patience: int = 2  # converged, validated
     epoch_cap: int = 20  # steps, converged, validated
     val_fraction: float = 0.2  # converged, validated, select_epoch
@@ -99,7 +105,11 @@ class Budget:
         if train_to == "epochs":
             if select_epoch:
                 return cls(
-                    epochs=max(1, epochs), select_epoch=True, val_fraction=spec.val_fraction, monitor=spec.monitor
+                    epochs=max(1, epochs),
+                    min_steps=spec.min_steps,
+                    select_epoch=True,
+                    val_fraction=spec.val_fraction,
+                    monitor=spec.monitor,
                 )
             return cls.fixed(max(1, epochs))
         return cls(
@@ -129,12 +139,18 @@ class Budget:
         """What of the budget shapes a trial's outcome (part of its id when the rule is not ``epochs``)."""
         if self.train_to == "epochs" and self.select_epoch:
             # the carve-out changes what trains: a grid with validation is not the same trial as one without
-            return {
+            ident = {
                 "train_to": "epochs",
                 "select_epoch": "validation",
                 "val_fraction": self.val_fraction,
                 "monitor": self.monitor,
             }
+            # The step floor of the epoch choice trains nothing differently, but the records are what the results
+            # table is rebuilt from, so it is named with the cell: only when it is not the default, so the grids
+            # run before the floor existed keep their ids (and their default floor).
+            if self.min_steps != DEFAULT_MIN_STEPS:
+                ident["min_steps"] = self.min_steps
+            return ident
         if self.train_to == "epochs":
             return {"train_to": "epochs"}
         if self.train_to == "steps":

@@ -10,6 +10,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Literal
 
+from sweeps.budget import DEFAULT_MIN_STEPS
 from sweeps.errors import ConfigError
 
 Experiment = Literal["data_size", "epochs"]
@@ -42,12 +43,13 @@ class SweepSpec:
     # converged: early stopping on a validation carve-out of the N items (never the held-out set) after
     # sweep.patience epochs without improvement of sweep.monitor; validated: converged with the carve-out drawn
     # within labels (at most sweep.val_queries items) and no stop before sweep.min_steps steps. steps,
-    # converged and validated stop at sweep.epoch_cap.
+    # converged and validated stop at sweep.epoch_cap. min_steps is also the floor of a select_epoch grid's choice:
+    # no epoch below that many optimizer steps is chosen (only the last where none reaches it).
     # Default (None): validated for data_size, measured (benchmarks/RESULTS.md, "Each size trained to its
     # validated length"): steps trains every size past ~800 items 1-2 epochs and under-trains them; epochs for
     # the epochs experiment, which sets its epochs itself.
     train_to: Literal["epochs", "steps", "converged", "validated"] | None = None
-    min_steps: int = 100
+    min_steps: int = DEFAULT_MIN_STEPS
     patience: int = 2
     epoch_cap: int = 20
     val_fraction: float = 0.2
@@ -58,7 +60,8 @@ class SweepSpec:
     # data_size, train_to: epochs, epochs > 1: a data x epochs grid (every epoch is evaluated on the held-out set).
     # "validation" also carves sweep.val_fraction of each trial's N items out as validation (as converged does;
     # those items do not train) and scores sweep.monitor on it after every epoch (results column val_score), so
-    # `roi report` picks the best epoch per size on validation, never on the held-out set. "none": no carve-out.
+    # `roi report` picks the best epoch per size on validation, never on the held-out set, and never one below
+    # sweep.min_steps optimizer steps (a 20-40 item carve-out cannot rank the first few). "none": no carve-out.
     select_epoch: Literal["none", "validation"] = "none"
 
     def __post_init__(self) -> None:
@@ -131,7 +134,7 @@ class Cell:
     seed: int
     train_to: str = "epochs"  # the budget rule (sweeps/budget.py)
     # the rule's settings when it is not epochs ("min_steps=100,epoch_cap=20"), or the validation carve-out of
-    # an epochs grid (select_epoch: validation): part of the id
+    # an epochs grid (select_epoch: validation; with min_steps only when it is not DEFAULT_MIN_STEPS): part of the id
     budget: str = ""
 
     @property

@@ -18,6 +18,7 @@ from typing import TYPE_CHECKING
 
 import pandas as pd
 
+from sweeps.budget import DEFAULT_MIN_STEPS
 from sweeps.config import Cell, SweepConfig, TrialConfig
 from sweeps.dataclass_io import config_hash, to_dict
 from sweeps.metrics import metric_keys
@@ -59,10 +60,11 @@ COST_COLUMNS = (
     "compile_seconds",  # compiling the towers for the trial (sweeps/compiled.py): held apart from train_seconds
 )
 # How long each trial trained and why it stopped (sweeps/budget.py): `steps` (optimizer steps up to the row),
-# `train_to` (the budget rule), `stop_reason` (final rows: epochs, steps, converged, cap), `final` (the trial's
-# last row: the point a data-size curve uses), `val_seconds` (validation scoring under converged, validated or
-# select_epoch), `val_score` (the row's model on the validation carve-out; NaN without one).
-BUDGET_COLUMNS = ("steps", "train_to", "stop_reason", "final", "val_seconds", "val_score")
+# `train_to` (the budget rule), `min_steps` (the rule's step minimum: the floor of a select_epoch grid's choice),
+# `stop_reason` (final rows: epochs, steps, converged, cap), `final` (the trial's last row: the point a data-size
+# curve uses), `val_seconds` (validation scoring under converged, validated or select_epoch), `val_score` (the
+# row's model on the validation carve-out; NaN without one).
+BUDGET_COLUMNS = ("steps", "train_to", "min_steps", "stop_reason", "final", "val_seconds", "val_score")
 
 
 def result_columns(k: int) -> tuple[str, ...]:
@@ -220,6 +222,18 @@ def read_records(run_dir: RunDir) -> RecordScan:
     return RecordScan(records=records, corrupt=corrupt, incompatible=incompatible)
 
 
+def cell_min_steps(cell: dict) -> int:
+    """The results column ``min_steps`` of a trial, from its record's cell: the ``min_steps`` its budget string
+    names (``steps``, ``validated``, a ``select_epoch`` grid with a floor other than the default), the default
+    floor for a ``select_epoch`` grid that names none, 0 for the other rules and the baseline."""
+    settings = dict(part.split("=", 1) for part in cell.get("budget", "").split(",") if "=" in part)
+    if not cell["size"]:
+        return 0
+    if "min_steps" in settings:
+        return int(settings["min_steps"])
+    return DEFAULT_MIN_STEPS if settings.get("select_epoch") == "validation" else 0
+
+
 def records_to_table(records: Iterable[dict], *, k: int) -> pd.DataFrame:
     """One row per trial per reported epoch, in the documented schema, ordered by cell and epoch."""
     rows = []
@@ -235,6 +249,7 @@ def records_to_table(records: Iterable[dict], *, k: int) -> pd.DataFrame:
             epochs=cell["epochs"] if cell["size"] else 0,
             num_gpus=float(rec["num_gpus"]),
             train_to=cell.get("train_to", "epochs") if cell["size"] else "",
+            min_steps=cell_min_steps(cell),
         )
         if not rec["rows"]:  # a failed trial that reported nothing: one row that carries the failure
             rows.append(
@@ -277,6 +292,7 @@ def records_to_table(records: Iterable[dict], *, k: int) -> pd.DataFrame:
     df["stop_reason"] = df["stop_reason"].fillna("")
     df["final"] = df["final"].fillna(False).astype(bool)
     df["steps"] = df["steps"].fillna(0).astype("int64")
+    df["min_steps"] = df["min_steps"].fillna(0).astype("int64")
     df["val_score"] = pd.to_numeric(df["val_score"], errors="coerce").astype("float64")  # None -> NaN
     return df.sort_values(
         ["dataset", "model", "experiment", "seed", "size", "epochs", "epoch"], kind="stable"

@@ -9,6 +9,7 @@ held-out columns would pick different epochs and different improvements.
 from __future__ import annotations
 
 import dataclasses
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -19,7 +20,7 @@ from roi_fixtures import baseline_rows, metric_values, table
 from roi import plots
 from roi.analysis import analyse
 from roi.curves import relative_improvement, roi_curve
-from roi.epoch_grid import best_epoch_points, best_epochs, best_setting, grid_table
+from roi.epoch_grid import DEFAULT_MIN_STEPS, best_epoch_points, best_epochs, best_setting, grid_table
 from roi.plots import png
 from roi.report import write_report
 from sweeps.config import Cell, SweepSpec, cells_for
@@ -80,6 +81,68 @@ def test_best_epoch_is_the_validation_peak_not_the_held_out_one():
     assert best.loc[(100, 1), "best_val_score"] == 0.61  # the tie at epochs 2 and 3 goes to the earlier one
     assert (best["n_scored"] == EPOCHS).all() and (best["epochs"] == EPOCHS).all()
     assert all(VAL_BEST[s] != HELD_BEST[s] for s in SIZES)  # the design: the two peaks never agree
+
+
+# The step floor (sweep.min_steps; results column min_steps). Optimizer steps per epoch of each size, so that at a
+# floor of 50 size 100 reaches it at epoch 3 (past its validation peak, epoch 2), size 200 never does (40 steps
+# after 4 epochs: only its last epoch counts, not its peak, epoch 3), and size 500 at epoch 1.
+STEPS_PER_EPOCH = {100: 20, 200: 10, 500: 50}
+
+
+def with_steps(df: pd.DataFrame, **floor) -> pd.DataFrame:
+    """``df`` with its grid rows' cumulative steps, and the ``min_steps`` column when ``floor`` gives one."""
+    steps = (df["size"].map(STEPS_PER_EPOCH).fillna(0) * df["epoch"]).astype("int64")
+    return df.assign(steps=steps, **floor)
+
+
+def test_no_epoch_below_the_step_floor_is_chosen_and_a_trial_that_never_reaches_it_takes_its_last():
+    best = best_epochs(with_steps(designed(), min_steps=50)).set_index(["size", "seed"])
+    # 100: the peak (epoch 2, 40 steps) is below the floor: the best of epochs 3-4 (60, 80 steps) is epoch 3.
+    # 200: 10 steps an epoch never reach 50: its last epoch, 4 (0.57), not its peak, 3 (0.58). 500: unchanged.
+    assert best["best_epoch"].to_dict() == {(s, seed): {100: 3, 200: 4, 500: 4}[s] for s in SIZES for seed in SEEDS}
+    assert best.loc[(100, 0), "best_val_score"] == 0.60 and best.loc[(200, 0), "best_val_score"] == 0.57
+    assert (best["min_steps"] == 50).all() and (best["n_scored"] == EPOCHS).all()
+    # Ties still go to the earlier eligible epoch: at a floor of 40, seed 1's tie at epochs 2 and 3 picks 2.
+    tied = best_epochs(with_steps(designed(), min_steps=40)).set_index(["size", "seed"])
+    assert tied.loc[(100, 1), "best_epoch"] == 2 and tied.loc[(100, 1), "best_val_score"] == 0.61
+    # A floor of 0 (or 20, which every epoch reaches) is no floor: the validation peaks.
+    for floor in (0, 20):
+        free = best_epochs(with_steps(designed(), min_steps=floor)).set_index(["size", "seed"])
+        assert free["best_epoch"].to_dict() == {(s, seed): VAL_BEST[s] for s in SIZES for seed in SEEDS}
+
+
+def test_a_table_without_the_floor_column_uses_the_default_100():
+    # Older tables (docs/runs/clinc150-data-epochs) have no min_steps: their sweeps' default floor, 100. At 30,
+    # 50 and 80 steps an epoch (size 100, 200, 500): epoch 4 only; epochs 2-4; every epoch.
+    per_epoch = {100: 30, 200: 50, 500: 80}
+    old = designed().assign(steps=lambda d: (d["size"].map(per_epoch).fillna(0) * d["epoch"]).astype("int64"))
+    expected = {(s, seed): {100: 4, 200: 3, 500: 4}[s] for s in SIZES for seed in SEEDS}
+    assert "min_steps" not in old
+    assert best_epochs(old).set_index(["size", "seed"])["best_epoch"].to_dict() == expected
+    assert DEFAULT_MIN_STEPS == 100 and (best_epochs(old)["min_steps"] == 100).all()
+    from roi.load import validate_table
+
+    loaded = validate_table(old)  # the loader leaves the missing column empty; the choice reads it as 100
+    assert loaded["min_steps"].isna().all()
+    assert best_epochs(loaded).set_index(["size", "seed"])["best_epoch"].to_dict() == expected
+    # The same table with a min_steps column: the column, not the default, is the floor.
+    assert best_epochs(old.assign(min_steps=0)).set_index("size")["best_epoch"].to_dict() == VAL_BEST
+
+
+def test_the_published_grid_chooses_no_epoch_below_100_steps():
+    # docs/runs/clinc150-data-epochs (10 epochs, batch 32, 20% carved out): 100 and 200 items train 3 and 5 steps
+    # an epoch, 30 and 50 after 10 epochs, so both take epoch 10; without the floor validation chose epochs 1-5.
+    from roi.load import load_results
+
+    df = load_results(Path(__file__).parents[1] / "docs/runs/clinc150-data-epochs.results.csv")
+    best = best_epochs(df).set_index(["size", "seed"])
+    assert best["best_epoch"].to_dict() == {
+        (100, 0): 10, (100, 1): 10, (200, 0): 10, (200, 1): 10,
+        (500, 0): 9, (500, 1): 10, (1000, 0): 10, (1000, 1): 10, (2000, 0): 10, (2000, 1): 10,
+    }  # fmt: skip
+    unfloored = best_epochs(df.assign(min_steps=0)).set_index(["size", "seed"])["best_epoch"]
+    assert unfloored.loc[[100, 200]].to_dict() == {(100, 0): 1, (100, 1): 3, (200, 0): 2, (200, 1): 5}
+    assert (best["min_steps"] == 100).all()
 
 
 def test_the_choice_never_reads_the_held_out_columns():
@@ -220,6 +283,38 @@ def test_select_epoch_is_checked_at_the_edge_and_is_part_of_the_trial_id():
         with pytest.raises(ConfigError) as err:
             SweepSpec(**{**dataclasses.asdict(spec), **bad})
         assert err.value.field == field and err.value.fix
+
+
+def test_the_floor_is_the_sweeps_min_steps_and_travels_in_the_results_table():
+    from sweeps.budget import DEFAULT_MIN_STEPS as budget_default_floor
+    from sweeps.budget import Budget
+    from sweeps.dataclass_io import to_dict
+    from sweeps.results import cell_min_steps, records_to_table
+
+    spec = SweepSpec(experiment="data_size", sizes=(100,), epochs=5, select_epoch="validation")
+    (base, default) = cells_for(spec)
+    # The default floor is not named in the cell: the ids of grids run before the floor existed stay as they were.
+    assert default.budget == "monitor=map,select_epoch=validation,val_fraction=0.2"
+    (_, other) = cells_for(dataclasses.replace(spec, min_steps=50))
+    assert other.budget == "min_steps=50,monitor=map,select_epoch=validation,val_fraction=0.2"
+    assert other.label == default.label == "n100-e5-s0-val" and other.selects_epoch
+    assert Budget.for_cell(spec, epochs=5, train_to="epochs").min_steps == 100
+    assert DEFAULT_MIN_STEPS == budget_default_floor == SweepSpec.min_steps  # roi's default for older tables
+    validated = cells_for(SweepSpec(experiment="data_size", sizes=(100,), min_steps=80))[1]
+    plain = cells_for(dataclasses.replace(spec, select_epoch="none"))[1]
+    floors = [cell_min_steps(to_dict(c)) for c in (default, other, validated, plain, base)]
+    assert floors == [100, 50, 80, 0, 0]
+
+    def record(cell: Cell, trial_id: str) -> dict:
+        rows = [{"epoch": e, "steps": 3 * e, "val_score": 0.5, "mrr@20": 0.9} for e in (1, 2)]
+        return {
+            **dict(sweep="s", experiment="data_size", status="ok", task="text-to-text", model="m", dataset="d"),
+            **dict(trial_id=trial_id, eval_set="e", error="", cell=to_dict(cell), num_gpus=0.0, rows=rows),
+        }
+
+    table = records_to_table([record(default, "a"), record(other, "b"), record(base, "base")], k=20)
+    assert table.groupby("trial_id")["min_steps"].unique().map(list).to_dict() == {"a": [100], "b": [50], "base": [0]}
+    assert table["min_steps"].dtype == "int64"
 
 
 def test_roi_report_prints_the_grid(tmp_path, capsys, monkeypatch):
