@@ -61,8 +61,9 @@ COST_COLUMNS = (
 # How long each trial trained and why it stopped (sweeps/budget.py): `steps` (optimizer steps up to the row),
 # `train_to` (the budget rule), `stop_reason` (final rows: epochs, steps, converged, cap), `final` (the trial's
 # last row: the point a data-size curve uses), `val_seconds` (validation scoring under converged, validated or
-# select_epoch), `val_score` (the row's model on the validation carve-out; NaN without one).
-BUDGET_COLUMNS = ("steps", "train_to", "stop_reason", "final", "val_seconds", "val_score")
+# select_epoch), `val_score` (the row's model on the validation carve-out; NaN without one), `refit` (the row's
+# model was retrained on all N items for the length validation chose, sweep.refit).
+BUDGET_COLUMNS = ("steps", "train_to", "stop_reason", "final", "val_seconds", "val_score", "refit")
 
 
 def result_columns(k: int) -> tuple[str, ...]:
@@ -247,6 +248,7 @@ def records_to_table(records: Iterable[dict], *, k: int) -> pd.DataFrame:
                     "val_seconds": 0.0,
                     "val_score": None,
                     "compile_seconds": 0.0,
+                    "refit": False,
                 }
             )
             continue
@@ -265,6 +267,7 @@ def records_to_table(records: Iterable[dict], *, k: int) -> pd.DataFrame:
                 val_seconds=float(r.get("val_seconds", 0.0)),
                 val_score=r.get("val_score"),
                 compile_seconds=float(r.get("compile_seconds", 0.0)),  # records before compile-once: 0
+                refit=bool(r.get("refit", False)),  # records before sweep.refit: no refit
             )
             row["gpu_type"] = r.get("device", "cpu")
             row.update({key: r.get(key) for key in metric_keys(k)})
@@ -276,6 +279,7 @@ def records_to_table(records: Iterable[dict], *, k: int) -> pd.DataFrame:
     df["train_to"] = df["train_to"].fillna("")
     df["stop_reason"] = df["stop_reason"].fillna("")
     df["final"] = df["final"].fillna(False).astype(bool)
+    df["refit"] = df["refit"].fillna(False).astype(bool)
     df["steps"] = df["steps"].fillna(0).astype("int64")
     df["val_score"] = pd.to_numeric(df["val_score"], errors="coerce").astype("float64")  # None -> NaN
     return df.sort_values(
