@@ -98,17 +98,25 @@ def test_refit_is_written_read_as_its_own_curve_and_false_in_older_tables(tmp_pa
     refit = _record(cells_for(spec)[1], [0.6, 0.8])  # sweep.refit: the final row is the refit model's
     refit["rows"][-1].update(final=True, stop_reason="converged", refit=True)
     refit["rows"][0].update(final=False)
+    small = _record(cells_for(SweepSpec(experiment="data_size", sizes=(16,), refit=True))[1], [0.55])
+    small["rows"][0].update(final=True, stop_reason="cap", refit=False)  # no carve-out: all 16 items trained
     plain = _record(Cell(100, 1, 0, "validated", "x=1"), [0.7])  # a validated trial without refit
     plain["rows"][0].update(final=True, stop_reason="converged")  # records from before the option: no refit key
-    table = records_to_table([_record(Cell(0, 0, 0), [0.5]), refit, plain], k=20)
+    plain["sweep"] = "another"
+    table = records_to_table([_record(Cell(0, 0, 0), [0.5]), small, refit, plain], k=20)
     assert table.loc[table["refit"], ["trial_id", "epoch"]].values.tolist() == [[refit["trial_id"], 2]]
     write_table(tmp_path, table)
     df = load_results(tmp_path)
     assert df["refit"].dtype == bool and df.loc[df["refit"], ["trial_id", "epoch"]].values.tolist() == [
         [refit["trial_id"], 2]
     ]
-    points = select_points(relative_improvement(df, metrics=["mrr@20"]))
-    assert sorted(points["setting"]) == ["train_to=validated", "train_to=validated, refit"]
+    points = select_points(relative_improvement(df, metrics=["mrr@20"])).set_index("trial_id")["setting"]
+    # One curve per sweep: the refit sweep's size without a carve-out belongs to its refit curve.
+    assert points.to_dict() == {
+        small["trial_id"]: "train_to=validated, refit",
+        refit["trial_id"]: "train_to=validated, refit",
+        plain["trial_id"]: "train_to=validated",
+    }
     write_table(tmp_path, table.drop(columns=["refit"]))  # a table from before sweep.refit
     assert not load_results(tmp_path)["refit"].any()
 
