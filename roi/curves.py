@@ -73,6 +73,7 @@ _ROW_COLUMNS: tuple[str, ...] = (
     "stop_reason",
     "final",
     "val_score",
+    "refit",
 )
 
 
@@ -140,7 +141,8 @@ def select_points(improvements: pd.DataFrame) -> pd.DataFrame:
     """The rows that are points of a curve, with ``setting`` and ``grid`` added.
 
     Data-size curves take the final row of each trial (``final``), grid = size, setting = ``epochs=E`` under the
-    fixed-epoch rule, ``train_to=steps`` / ``train_to=converged`` otherwise: sizes that trained different numbers of
+    fixed-epoch rule, ``train_to=steps`` / ``train_to=converged`` otherwise (``train_to=validated, refit`` for a
+    sweep whose points were retrained on all N items, ``sweep.refit``): sizes that trained different numbers of
     epochs under one budget rule form one curve. A data x epochs grid whose rows carry validation scores
     (``sweep.select_epoch: validation``) adds one more data-size curve, setting ``best of E epochs (validation)``:
     each trial's row at the epoch its validation score chose (``roi.epoch_grid``).
@@ -158,6 +160,13 @@ def select_points(improvements: pd.DataFrame) -> pd.DataFrame:
     rule = data["train_to"] if "train_to" in data else pd.Series("epochs", index=data.index)
     fixed = rule.isin(["", "epochs"])
     setting = ("epochs=" + data["epochs"].astype(str)).where(fixed, "train_to=" + rule.astype(str))
+    # sweep.refit (retrained on all N items for the chosen length) is another curve than the searched models. It is
+    # a sweep's setting: that sweep's sizes without a carve-out (not refit: they trained all N items already) are
+    # points of its refit curve too.
+    refit = data["refit"].astype(bool) if "refit" in data else pd.Series(False, index=data.index)
+    if refit.any() and "sweep" in data:
+        refit = data["sweep"].isin(set(data.loc[refit, "sweep"])) & ~fixed
+    setting = setting.where(~refit, setting + ", refit")
     data = data.assign(setting=setting, grid=data["size"])
     best = best_epoch_points(improvements, best_epochs(improvements))
     if not best.empty:

@@ -51,8 +51,10 @@ OPTIONAL_FLOAT_COLUMNS: tuple[str, ...] = (
     "compile_seconds",  # compiling the towers for the trial, apart from train_seconds; 0 in older tables
 )
 OPTIONAL_STRING_COLUMNS: tuple[str, ...] = ("sweep", "trial_id", "gpu_type", "error", "train_to", "stop_reason")
-# The trial's last row (the data-size curve's point); derived as epoch == epochs for tables without it.
-OPTIONAL_BOOL_COLUMNS: tuple[str, ...] = ("final",)
+# `final`: the trial's last row (the data-size curve's point); derived as epoch == epochs for tables without it.
+# `refit`: the row's model was retrained on all N items for the length validation chose (sweep.refit); False for
+# tables without it.
+OPTIONAL_BOOL_COLUMNS: tuple[str, ...] = ("final", "refit")
 STOP_REASONS: tuple[str, ...] = ("", "epochs", "steps", "converged", "cap")
 EXPERIMENTS: tuple[str, ...] = ("data_size", "epochs")
 METRIC_PATTERN = re.compile(r"^[A-Za-z][A-Za-z0-9_.\-]*@\d+$")
@@ -237,20 +239,16 @@ def validate_table(raw: pd.DataFrame, *, source: str = "results table") -> pd.Da
 
 
 def _budget_columns(df: pd.DataFrame, source: str) -> pd.DataFrame:
-    """``final``, ``train_to`` and ``stop_reason``, typed; derived for tables written before they existed."""
+    """``final``, ``refit``, ``train_to`` and ``stop_reason``, typed; derived for tables written before they
+    existed."""
     tuned = df["size"] > 0
-    if "final" in df.columns:
-        raw = df["final"]
-        text = raw.astype(str).str.strip().str.lower()
-        known = text.isin(["true", "false", "1", "0", "1.0", "0.0"])
-        if not known.all():
-            row = int(np.flatnonzero(~known.to_numpy())[0])
-            raise RoiInputError(
-                f"{source}: column final must hold true or false; row {df.index[row]} has {raw.iloc[row]!r}"
-            )
-        df["final"] = text.isin(["true", "1", "1.0"])
-    else:
+    for col in OPTIONAL_BOOL_COLUMNS:
+        if col in df.columns:
+            df[col] = _bools(df[col], col, source)
+    if "final" not in df.columns:
         df["final"] = df["epoch"] == df["epochs"]
+    if "refit" not in df.columns:
+        df["refit"] = False
     df.loc[tuned & (df["train_to"] == ""), "train_to"] = "epochs"
     derive = tuned & df["final"] & (df["stop_reason"] == "") & (df["train_to"] == "epochs")
     df.loc[derive, "stop_reason"] = "epochs"
@@ -260,6 +258,18 @@ def _budget_columns(df: pd.DataFrame, source: str) -> pd.DataFrame:
             f"{source}: column stop_reason has value(s) {bad}; allowed: {', '.join(STOP_REASONS[1:])} or empty"
         )
     return df
+
+
+def _bools(raw: pd.Series, col: str, source: str) -> pd.Series:
+    """A true/false column as written to Parquet (bool) or CSV (text), as bools; anything else is an error."""
+    text = raw.astype(str).str.strip().str.lower()
+    known = text.isin(["true", "false", "1", "0", "1.0", "0.0"])
+    if not known.all():
+        row = int(np.flatnonzero(~known.to_numpy())[0])
+        raise RoiInputError(
+            f"{source}: column {col} must hold true or false; row {raw.index[row]} has {raw.iloc[row]!r}"
+        )
+    return text.isin(["true", "1", "1.0"])
 
 
 def resolve_metrics(df: pd.DataFrame, requested: Sequence[str] | None = None) -> tuple[list[str], list[str]]:

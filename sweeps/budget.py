@@ -19,6 +19,13 @@
   Otherwise the carve-out is drawn within labels (one item of a two-item label validates by finding its
   sibling, which trains), at most ``sweep.val_queries`` items: a few hundred queries rank epochs, and every
   carved item is one that does not train.
+- ``refit`` (``sweep.refit: true``, with ``converged`` or ``validated``; off by default): once validation has
+  chosen the length, train all N items (the carve-out included) from the pretrained weights for exactly the
+  chosen epochs, and report that model, as scikit-learn's ``GridSearchCV(refit=True)`` does. The carve-out then
+  costs no labels, only compute: about (chosen epochs x N) more item-passes, the search's epochs still paid. The
+  refit is a fresh fixed-epoch run of the chosen length (same items, seed, batches, optimizer and schedule), so
+  it trains the model an ``epochs`` trial of that length would. Where nothing was carved out (the step minimum
+  reaches the cap) the searched model already trained all N items and there is no refit.
 
 An ``epochs`` budget with ``select_epoch`` (``sweep.select_epoch: validation``) is the data x epochs grid with a
 validation score per epoch: the carve-out of ``converged`` (the same items, the same score), but no stopping;
@@ -59,6 +66,7 @@ class Budget:
     val_queries: int = 0  # validated: at most this many validation items (0: no cap)
     monitor: str = "map"  # converged, validated, select_epoch: the validation metric (mrr, map or recall at eval k)
     select_epoch: bool = False  # epochs: carve out validation and score it after every epoch (no stopping)
+    refit: bool = False  # converged, validated: after the choice, train all N items for the chosen epochs
 
     def __post_init__(self) -> None:
         if self.epochs < 1 or self.epoch_cap < 1 or self.patience < 1 or self.min_steps < 0 or self.val_queries < 0:
@@ -67,6 +75,10 @@ class Budget:
             raise ValueError(f"budget: val_fraction must be between 0 and 1, got {self.val_fraction}")
         if self.select_epoch and self.train_to != "epochs":
             raise ValueError("budget: select_epoch applies to train_to epochs (converged chooses its epoch itself)")
+        if self.refit and not self.stops_on_validation:
+            raise ValueError(
+                "budget: refit applies to train_to converged and validated (the rules that choose a length)"
+            )
 
     @property
     def validates(self) -> bool:
@@ -80,7 +92,8 @@ class Budget:
 
     def for_items(self, n: int, *, batch_size: int) -> Budget:
         """The budget a trial of ``n`` items runs: ``validated`` whose step minimum reaches the cap even without a
-        carve-out is ``steps`` (validation could choose nothing); every other budget is itself."""
+        carve-out is ``steps`` (validation could choose nothing, and so there is nothing to refit); every other
+        budget is itself."""
         if self.train_to != "validated" or n < 1:
             return self
         carved = int(n * self.val_fraction + 0.5)
@@ -94,14 +107,19 @@ class Budget:
         return cls(train_to="epochs", epochs=epochs)
 
     @classmethod
-    def for_cell(cls, spec, *, epochs: int, train_to: str, select_epoch: bool | None = None) -> Budget:
+    def for_cell(
+        cls, spec, *, epochs: int, train_to: str, select_epoch: bool | None = None, refit: bool | None = None
+    ) -> Budget:
         """The budget of one grid cell of ``spec`` (a ``SweepSpec``): its epochs and rule, the spec's settings.
 
-        ``select_epoch``: whether the cell carves out validation (``Cell.selects_epoch``); None = as ``spec`` says.
-        A trial runs what its cell (and so its id) says, even where a cell was made without the spec's rule.
+        ``select_epoch``: whether the cell carves out validation (``Cell.selects_epoch``); ``refit``: whether it
+        refits all N items after the choice (``Cell.refits``); None = as ``spec`` says. A trial runs what its cell
+        (and so its id) says, even where a cell was made without the spec's rule.
         """
         if select_epoch is None:
             select_epoch = spec.select_epoch == "validation"
+        if refit is None:
+            refit = spec.refit
         if train_to == "epochs":
             if select_epoch:
                 return cls(
@@ -121,6 +139,7 @@ class Budget:
             val_fraction=spec.val_fraction,
             val_queries=spec.val_queries if train_to == "validated" else 0,
             monitor=spec.monitor,
+            refit=refit,
         )
 
     def planned_epochs(self, steps_per_epoch: int) -> int:
@@ -164,6 +183,8 @@ class Budget:
         }
         if self.train_to == "validated":
             ident.update(min_steps=self.min_steps, val_queries=self.val_queries)
+        if self.refit:  # only when on: the ids of trials without a refit stay what they were
+            ident["refit"] = True
         return ident
 
 

@@ -63,6 +63,10 @@ class SweepSpec:
     # `roi report` picks the best epoch per size on validation, never on the held-out set, and never one below
     # sweep.min_steps optimizer steps (a 20-40 item carve-out cannot rank the first few). "none": no carve-out.
     select_epoch: Literal["none", "validation"] = "none"
+    # converged, validated: once validation has chosen a size's length, train all N items (the carve-out included)
+    # from the pretrained weights for the chosen epochs and report that model (scikit-learn's GridSearchCV
+    # refit=True). Costs about chosen epochs x N more item-passes per trial; off by default.
+    refit: bool = False
 
     def __post_init__(self) -> None:
         if self.train_to is None:  # resolved here, once: the saved config.yaml names the rule a run used
@@ -102,6 +106,12 @@ class SweepSpec:
             raise ValueError(f"sweep.seeds must be a non-empty list of distinct seeds, got {list(self.seeds)}")
         if self.select_epoch != "none":
             self._check_select_epoch()
+        if self.refit and self.train_to not in ("converged", "validated"):
+            raise ConfigError(
+                f"refit trains all N items for the length validation chose; train_to: {self.train_to} chooses none",
+                field="sweep.refit",
+                fix="set sweep.train_to: validated (the data-size default) or converged, or remove sweep.refit",
+            )
 
     def _check_select_epoch(self) -> None:
         # One message per way to get it wrong, each with the fix: the grid needs fixed epochs > 1 on listed sizes.
@@ -142,7 +152,14 @@ class Cell:
         rule = "" if self.train_to == "epochs" else f"-{self.train_to}"
         if self.selects_epoch:
             rule = "-val"  # an epoch grid that carves out validation: it trains on fewer of its N items
+        if self.refits:
+            rule += "-refit"
         return f"n{self.size}-e{self.epochs}-s{self.seed}{rule}"
+
+    @property
+    def refits(self) -> bool:
+        """A validation rule that trains all N items for the chosen length afterwards (``sweep.refit``)."""
+        return "refit=True" in self.budget.split(",")
 
     @property
     def selects_epoch(self) -> bool:

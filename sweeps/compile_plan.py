@@ -83,8 +83,11 @@ def planned_steps(cfg: SweepConfig, cell: Cell) -> int:
         return 0
     batch = min(cfg.trial.train.batch_size, cell.size)
     per_epoch = math.ceil(cell.size / batch)
-    budget = Budget.for_cell(cfg.sweep, epochs=cell.epochs, train_to=cell.train_to, select_epoch=cell.selects_epoch)
-    return per_epoch * budget.planned_epochs(per_epoch)
+    budget = Budget.for_cell(
+        cfg.sweep, epochs=cell.epochs, train_to=cell.train_to, select_epoch=cell.selects_epoch, refit=cell.refits
+    )
+    # a refit trains the chosen length again (at most the planned epochs, on all N items)
+    return per_epoch * budget.planned_epochs(per_epoch) * (2 if budget.refit else 1)
 
 
 def plan_compile(cfg: SweepConfig, cells: list[Cell], *, gpus_per_trial: float, cluster_gpus: float) -> CompileDecision:

@@ -44,7 +44,11 @@ def run_cells(
                 seed=cell.seed,
                 on_epoch=(lambda rep, c=cell: on_epoch(c, rep)) if on_epoch else None,
                 budget=Budget.for_cell(
-                    cfg.sweep, epochs=cell.epochs, train_to=cell.train_to, select_epoch=cell.selects_epoch
+                    cfg.sweep,
+                    epochs=cell.epochs,
+                    train_to=cell.train_to,
+                    select_epoch=cell.selects_epoch,
+                    refit=cell.refits,
                 ),
             )
             run.record(cell, rows=[r.as_row() for r in reports], num_gpus=0.0 if reports[-1].device == "cpu" else 1.0)

@@ -63,8 +63,9 @@ COST_COLUMNS = (
 # `train_to` (the budget rule), `min_steps` (the rule's step minimum: the floor of a select_epoch grid's choice),
 # `stop_reason` (final rows: epochs, steps, converged, cap), `final` (the trial's last row: the point a data-size
 # curve uses), `val_seconds` (validation scoring under converged, validated or select_epoch), `val_score` (the
-# row's model on the validation carve-out; NaN without one).
-BUDGET_COLUMNS = ("steps", "train_to", "min_steps", "stop_reason", "final", "val_seconds", "val_score")
+# row's model on the validation carve-out; NaN without one), `refit` (the row's model was retrained on all N items
+# for the length validation chose, sweep.refit).
+BUDGET_COLUMNS = ("steps", "train_to", "min_steps", "stop_reason", "final", "val_seconds", "val_score", "refit")
 
 
 def result_columns(k: int) -> tuple[str, ...]:
@@ -262,6 +263,7 @@ def records_to_table(records: Iterable[dict], *, k: int) -> pd.DataFrame:
                     "val_seconds": 0.0,
                     "val_score": None,
                     "compile_seconds": 0.0,
+                    "refit": False,
                 }
             )
             continue
@@ -280,6 +282,7 @@ def records_to_table(records: Iterable[dict], *, k: int) -> pd.DataFrame:
                 val_seconds=float(r.get("val_seconds", 0.0)),
                 val_score=r.get("val_score"),
                 compile_seconds=float(r.get("compile_seconds", 0.0)),  # records before compile-once: 0
+                refit=bool(r.get("refit", False)),  # records before sweep.refit: no refit
             )
             row["gpu_type"] = r.get("device", "cpu")
             row.update({key: r.get(key) for key in metric_keys(k)})
@@ -291,6 +294,7 @@ def records_to_table(records: Iterable[dict], *, k: int) -> pd.DataFrame:
     df["train_to"] = df["train_to"].fillna("")
     df["stop_reason"] = df["stop_reason"].fillna("")
     df["final"] = df["final"].fillna(False).astype(bool)
+    df["refit"] = df["refit"].fillna(False).astype(bool)
     df["steps"] = df["steps"].fillna(0).astype("int64")
     df["min_steps"] = df["min_steps"].fillna(0).astype("int64")
     df["val_score"] = pd.to_numeric(df["val_score"], errors="coerce").astype("float64")  # None -> NaN

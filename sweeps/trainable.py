@@ -112,7 +112,11 @@ def fit_cell(config: dict, *, sweep: SweepConfig, prepared: PreparedData, num_gp
             runtime=runtime,
             on_epoch=on_epoch,
             budget=Budget.for_cell(
-                sweep.sweep, epochs=cell.epochs, train_to=cell.train_to, select_epoch=cell.selects_epoch
+                sweep.sweep,
+                epochs=cell.epochs,
+                train_to=cell.train_to,
+                select_epoch=cell.selects_epoch,
+                refit=cell.refits,
             ),
         )
     except UserError as exc:

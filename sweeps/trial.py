@@ -3,7 +3,7 @@
 ``run_trial`` is the unit the Ray sweep schedules; it knows nothing about Ray. ``size == 0`` (or
 ``epochs == 0``) evaluates the pretrained model: the baseline every improvement is measured against.
 How long a trial trains (fixed epochs, a step minimum, or early stopping on a validation carve-out of its
-N items) is its ``Budget`` (``sweeps.budget``).
+N items, optionally refit on all N items for the chosen length) is its ``Budget`` (``sweeps.budget``).
 """
 
 from __future__ import annotations
@@ -12,11 +12,12 @@ import itertools
 import math
 from collections.abc import Callable, Collection
 from dataclasses import asdict, dataclass, field, replace
+from typing import TYPE_CHECKING
 
 import numpy as np
 
 from sweeps.budget import Budget
-from sweeps.compiled import obtain_model
+from sweeps.compiled import obtain_model, reset_weights
 from sweeps.config import TrialConfig
 from sweeps.data.order import group_batches, nested_order, take
 from sweeps.device import Runtime, resolve_runtime, seed_everything
@@ -26,6 +27,9 @@ from sweeps.prepare import PreparedData
 from sweeps.train import EpochStats, TrainSet, build_optimizer, build_scheduler, build_train_set, train_one_epoch
 from sweeps.validation import ValidationSet, carve_validation, score_validation
 
+if TYPE_CHECKING:
+    import torch
+
 
 @dataclass(frozen=True)
 class EpochReport:
@@ -33,7 +37,10 @@ class EpochReport:
 
     Under ``converged`` and ``validated`` the one report is the best epoch's model: ``epoch``, ``steps`` and
     ``val_score`` are that model's, ``epochs``, ``items_seen`` and ``train_seconds`` what the trial ran (the
-    epochs after the best included). Flat on purpose: a new field is one line here and one column in the table.
+    epochs after the best included). With ``refit`` the model is the one retrained on all N items for ``epoch``
+    epochs: ``steps`` and ``loss`` are the refit's, ``val_score`` the searched model's that chose the length,
+    ``epochs`` the search's, ``items_seen`` and ``train_seconds`` search and refit together. Flat on purpose: a new
+    field is one line here and one column in the table.
     """
 
     size: int
@@ -57,6 +64,7 @@ class EpochReport:
     val_score: float | None = None
     query_scores: dict[str, list[float]] = field(default_factory=dict)  # rr, ap, recall per held-out query
     compile_seconds: float = 0.0  # compiling and warming up the towers for this trial (sweeps.compiled); not training
+    refit: bool = False  # the reported model was retrained on all N items for the chosen epochs (budget.refit)
 
     def as_row(self) -> dict:
         row = asdict(self)
@@ -81,6 +89,7 @@ class Progress:
     stop_reason: str = ""
     val_seconds: float = 0.0
     val_score: float | None = None
+    refit: bool = False
 
     def after(self, stats: EpochStats) -> Progress:
         """The progress one more trained epoch later (not yet validated)."""
@@ -96,6 +105,24 @@ class Progress:
 
     def validated(self, score: float, seconds: float) -> Progress:
         return replace(self, val_score=score, val_seconds=self.val_seconds + seconds)
+
+    def refitted(self, chosen: Progress, refit: EpochStats) -> Progress:
+        """The searched trial (``self``, stopped) after refitting all N items for ``chosen.epoch`` epochs.
+
+        The model is the refit's (its steps and last loss); the cost is search and refit together (the user pays
+        both); ``val_score`` stays the chosen epoch's, the score that chose the length (the refit trained on the
+        carved items, so its own score on them would not be validation).
+        """
+        return replace(
+            self,
+            epoch=chosen.epoch,
+            steps=refit.steps,
+            loss=refit.loss,
+            train_seconds=self.train_seconds + refit.seconds,
+            items_seen=self.items_seen + refit.items,
+            val_score=chosen.val_score,
+            refit=True,
+        )
 
 
 def run_trial(
@@ -120,8 +147,9 @@ def run_trial(
         eval_epochs: the epochs to evaluate the held-out set after, besides the last (default: every one under
             ``epochs``, none under ``steps``): an independent e-epoch run needs only its final metrics, and
             evaluation can cost more than training. ``converged`` and ``validated`` evaluate it once, on the
-            chosen epoch's model (weights restored), after stopping. With a carve-out every evaluated epoch
-            (validation rules: every epoch) is first scored on validation (``val_score``).
+            chosen epoch's model (weights restored; ``budget.refit``: retrained on all N items for the chosen
+            epochs), after stopping. With a carve-out every evaluated epoch (validation rules: every epoch) is
+            first scored on validation (``val_score``).
         budget: how long to train (``sweeps.budget``); ``budget.epochs`` replaces ``epochs`` when given.
 
     Returns:
@@ -149,12 +177,11 @@ def run_trial(
             return reports
         rule, budget = budget.train_to, budget.for_items(size, batch_size=cfg.train.batch_size)
         train_set, val = _trial_items(prepared, cfg, budget, size=size, seed=seed)
-        n_train = len(train_set.positions)
-        steps_per_epoch = math.ceil(n_train / min(cfg.train.batch_size, n_train))  # for the schedule's horizon
+        # budget.refit (a carve-out to refit): the weights the refit starts from, before anything trains
+        pretrained = _weights(model) if budget.refit else None
+        steps_per_epoch = _steps_per_epoch(cfg, train_set)  # for the schedule's horizon
         planned = budget.planned_epochs(steps_per_epoch)
-        optimizer = build_optimizer(model, cfg.train, runtime=runtime)
-        scheduler = build_scheduler(optimizer, cfg.train, total_steps=steps_per_epoch * planned)
-        scaler = runtime.grad_scaler()  # fp16 only; its scale carries over from epoch to epoch
+        optimization = _Optimization.fresh(model, cfg, runtime=runtime, total_steps=steps_per_epoch * planned)
         # The held-out set after these epochs too (the last is always evaluated): every epoch of a fixed grid.
         shown = (
             set(eval_epochs)
@@ -164,18 +191,7 @@ def run_trial(
         stopping, at = budget.stopping(), Progress(size=size, epochs=planned, seed=seed, train_to=rule)
         chosen, weights = at, None  # validation rules: the best validated epoch so far, and its weights
         for epoch in itertools.count(1):
-            stats = train_one_epoch(
-                model,
-                _batches(cfg, train_set, seed=seed, epoch=epoch),
-                train_set=train_set,
-                query_features=prepared.pool.query_features,
-                doc_features=prepared.pool.doc_features,
-                cfg=cfg.train,
-                optimizer=optimizer,
-                scheduler=scheduler,
-                runtime=runtime,
-                scaler=scaler,
-            )
+            stats = _train_epoch(model, prepared, cfg, train_set, optimization, seed=seed, epoch=epoch, runtime=runtime)
             at = at.after(stats)
             # Validation before the held-out evaluation, so a row's val_score is of the same model; the choice
             # among rows is the stopping policy's (validation rules) or the report's (roi.epoch_grid), never here.
@@ -183,12 +199,16 @@ def run_trial(
                 at = at.validated(*_validate(model, prepared, val, cfg, budget, runtime=runtime))
             verdict = stopping.after_epoch(epoch, steps=at.steps, score=at.val_score)
             if budget.stops_on_validation and verdict.keep:  # a weight copy is cheaper than retraining to it
-                chosen, weights = at, {k: v.detach().clone() for k, v in model.state_dict().items()}
+                chosen, weights = at, (None if budget.refit else _weights(model))
             if verdict.stop:
                 break
             if not budget.stops_on_validation and epoch in shown:
                 emit(at)
-        if weights is not None:  # the epochs after the chosen one stay in train_seconds: the user paid them
+        # The epochs after the chosen one stay in train_seconds and items_seen: the user paid them.
+        if pretrained is not None:
+            refit = _refit(model, prepared, cfg, pretrained, size=size, seed=seed, epochs=chosen.epoch, runtime=runtime)
+            at = at.refitted(chosen, refit)
+        elif weights is not None:
             model.load_state_dict(weights)
             at = replace(at, epoch=chosen.epoch, steps=chosen.steps, val_score=chosen.val_score)
         emit(replace(at, epochs=epoch, final=True, stop_reason=verdict.reason))
@@ -197,6 +217,93 @@ def run_trial(
         # Free the accelerator before the next trial in the same worker process.
         model = None
         runtime.release()
+
+
+@dataclass(frozen=True)
+class _Optimization:
+    """A run's optimizer, learning-rate schedule and loss scaler (fp16 only; its scale carries over epochs)."""
+
+    optimizer: torch.optim.Optimizer
+    scheduler: torch.optim.lr_scheduler.LambdaLR
+    scaler: torch.amp.GradScaler
+
+    @classmethod
+    def fresh(cls, model: RetrievalModel, cfg: TrialConfig, *, runtime: Runtime, total_steps: int) -> _Optimization:
+        optimizer = build_optimizer(model, cfg.train, runtime=runtime)
+        scheduler = build_scheduler(optimizer, cfg.train, total_steps=total_steps)
+        return cls(optimizer=optimizer, scheduler=scheduler, scaler=runtime.grad_scaler())
+
+
+def _train_epoch(
+    model: RetrievalModel,
+    prepared: PreparedData,
+    cfg: TrialConfig,
+    train_set: TrainSet,
+    optimization: _Optimization,
+    *,
+    seed: int,
+    epoch: int,
+    runtime: Runtime,
+) -> EpochStats:
+    return train_one_epoch(
+        model,
+        _batches(cfg, train_set, seed=seed, epoch=epoch),
+        train_set=train_set,
+        query_features=prepared.pool.query_features,
+        doc_features=prepared.pool.doc_features,
+        cfg=cfg.train,
+        optimizer=optimization.optimizer,
+        scheduler=optimization.scheduler,
+        runtime=runtime,
+        scaler=optimization.scaler,
+    )
+
+
+def _refit(
+    model: RetrievalModel,
+    prepared: PreparedData,
+    cfg: TrialConfig,
+    pretrained: dict[str, torch.Tensor],
+    *,
+    size: int,
+    seed: int,
+    epochs: int,
+    runtime: Runtime,
+) -> EpochStats:
+    """Train all ``size`` items for ``epochs`` epochs from the ``pretrained`` weights (``budget.refit``).
+
+    A fresh fixed-epoch run of the chosen length: the same nested-order items with no carve-out, the seed's
+    batches, a new optimizer and the configured schedule planned for ``epochs``, the random state reseeded as a
+    trial starts. So the refit is the model a ``Budget.fixed(epochs)`` trial of ``size`` items trains.
+
+    Returns:
+        The refit's totals: items, optimizer steps and training seconds; ``loss`` is its last epoch's.
+    """
+    reset_weights(model, pretrained)
+    seed_everything(seed)
+    train_set, _ = _trial_items(prepared, cfg, Budget.fixed(epochs), size=size, seed=seed)
+    steps_per_epoch = _steps_per_epoch(cfg, train_set)
+    optimization = _Optimization.fresh(model, cfg, runtime=runtime, total_steps=steps_per_epoch * epochs)
+    total = EpochStats(loss=math.nan, items=0, steps=0, seconds=0.0)
+    for epoch in range(1, epochs + 1):
+        stats = _train_epoch(model, prepared, cfg, train_set, optimization, seed=seed, epoch=epoch, runtime=runtime)
+        total = EpochStats(
+            loss=stats.loss,
+            items=total.items + stats.items,
+            steps=total.steps + stats.steps,
+            seconds=total.seconds + stats.seconds,
+        )
+    return total
+
+
+def _weights(model: RetrievalModel) -> dict[str, torch.Tensor]:
+    """A copy of the model's state (weights and buffers) on its device."""
+    return {k: v.detach().clone() for k, v in model.state_dict().items()}
+
+
+def _steps_per_epoch(cfg: TrialConfig, train_set: TrainSet) -> int:
+    n = len(train_set.positions)
+    return math.ceil(n / min(cfg.train.batch_size, n))
 
 
 def _trial_items(

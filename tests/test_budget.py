@@ -3,6 +3,8 @@ the validation carve-out, and the results-table columns that say how each point 
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 import numpy as np
 import pandas as pd
 import pytest
@@ -276,6 +278,7 @@ def test_older_tables_without_budget_columns_still_load():
     assert df["final"].tolist() == [True, False, True, False, True]
     assert df["train_to"].tolist() == ["", "epochs", "epochs", "epochs", "epochs"]
     assert df["stop_reason"].tolist() == ["", "", "epochs", "", "epochs"]
+    assert not df["refit"].any()  # tables from before sweep.refit: no point was refit
     points = roi_curve(relative_improvement(df, metrics=["mrr@20"]))
     assert points[points["cost_axis"] == "size"]["grid"].tolist() == [100, 200]
 
@@ -440,3 +443,144 @@ def test_within_label_carve_out_keeps_a_training_sibling_for_every_validation_it
     assert {pool.labels[i] for i in big.val_positions} <= {pool.labels[i] for i in big.train_positions}
     again = carve_validation(pool, np.arange(400), fraction=0.2, seed=0, within_labels=True, max_queries=30)
     assert np.array_equal(again.val_positions, big.val_positions)
+
+
+def _designed_refit_trial(cfg, prepared, monkeypatch, spec: SweepSpec, size: int):
+    """The validated rule's designed trainable (counter in the weights) plus a second buffer counting the items the
+    model trained on since its pretrained state. Returns (report, events, positions trained per epoch)."""
+    from sweeps.evaluate import EvalResult
+    from sweeps.models import build_model
+    from sweeps.train import EpochStats
+
+    events: list[str] = []
+    trained: list[set[int]] = []
+
+    def held_out(e: int) -> float:
+        return 0.80 - 0.01 * (e - 5) ** 2  # best at 5
+
+    def designed_train(model, batches, *, train_set, **kwargs):
+        items = sum(len(b) for b in batches)
+        model.designed_epoch += 1
+        model.designed_items += items
+        events.append("train")
+        trained.append({int(p) for b in batches for p in train_set.positions[b]})
+        return EpochStats(loss=float(items), items=items, steps=len(batches), seconds=0.5)
+
+    def designed_validation(model, pool, val, **kwargs):
+        assert pool is prepared.pool.data  # the trial's own items, never the held-out set
+        events.append("val")
+        return {"mrr@20": 0.0, "map@20": held_out(int(model.designed_epoch)) - 0.05, "recall@20": 0.0}, 0.25
+
+    def designed_evaluate(model, eval_set, **kwargs):
+        events.append("held-out")
+        metrics = {
+            "mrr@20": float(model.designed_epoch),  # epochs trained since the pretrained weights
+            "map@20": held_out(int(model.designed_epoch)),
+            "recall@20": float(model.designed_items) / 10_000,  # items trained since the pretrained weights
+        }
+        return EvalResult(metrics=metrics, seconds=0.1, n_queries=1, n_index=1)
+
+    monkeypatch.setattr(trial_module, "train_one_epoch", designed_train)
+    monkeypatch.setattr(trial_module, "score_validation", designed_validation)
+    monkeypatch.setattr(trial_module, "evaluate", designed_evaluate)
+    model = build_model(cfg.model, task=cfg.task)
+    model.register_buffer("designed_epoch", torch.zeros((), dtype=torch.int64))
+    model.register_buffer("designed_items", torch.zeros((), dtype=torch.int64))
+    cell = next(c for c in cells_for(spec) if c.size == size)
+    budget = Budget.for_cell(spec, epochs=1, train_to=cell.train_to, refit=cell.refits)
+    (report,) = run_trial(cfg, prepared=prepared, size=size, epochs=1, seed=0, budget=budget, model=model)
+    return report, events, trained
+
+
+def test_refit_trains_all_n_items_for_the_chosen_epochs_from_the_pretrained_weights(tiny, monkeypatch):
+    # sweep.refit: the validated rule's designed trial (300 items: 50 validate, 250 train, ~16 steps an epoch;
+    # best validated epoch 5, stop after 7), then all 300 items from the pretrained weights for 5 epochs.
+    from sweeps.data.order import nested_order
+
+    cfg, prepared = tiny
+    spec = SweepSpec(experiment="data_size", sizes=(32, 300), min_steps=40, epoch_cap=12, val_queries=50, refit=True)
+    report, events, trained = _designed_refit_trial(cfg, prepared, monkeypatch, spec, 300)
+    first_n = set(nested_order(prepared.pool.data, seed=0, group_size=cfg.train.group_size)[:300].tolist())
+    search, refit = trained[:7], trained[7:]
+    assert [len(t) for t in search] == [250] * 7 and all(t < first_n for t in search)  # the carve-out never trains
+    assert len(refit) == 5 and all(t == first_n for t in refit)  # the chosen epochs, every one of the N items
+    # The held-out set is read once, after the refit: never before the choice, never on the searched model.
+    assert events == ["train"] * 2 + ["train", "val"] * 5 + ["train"] * 5 + ["held-out"]
+    assert (report.epoch, report.epochs, report.stop_reason, report.refit, report.final) == (
+        5,
+        7,
+        "converged",
+        True,
+        True,
+    )
+    # The metrics are the refit's: 5 epochs and 5 x 300 items since the pretrained weights (continuing the searched
+    # model would show 10 or 12 epochs, 2,750 or more items).
+    assert report.metrics["mrr@20"] == 5.0 and report.metrics["recall@20"] == pytest.approx(0.15)
+    assert report.metrics["map@20"] == pytest.approx(0.80)
+    assert report.steps == 5 * 19 and report.loss == 300.0  # the refit's steps (300 items at batch 16) and loss
+    assert report.items_seen == 7 * 250 + 5 * 300 and report.train_seconds == pytest.approx(12 * 0.5)  # both paid
+    assert report.val_score == pytest.approx(0.75) and report.val_seconds == pytest.approx(5 * 0.25)
+
+    # No carve-out (32 items: the step minimum reaches the cap), nothing to refit: the trial trained all N items.
+    small, events, _ = _designed_refit_trial(cfg, prepared, monkeypatch, spec, 32)
+    assert "val" not in events and events.count("train") == 12 and not small.refit
+    assert (small.epoch, small.stop_reason, small.items_seen, small.metrics["mrr@20"]) == (12, "cap", 12 * 32, 12.0)
+
+
+def test_refit_trains_the_model_a_fixed_run_of_the_chosen_length_trains(tiny, monkeypatch):
+    # The real tiny model: the refit after a converged search that chose epoch 2 is, to float rounding, the model
+    # a fresh 2-epoch trial on the same 64 items trains (same items, seed, batches, optimizer and schedule).
+    cfg, prepared = tiny
+    designed = iter([0.10, 0.30, 0.20, 0.25])  # best at epoch 2; epochs 3 and 4 bring nothing: stop
+    monkeypatch.setattr(
+        trial_module,
+        "score_validation",
+        lambda *a, **k: ({"mrr@20": 0.0, "map@20": next(designed), "recall@20": 0.0}, 0.01),
+    )
+    budget = Budget(train_to="converged", epochs=1, patience=2, epoch_cap=10, refit=True)
+    (refit,) = run_trial(cfg, prepared=prepared, size=64, epochs=1, seed=0, budget=budget)
+    fixed = run_trial(cfg, prepared=prepared, size=64, epochs=2, seed=0, eval_epochs=())[-1]
+    assert (refit.epoch, refit.epochs, refit.stop_reason, refit.refit) == (2, 4, "converged", True)
+    assert refit.metrics == pytest.approx(fixed.metrics, abs=1e-6) and refit.steps == fixed.steps == 8
+    assert refit.loss == pytest.approx(fixed.loss, abs=1e-6)
+    designed = iter([0.10, 0.30, 0.20, 0.25])
+    (searched,) = run_trial(cfg, prepared=prepared, size=64, epochs=1, seed=0, budget=replace(budget, refit=False))
+    assert searched.epoch == 2 and not searched.refit and searched.metrics != refit.metrics
+    # The search's 4 epochs on the 52 items left after the carve-out, then the refit's 2 on all 64: both paid.
+    assert searched.items_seen == 4 * 52 and refit.items_seen == 4 * 52 + 2 * 64
+
+
+def test_refit_is_part_of_the_id_only_when_on_and_refused_without_a_choice():
+    from sweeps.dataclass_io import config_hash
+    from sweeps.errors import ConfigError
+    from sweeps.results import portable_config
+
+    cfg = _tiny_cfg(".")
+    plain = SweepSpec(experiment="data_size", sizes=(100,))
+    (_, cell), (_, refit_cell) = cells_for(plain), cells_for(replace(plain, refit=True))
+    # Without refit the cell, and so the id, is what it was before the option existed.
+    old_budget = "epoch_cap=20,min_steps=100,monitor=map,patience=2,val_fraction=0.2,val_queries=250"
+    assert cell == Cell(100, 1, 0, "validated", old_budget) and not cell.refits
+    old_cell = {"size": 100, "epochs": 1, "seed": 0, "train_to": "validated", "budget": old_budget}
+    blob = {"trial": portable_config(cfg), "cell": old_cell, "data": "d"}
+    assert trial_id(cfg, cell, data_id="d") == f"n100-e1-s0-validated-{config_hash(blob, length=10)}"
+    assert not Budget.for_cell(plain, epochs=1, train_to="validated").refit
+    # With refit: its own cell label, budget string and id; its budget refits.
+    refit_budget = "epoch_cap=20,min_steps=100,monitor=map,patience=2,refit=True,val_fraction=0.2,val_queries=250"
+    assert refit_cell.budget == refit_budget and refit_cell.label == "n100-e1-s0-validated-refit"
+    assert refit_cell.refits and trial_id(cfg, refit_cell, data_id="d") != trial_id(cfg, cell, data_id="d")
+    assert Budget.for_cell(plain, epochs=1, train_to="validated", refit=refit_cell.refits).refit
+    converged = cells_for(SweepSpec(experiment="data_size", sizes=(100,), train_to="converged", refit=True))[1]
+    assert converged.refits and converged.label == "n100-e1-s0-converged-refit"
+    # Refused where no rule chooses a length, with the field and the fix.
+    for bad in (
+        dict(train_to="steps"),
+        dict(train_to="epochs"),
+        dict(experiment="epochs", sizes=(), train_to=None),
+        dict(train_to="epochs", epochs=3, select_epoch="validation"),
+    ):
+        with pytest.raises(ConfigError) as err:
+            replace(plain, refit=True, **bad)
+        assert err.value.field == "sweep.refit" and "train_to: validated" in err.value.fix
+    with pytest.raises(ValueError, match="refit applies to train_to converged and validated"):
+        Budget(train_to="steps", refit=True)

@@ -77,6 +77,7 @@ def test_bad_values_name_the_field(tmp_path, extra, field, words):
         ("{experiment: epochs, max_epochs: 0}", "max_epochs must be >= 1"),
         ("{experiment: data_size, sizes: [10], epochs: 0}", "epochs and sweep.max_epochs must be >= 1"),
         ("{experiment: data_size, sizes: [10, 10]}", "duplicates"),
+        ("{experiment: data_size, sizes: [10], train_to: steps, refit: true}", "refit trains all N items"),
     ],
 )
 def test_bad_grids(tmp_path, sweep, words):

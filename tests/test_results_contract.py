@@ -12,8 +12,15 @@ from pathlib import Path
 import pytest
 
 from roi.analysis import analyse
-from roi.load import OPTIONAL_FLOAT_COLUMNS, OPTIONAL_STRING_COLUMNS, REQUIRED_COLUMNS, load_results
-from sweeps.config import Cell, TrialConfig
+from roi.curves import relative_improvement, select_points
+from roi.load import (
+    OPTIONAL_BOOL_COLUMNS,
+    OPTIONAL_FLOAT_COLUMNS,
+    OPTIONAL_STRING_COLUMNS,
+    REQUIRED_COLUMNS,
+    load_results,
+)
+from sweeps.config import Cell, SweepSpec, TrialConfig, cells_for
 from sweeps.dataclass_io import build
 from sweeps.results import TrialIdentity, make_record, records_to_table, result_columns, write_table
 
@@ -64,7 +71,7 @@ def test_roi_reads_what_sweeps_writes(tmp_path):
 def test_every_column_roi_knows_is_one_sweeps_writes():
     written = set(result_columns(20))
     assert set(REQUIRED_COLUMNS) <= written
-    assert set(OPTIONAL_FLOAT_COLUMNS) | set(OPTIONAL_STRING_COLUMNS) <= written
+    assert set(OPTIONAL_FLOAT_COLUMNS) | set(OPTIONAL_STRING_COLUMNS) | set(OPTIONAL_BOOL_COLUMNS) <= written
 
 
 def test_the_schema_document_lists_exactly_the_written_columns():
@@ -84,6 +91,34 @@ def test_compile_seconds_is_written_and_older_tables_read_it_as_zero(tmp_path):
     assert table.set_index("size")["train_seconds"].to_dict()[100] == 10.0  # not folded into training
     write_table(tmp_path, table.drop(columns=["compile_seconds"]))  # a table from before compile-once
     assert (load_results(tmp_path)["compile_seconds"] == 0.0).all()
+
+
+def test_refit_is_written_read_as_its_own_curve_and_false_in_older_tables(tmp_path):
+    spec = SweepSpec(experiment="data_size", sizes=(100,), refit=True)
+    refit = _record(cells_for(spec)[1], [0.6, 0.8])  # sweep.refit: the final row is the refit model's
+    refit["rows"][-1].update(final=True, stop_reason="converged", refit=True)
+    refit["rows"][0].update(final=False)
+    small = _record(cells_for(SweepSpec(experiment="data_size", sizes=(16,), refit=True))[1], [0.55])
+    small["rows"][0].update(final=True, stop_reason="cap", refit=False)  # no carve-out: all 16 items trained
+    plain = _record(Cell(100, 1, 0, "validated", "x=1"), [0.7])  # a validated trial without refit
+    plain["rows"][0].update(final=True, stop_reason="converged")  # records from before the option: no refit key
+    plain["sweep"] = "another"
+    table = records_to_table([_record(Cell(0, 0, 0), [0.5]), small, refit, plain], k=20)
+    assert table.loc[table["refit"], ["trial_id", "epoch"]].values.tolist() == [[refit["trial_id"], 2]]
+    write_table(tmp_path, table)
+    df = load_results(tmp_path)
+    assert df["refit"].dtype == bool and df.loc[df["refit"], ["trial_id", "epoch"]].values.tolist() == [
+        [refit["trial_id"], 2]
+    ]
+    points = select_points(relative_improvement(df, metrics=["mrr@20"])).set_index("trial_id")["setting"]
+    # One curve per sweep: the refit sweep's size without a carve-out belongs to its refit curve.
+    assert points.to_dict() == {
+        small["trial_id"]: "train_to=validated, refit",
+        refit["trial_id"]: "train_to=validated, refit",
+        plain["trial_id"]: "train_to=validated",
+    }
+    write_table(tmp_path, table.drop(columns=["refit"]))  # a table from before sweep.refit
+    assert not load_results(tmp_path)["refit"].any()
 
 
 def test_the_schema_document_lists_exactly_the_per_query_columns():
