@@ -242,13 +242,15 @@ def _budget_columns(df: pd.DataFrame, source: str) -> pd.DataFrame:
     """``final``, ``refit``, ``train_to`` and ``stop_reason``, typed; derived for tables written before they
     existed."""
     tuned = df["size"] > 0
+    # Empty cells are rows of an older table concatenated with a newer one (docs/clinc150/results.csv is four
+    # tables): they read as the column's absence does, final derived and refit False.
+    older = {"final": df["epoch"] == df["epochs"], "refit": pd.Series(False, index=df.index)}
     for col in OPTIONAL_BOOL_COLUMNS:
         if col in df.columns:
-            df[col] = _bools(df[col], col, source)
-    if "final" not in df.columns:
-        df["final"] = df["epoch"] == df["epochs"]
-    if "refit" not in df.columns:
-        df["refit"] = False
+            empty = df[col].isna()
+            df[col] = _bools(df[col].where(~empty, "false"), col, source).where(~empty, older[col])
+        else:
+            df[col] = older[col]
     df.loc[tuned & (df["train_to"] == ""), "train_to"] = "epochs"
     derive = tuned & df["final"] & (df["stop_reason"] == "") & (df["train_to"] == "epochs")
     df.loc[derive, "stop_reason"] = "epochs"

@@ -9,6 +9,7 @@ from __future__ import annotations
 import re
 from pathlib import Path
 
+import pandas as pd
 import pytest
 
 from roi.analysis import analyse
@@ -126,3 +127,15 @@ def test_the_schema_document_lists_exactly_the_per_query_columns():
 
     queries_part = SCHEMA.read_text().split("## Per-query scores")[1]
     assert set(re.findall(r"^\| `([^`]+)`", queries_part, flags=re.M)) == set(QUERY_COLUMNS)
+
+
+def test_an_older_table_concatenated_with_a_newer_one_reads_its_empty_cells_as_the_columns_absence(tmp_path):
+    # docs/clinc150/results.csv is such a table: rows from before `final`/`refit` existed (empty there) beside rows
+    # that have them. Empty `refit` reads False, empty `final` is derived (epoch == epochs), as for a missing column.
+    newer = records_to_table([_record(Cell(0, 0, 0), [0.5]), _record(Cell(100, 2, 0), [0.6, 0.7])], k=20)
+    older = records_to_table([_record(Cell(200, 2, 0), [0.65, 0.75])], k=20).drop(columns=["final", "refit"])
+    pd.concat([newer, older], ignore_index=True).to_csv(tmp_path / "results.csv", index=False)
+    df = load_results(tmp_path / "results.csv")
+    assert df["refit"].dtype == bool and not df["refit"].any()
+    finals = df.loc[df["final"], ["size", "epoch"]].sort_values("size").values.tolist()
+    assert finals == [[0, 0], [100, 2], [200, 2]]
