@@ -93,9 +93,11 @@ def test_the_price_of_the_next_point_is_set_against_the_value():
 def test_the_packaged_margins_are_the_published_backtests():
     margins = load_margins()
     assert {k for k in margins} == {(m, x) for m in (FIT, ELASTICITY) for x in ("mrr@20", "map@20", "recall@20")}
-    # docs/forecast.md: the CLINC150 one-epoch fit under-predicts recall@20 at 2,000 by 3.11 pp, the largest
-    assert margins[(FIT, "recall@20")].error == pytest.approx(0.031053, abs=1e-6)
-    assert all(m.n_cases > 0 and 0 < m.error < 0.1 for m in margins.values())
+    # docs/plan.md: the fit on BANKING77's validated curve (seed 0) under-predicts recall@20 at 1,000 by 7.54 pp,
+    # the largest (500 items had read flat: the validation carve-out's dent)
+    assert margins[(FIT, "recall@20")].error == pytest.approx(0.075374, abs=1e-6)
+    # at most 13.6 pp: the elasticity carried one round on BANKING77's validated recall@20 (200 -> 500 items)
+    assert all(m.n_cases > 0 and 0 < m.error < 0.15 for m in margins.values())
 
 
 def _run(tmp_path):
