@@ -60,6 +60,15 @@ def _runs(uri: str, experiment: str, kind: str = "trial") -> list:
     return client.search_runs([exp.experiment_id], filter_string=f"tags.kind = '{kind}'", max_results=1000)
 
 
+def _open_runs(uri: str, experiment: str) -> list:
+    """The experiment's trial runs still RUNNING; [] while it does not exist yet or the store is busy (polling)."""
+    try:
+        exp = mlflow.MlflowClient(uri).get_experiment_by_name(experiment)
+        return [] if exp is None else [r for r in _runs(uri, experiment) if r.info.status == "RUNNING"]
+    except Exception:  # noqa: BLE001 -- a sqlite store written by another process can be locked for a moment
+        return []
+
+
 def _history(uri: str, run_id: str, key: str) -> list[tuple[int, float]]:
     return sorted((m.step, m.value) for m in mlflow.MlflowClient(uri).get_metric_history(run_id, key))
 
@@ -266,7 +275,9 @@ def test_killed_driver_then_resume_leaves_one_finished_run_per_trial(ray_local, 
                 start_new_session=True,
             )
         deadline = time.time() + 120
-        while len(read_records(run_dir).records) < 3 and time.time() < deadline:
+        # Kill mid-trial: after 3 finished trials AND while a trial's MLflow run is open. Waiting for records alone
+        # was flaky: the kill could land between two trials, with no run open (seen once in a full tier).
+        while (len(read_records(run_dir).records) < 3 or not _open_runs(uri, "killed")) and time.time() < deadline:
             assert proc.poll() is None, log_path.read_text()[-3000:]
             time.sleep(0.05)
         os.killpg(proc.pid, signal.SIGKILL)  # the driver and its Ray, mid-trial
