@@ -19,13 +19,16 @@
   Otherwise the carve-out is drawn within labels (one item of a two-item label validates by finding its
   sibling, which trains), at most ``sweep.val_queries`` items: a few hundred queries rank epochs, and every
   carved item is one that does not train.
-- ``refit`` (``sweep.refit: true``, with ``converged`` or ``validated``; off by default): once validation has
+- ``refit`` (``sweep.refit``, with ``converged`` or ``validated``; on by default with ``validated``): once validation has
   chosen the length, train all N items (the carve-out included) from the pretrained weights for exactly the
   chosen epochs, and report that model, as scikit-learn's ``GridSearchCV(refit=True)`` does. The carve-out then
   costs no labels, only compute: about (chosen epochs x N) more item-passes, the search's epochs still paid. The
   refit is a fresh fixed-epoch run of the chosen length (same items, seed, batches, optimizer and schedule), so
   it trains the model an ``epochs`` trial of that length would. Where nothing was carved out (the step minimum
-  reaches the cap) the searched model already trained all N items and there is no refit.
+  reaches the cap) the searched model already trained all N items and there is no refit. Why it is the default:
+  without it the carve-out's items never train, and the middle of a data-size curve (the sizes that carve out 20%)
+  read below the same length trained on all N items, which moved the curve's answers (benchmarks/RESULTS.md, "Each
+  size trained to its validated length").
 
 An ``epochs`` budget with ``select_epoch`` (``sweep.select_epoch: validation``) is the data x epochs grid with a
 validation score per epoch: the carve-out of ``converged`` (the same items, the same score), but no stopping;

@@ -18,7 +18,6 @@ from typing import TYPE_CHECKING
 
 import pandas as pd
 
-from sweeps.budget import DEFAULT_MIN_STEPS
 from sweeps.config import Cell, SweepConfig, TrialConfig
 from sweeps.dataclass_io import config_hash, to_dict
 from sweeps.metrics import metric_keys
@@ -223,18 +222,6 @@ def read_records(run_dir: RunDir) -> RecordScan:
     return RecordScan(records=records, corrupt=corrupt, incompatible=incompatible)
 
 
-def cell_min_steps(cell: dict) -> int:
-    """The results column ``min_steps`` of a trial, from its record's cell: the ``min_steps`` its budget string
-    names (``steps``, ``validated``, a ``select_epoch`` grid with a floor other than the default), the default
-    floor for a ``select_epoch`` grid that names none, 0 for the other rules and the baseline."""
-    settings = dict(part.split("=", 1) for part in cell.get("budget", "").split(",") if "=" in part)
-    if not cell["size"]:
-        return 0
-    if "min_steps" in settings:
-        return int(settings["min_steps"])
-    return DEFAULT_MIN_STEPS if settings.get("select_epoch") == "validation" else 0
-
-
 def records_to_table(records: Iterable[dict], *, k: int) -> pd.DataFrame:
     """One row per trial per reported epoch, in the documented schema, ordered by cell and epoch."""
     rows = []
@@ -250,7 +237,7 @@ def records_to_table(records: Iterable[dict], *, k: int) -> pd.DataFrame:
             epochs=cell["epochs"] if cell["size"] else 0,
             num_gpus=float(rec["num_gpus"]),
             train_to=cell.get("train_to", "epochs") if cell["size"] else "",
-            min_steps=cell_min_steps(cell),
+            min_steps=Cell(**cell).min_steps,
         )
         if not rec["rows"]:  # a failed trial that reported nothing: one row that carries the failure
             rows.append(

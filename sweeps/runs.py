@@ -27,7 +27,7 @@ from typing import TYPE_CHECKING, Any
 
 import pandas as pd
 
-from sweeps.config import Cell, SweepConfig
+from sweeps.config import Cell, SweepConfig, SweepSpec
 from sweeps.dataclass_io import to_dict
 from sweeps.errors import ConfigError, DataError
 from sweeps.results import (
@@ -150,6 +150,9 @@ def open_run(
         for path in scan.corrupt:
             print(f"[{cfg.name}] warning: unreadable result record {path}: its cell will run again", flush=True)
             folder.delete(corrupt_relpath(path))
+        notice = unrefit_notice(cfg.sweep, scan.records)
+        if notice:
+            print(f"[{cfg.name}] note: {notice}", flush=True)
         write_run_metadata(folder, cfg)
     except BaseException:
         lock.release()
@@ -158,6 +161,32 @@ def open_run(
     done = {r["trial_id"] for r in scan.records if r["status"] == "ok"}
     run.pending = [c for c in cells if run.trial_id(c) not in done]
     return run
+
+
+def unrefit_notice(spec: SweepSpec, records: Iterable[dict]) -> str | None:
+    """What to tell a user who extends a run folder of ``train_to: validated`` trials made without ``sweep.refit``
+    (before it became the default) with a file that refits: those sizes get new ids and train again, and the
+    table will hold both kinds of point. None where nothing of the kind is in the folder."""
+    if not (spec.train_to == "validated" and spec.refit):
+        return None
+    old = sorted(
+        {
+            r["cell"]["size"]
+            for r in records
+            if r.get("status") == "ok"
+            and isinstance(r.get("cell"), dict)
+            and r["cell"].get("train_to") == "validated"
+            and "refit=True" not in str(r["cell"].get("budget", "")).split(",")
+        }
+    )
+    if not old:
+        return None
+    return (
+        f"this run folder holds train_to: validated trials made without refit (sizes {', '.join(map(str, old))}); "
+        "this file resolves sweep.refit: true (the default with validated), so its cells are refit trials with new "
+        "ids: they train again and the table holds both kinds of point. To extend the old run as it was, set "
+        "sweep.refit: false in the file"
+    )
 
 
 def mark_running(run: Run, *, experiment: str) -> None:

@@ -3,7 +3,7 @@ the validation carve-out, and the results-table columns that say how each point 
 
 from __future__ import annotations
 
-from dataclasses import replace
+from dataclasses import asdict, replace
 
 import numpy as np
 import pandas as pd
@@ -174,9 +174,10 @@ def test_cells_and_ids_carry_the_budget_rule_and_fixed_epoch_ids_do_not_change()
     steps = SweepSpec(experiment="data_size", sizes=(100,), epochs=1, train_to="steps", min_steps=50)
     # The defaults: validated lengths for data-size sweeps, fixed epochs for the epochs experiment and epoch grids.
     default = SweepSpec(experiment="data_size", sizes=(100,))
-    assert default.train_to == "validated" and cells_for(default)[1].label == "n100-e1-s0-validated"
+    assert default.train_to == "validated" and default.refit  # refit: the default with validated
+    assert cells_for(default)[1].label == "n100-e1-s0-validated-refit"
     assert cells_for(default)[1].budget == (
-        "epoch_cap=20,min_steps=100,monitor=map,patience=2,val_fraction=0.2,val_queries=250"
+        "epoch_cap=20,min_steps=100,monitor=map,patience=2,refit=True,val_fraction=0.2,val_queries=250"
     )
     assert SweepSpec(experiment="epochs").train_to == "epochs"
     # The older rules keep their cells (and so their trial ids): no setting of the new rule enters them.
@@ -394,7 +395,8 @@ def test_validated_rule_picks_each_size_s_best_epoch_without_the_held_out_set(ti
     monkeypatch.setattr(trial_module, "train_one_epoch", designed_train)
     monkeypatch.setattr(trial_module, "score_validation", designed_validation)
     monkeypatch.setattr(trial_module, "evaluate", designed_evaluate)
-    spec = SweepSpec(experiment="data_size", sizes=(300, 1200), min_steps=40, epoch_cap=12, val_queries=50)
+    # the search alone (the refit that follows it by default is tested below)
+    spec = SweepSpec(experiment="data_size", sizes=(300, 1200), min_steps=40, epoch_cap=12, val_queries=50, refit=False)
     assert spec.train_to == "validated"  # the default
     reports = {}
     for size in (300, 1200):
@@ -556,7 +558,7 @@ def test_refit_is_part_of_the_id_only_when_on_and_refused_without_a_choice():
     from sweeps.results import portable_config
 
     cfg = _tiny_cfg(".")
-    plain = SweepSpec(experiment="data_size", sizes=(100,))
+    plain = SweepSpec(experiment="data_size", sizes=(100,), refit=False)
     (_, cell), (_, refit_cell) = cells_for(plain), cells_for(replace(plain, refit=True))
     # Without refit the cell, and so the id, is what it was before the option existed.
     old_budget = "epoch_cap=20,min_steps=100,monitor=map,patience=2,val_fraction=0.2,val_queries=250"
@@ -584,3 +586,27 @@ def test_refit_is_part_of_the_id_only_when_on_and_refused_without_a_choice():
         assert err.value.field == "sweep.refit" and "train_to: validated" in err.value.fix
     with pytest.raises(ValueError, match="refit applies to train_to converged and validated"):
         Budget(train_to="steps", refit=True)
+    # The default: on with validated (the data-size default), off with every other rule, resolved once so the
+    # saved config.yaml names it; an explicit false keeps the ids of the runs made before it was the default.
+    assert SweepSpec(experiment="data_size", sizes=(100,)).refit is True
+    for rule in ("steps", "converged", "epochs"):
+        assert SweepSpec(experiment="data_size", sizes=(100,), train_to=rule).refit is False
+    assert SweepSpec(experiment="epochs").refit is False
+    assert (
+        SweepSpec(experiment="data_size", sizes=(100,), train_to="epochs", epochs=3, select_epoch="validation").refit
+        is False
+    )
+    assert cells_for(SweepSpec(experiment="data_size", sizes=(100,), refit=False))[1] == cell
+
+
+def test_extending_an_unrefit_validated_run_with_the_refit_default_says_what_happens():
+    from sweeps.runs import unrefit_notice
+
+    old = cells_for(SweepSpec(experiment="data_size", sizes=(100, 500), refit=False))
+    refit_spec = SweepSpec(experiment="data_size", sizes=(500,))
+    records = [{"status": "ok", "cell": asdict(c)} for c in old + cells_for(refit_spec)]
+    notice = unrefit_notice(refit_spec, records)
+    # the baselines (size 0, no rule) and the refit cell are not named; the two unrefit sizes are, with the fix
+    assert notice is not None and "sizes 100, 500" in notice and "sweep.refit: false" in notice
+    assert unrefit_notice(refit_spec, [r for r in records if "refit=True" in r["cell"]["budget"]]) is None
+    assert unrefit_notice(replace(refit_spec, refit=False), records) is None  # the file keeps the old rule

@@ -289,7 +289,7 @@ def test_the_floor_is_the_sweeps_min_steps_and_travels_in_the_results_table():
     from sweeps.budget import DEFAULT_MIN_STEPS as budget_default_floor
     from sweeps.budget import Budget
     from sweeps.dataclass_io import to_dict
-    from sweeps.results import cell_min_steps, records_to_table
+    from sweeps.results import records_to_table
 
     spec = SweepSpec(experiment="data_size", sizes=(100,), epochs=5, select_epoch="validation")
     (base, default) = cells_for(spec)
@@ -302,7 +302,8 @@ def test_the_floor_is_the_sweeps_min_steps_and_travels_in_the_results_table():
     assert DEFAULT_MIN_STEPS == budget_default_floor == SweepSpec.min_steps  # roi's default for older tables
     validated = cells_for(SweepSpec(experiment="data_size", sizes=(100,), min_steps=80))[1]
     plain = cells_for(dataclasses.replace(spec, select_epoch="none"))[1]
-    floors = [cell_min_steps(to_dict(c)) for c in (default, other, validated, plain, base)]
+    # as the results table reads it: from the record's cell (a dict), rebuilt into a Cell
+    floors = [Cell(**to_dict(c)).min_steps for c in (default, other, validated, plain, base)]
     assert floors == [100, 50, 80, 0, 0]
 
     def record(cell: Cell, trial_id: str) -> dict:
