@@ -14,9 +14,10 @@ import pandas as pd
 from sweeps.budget import Budget
 from sweeps.config import Cell, SweepConfig
 from sweeps.prepare import PreparedData
+from sweeps.progress import EpochReport
 from sweeps.results import RunDir
 from sweeps.runs import close_run, open_run
-from sweeps.trial import EpochReport, run_trial
+from sweeps.trial import run_trial
 
 
 def run_cells(

@@ -32,8 +32,9 @@ from sweeps.config import Cell, SweepConfig
 from sweeps.device import Runtime, resolve_runtime
 from sweeps.errors import UserError
 from sweeps.prepare import PreparedData
+from sweeps.progress import EpochReport
 from sweeps.results import RECORD_KEY, TrialIdentity, make_record
-from sweeps.trial import EpochReport, run_trial
+from sweeps.trial import run_trial
 
 log = logging.getLogger("sweeps.trial")
 
