@@ -85,3 +85,24 @@ def test_gpu_throughput_tiny_code_path_with_only_the_gpu_machines_packages(tmp_p
         "benchmarks/gpu_throughput.py", "--tiny", "--steps", "1", "--archs", "resnet", "--compile", "off", "--pageable"
     )
     assert "resnet50 pairs B128 224px [eager, pageable]" in out
+
+
+def test_small_n_folds_scores_every_item_once_and_chooses_on_the_folds_mean(tmp_path):
+    import importlib.util
+
+    import pandas as pd
+
+    spec = importlib.util.spec_from_file_location("small_n_folds", REPO / "benchmarks" / "small_n_folds.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    # A designed mean curve: best at 5, but an early stop with patience 2 ends at 4 with epoch 2.
+    mean = pd.Series([0.5, 0.6, 0.55, 0.54, 0.7], index=range(1, 6))
+    assert module.choices(mean, patience=2) == {"argmax": (5, 5), "patience 2": (2, 4)}
+    out = _run(
+        "benchmarks/small_n_folds.py", SMOKE, "--size", "64", "--folds", "4", "--epoch-cap", "2", "--threads", "1",
+        "--out", str(tmp_path / "folds.csv"),
+    )  # fmt: skip
+    curves = pd.read_csv(tmp_path / "folds.csv")
+    assert sorted(curves["fold"].unique()) == [0, 1, 2, 3] and sorted(curves["epoch"].unique()) == [1, 2]
+    assert curves.groupby("fold")["queries"].first().sum() == 64  # 32 labels of 2: every item validates once
+    assert "| argmax |" in out and "| default (step minimum, all N) |" in out

@@ -447,6 +447,49 @@ def test_within_label_carve_out_keeps_a_training_sibling_for_every_validation_it
     assert np.array_equal(again.val_positions, big.val_positions)
 
 
+def test_k_folds_score_every_item_of_a_label_once_and_keep_a_sibling_in_training():
+    from sweeps.data.items import Pairs
+    from sweeps.validation import fold_validation
+
+    # 50 labels of 2 (100 items at group_size 2), 5 labels of 7, one lone item: 5 folds.
+    labels = [f"p{i // 2}" for i in range(100)] + [f"b{i // 7}" for i in range(35)] + ["lone"]
+    pool = LabeledItems(items=tuple(map(str, range(136))), labels=tuple(labels), modality="text", source="designed")
+    positions = np.arange(136)[::-1]  # any order: the trial's nested order
+    splits = [fold_validation(pool, positions, folds=5, fold=f, seed=0) for f in range(5)]
+    scored = np.concatenate([v.val_positions for v in splits])
+    # every item of a label of 2 or more validates exactly once; the lone item never (nothing to find)
+    assert sorted(scored.tolist()) == list(range(135))
+    for v in splits:
+        held = pd.Series([pool.labels[i] for i in v.val_positions]).value_counts()
+        trained = {pool.labels[i] for i in v.train_positions}
+        assert set(held.index) <= trained  # every validation item has a sibling in training
+        assert held.max() <= 2  # a label of 7 over 5 folds: at most ceil(7 / 5) in one fold
+        assert len(v.train_positions) + len(v.val_positions) == 136 and np.array_equal(v.index_positions, positions)
+    assert max(len(v.val_positions) for v in splits) - min(len(v.val_positions) for v in splits) <= 1  # even folds
+    again = fold_validation(pool, positions, folds=5, fold=3, seed=0)
+    assert np.array_equal(again.val_positions, splits[3].val_positions)  # seeded
+    assert not np.array_equal(
+        fold_validation(pool, positions, folds=5, fold=3, seed=1).val_positions, again.val_positions
+    )
+    pairs = Pairs(
+        queries=tuple(map(str, range(12))),
+        docs=tuple(map(str, range(4))),
+        doc_of=tuple(i % 4 for i in range(12)),
+        query_modality="text",
+        doc_modality="text",
+        source="designed",
+    )
+    docs = [
+        sorted({pairs.doc_of[i] for i in fold_validation(pairs, np.arange(12), folds=2, fold=f, seed=0).val_positions})
+        for f in (0, 1)
+    ]
+    assert (
+        sorted(docs[0] + docs[1]) == [0, 1, 2, 3] and len(docs[0]) == 2
+    )  # documents dealt over folds, with their pairs
+    with pytest.raises(ValueError, match="folds >= 2"):
+        fold_validation(pool, positions, folds=1, fold=0, seed=0)
+
+
 def _designed_refit_trial(cfg, prepared, monkeypatch, spec: SweepSpec, size: int):
     """The validated rule's designed trainable (counter in the weights) plus a second buffer counting the items the
     model trained on since its pretrained state. Returns (report, events, positions trained per epoch)."""
