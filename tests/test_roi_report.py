@@ -229,6 +229,18 @@ def test_pngs_written_when_a_chromium_is_found(tmp_path, monkeypatch):
     assert all(p.is_file() for p in paths.pngs.values())
 
 
+def test_png_height_fits_the_whole_legend():
+    import plotly.graph_objects as go
+
+    few = go.Figure([go.Scatter(x=[1], y=[1], legendgroup="a"), go.Scatter(x=[1], y=[1], legendgroup="a")])
+    assert png.png_height(few) == png.HEIGHT  # the default where the legend fits
+    many = go.Figure(
+        [go.Scatter(x=[1], y=[1], legendgroup=f"g{i // 3}") for i in range(36)]  # 12 curves x (line, forecast, answer)
+        + [go.Scatter(x=[1], y=[1], legendgroup="g0", showlegend=False)]  # a band: no legend entry
+    )
+    assert png.png_height(many) == png.MARGIN + 36 * png.LEGEND_ROW + 12 * png.LEGEND_GROUP_GAP  # 1,100 px
+
+
 def test_error_writes_nothing(tmp_path, no_chromium):
     df = table(baseline_rows("other") + data_size_rows("d", PEAK_MID))
     with pytest.raises(RoiInputError, match="missing baseline"):

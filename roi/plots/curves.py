@@ -25,6 +25,9 @@ MEASURES: dict[str, tuple[str, str]] = {
 }
 UNITS: dict[str, str] = {"size": "labeled item", "train_seconds": "training second", "gpu_seconds": "GPU-second"}
 _PALETTE = qualitative.Plotly
+# Past ten curves Plotly's palette repeats, and two curves of one colour read as one (a report of three rules x three
+# metrics has nine, plus one epoch per size): a 24-colour palette then.
+_LONG_PALETTE = qualitative.Dark24
 
 
 def figure_name(experiment: str, cost_axis: str, measure: str) -> str:
@@ -91,12 +94,14 @@ def curve_figure(
     sub = curves[(curves["experiment"] == experiment) & (curves["cost_axis"] == cost_axis)]
     labels = _labels(sub) if not sub.empty else {}
     traces: list[go.Scatter] = []
-    for i, (key, cur) in enumerate(sub.groupby(list(GROUP_KEY), sort=True)):
+    groups = list(sub.groupby(list(GROUP_KEY), sort=True))
+    palette = _PALETTE if len(groups) <= len(_PALETTE) else _LONG_PALETTE
+    for i, (key, cur) in enumerate(groups):
         cur = cur.sort_values("cost", kind="stable")
         cur = cur[cur[column].notna()]
         if cur.empty:
             continue
-        label, color = labels[key], _PALETTE[i % len(_PALETTE)]
+        label, color = labels[key], palette[i % len(palette)]
         curve = dict(zip(GROUP_KEY, key, strict=True)) | {"cost_axis": cost_axis}
         if cur["n_seeds"].max() > 1:
             traces.append(

@@ -30,9 +30,23 @@ def find_chromium() -> str | None:
         return None
 
 
+WIDTH, HEIGHT = 1000, 600  # pixels of an exported figure; taller where its legend needs it (png_height)
+LEGEND_ROW, LEGEND_GROUP_GAP, MARGIN = 21, 12, 200  # pixels per legend entry, between groups, above and below
+
+
+def png_height(figure: go.Figure) -> int:
+    """The height at which the figure's whole legend shows: a static image cannot scroll it, and a report with a
+    dozen curves (three rules x three metrics, their forecasts and answers) lost the last rules' entries at 600."""
+    shown = [t for t in figure.data if t.showlegend is not False]
+    groups = {t.legendgroup for t in shown}
+    return max(HEIGHT, MARGIN + LEGEND_ROW * len(shown) + LEGEND_GROUP_GAP * len(groups))
+
+
 def write_pngs(figures: Sequence[go.Figure], paths: Sequence[Path]) -> None:
     """Export figures as PNG with kaleido (one browser for all); raises whatever kaleido raises."""
-    pio.write_images(list(figures), [str(p) for p in paths], format="png", width=1000, height=600)
+    figures = list(figures)
+    heights = [png_height(f) for f in figures]
+    pio.write_images(figures, [str(p) for p in paths], format="png", width=WIDTH, height=heights)
 
 
 def export_pngs(folder: Path, figures: Mapping[str, go.Figure], *, enabled: bool) -> tuple[dict[str, Path], str]:
