@@ -106,3 +106,16 @@ def test_small_n_folds_scores_every_item_once_and_chooses_on_the_folds_mean(tmp_
     assert sorted(curves["fold"].unique()) == [0, 1, 2, 3] and sorted(curves["epoch"].unique()) == [1, 2]
     assert curves.groupby("fold")["queries"].first().sum() == 64  # 32 labels of 2: every item validates once
     assert "| argmax |" in out and "| default (step minimum, all N) |" in out
+
+
+def test_refit_curve_on_the_published_banking77_tables():
+    # pandas + roi only: the published tables give known numbers (benchmarks/RESULTS.md, "The default since 2026-12-07")
+    out = _run(
+        "benchmarks/refit_curve.py", "--refit", "docs/runs/banking77-data-refit.results.csv",
+        "--rule", "docs/runs/banking77-data-validated.results.csv", "--oracle", "docs/runs/banking77-oracle.results.csv",
+        "--refit-500", "benchmarks/results/banking77-data-refit.results.csv",
+        "--steps", "docs/runs/banking77-data-steps.results.csv",
+    )  # fmt: skip
+    assert "0.8740 / 0.4116 (oracle at epoch 13)" in out and "0.8652 / 0.3841 (refit run)" in out
+    assert "| all | 64,000 / 16,500 (3.88x) |" in out
+    assert "map@20: default, two seeds: not reached by 2,000 (last e 0.48); step minimum, two seeds: ~580" in out
