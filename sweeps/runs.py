@@ -150,7 +150,8 @@ def open_run(
         for path in scan.corrupt:
             print(f"[{cfg.name}] warning: unreadable result record {path}: its cell will run again", flush=True)
             folder.delete(corrupt_relpath(path))
-        notice = unrefit_notice(cfg.sweep, scan.records)
+        # only where this run adds refit cells (roi trial adds fixed-epoch ones)
+        notice = unrefit_notice(cfg.sweep, scan.records) if any(c.refits for c in cells) else None
         if notice:
             print(f"[{cfg.name}] note: {notice}", flush=True)
         write_run_metadata(folder, cfg)
