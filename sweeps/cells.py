@@ -73,7 +73,7 @@ class SweepSpec:
 
     def __post_init__(self) -> None:
         if self.train_to is None:  # resolved here, once: the saved config.yaml names the rule a run used
-            # A data x epochs grid (select_epoch) is fixed epochs by definition; other data-size sweeps get steps.
+            # A data x epochs grid (select_epoch) is fixed epochs by definition; other data-size sweeps get validated.
             grid = self.experiment != "data_size" or self.select_epoch != "none"
             object.__setattr__(self, "train_to", "epochs" if grid else "validated")
         if self.refit is None:  # resolved once too: a run's config.yaml says whether its points were refit

@@ -177,7 +177,7 @@ def unrefit_notice(spec: SweepSpec, records: Iterable[dict]) -> str | None:
             if r.get("status") == "ok"
             and isinstance(r.get("cell"), dict)
             and r["cell"].get("train_to") == "validated"
-            and "refit=True" not in str(r["cell"].get("budget", "")).split(",")
+            and not Cell(**r["cell"]).refits
         }
     )
     if not old:
