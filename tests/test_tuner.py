@@ -267,3 +267,15 @@ def test_a_dashboard_that_does_not_start_leaves_a_sweep_without_it_not_dead(monk
     assert ray_constants.RAY_DASHBOARD_STARTUP_TIMEOUT_S == DASHBOARD_STARTUP_S
     err = capsys.readouterr().err
     assert "dashboard did not start (Failed to start the dashboard)" in err and "without it" in err
+
+
+def test_the_grid_starts_the_longest_cells_first():
+    from sweeps.config import Cell
+    from sweeps.tuner import _longest_first
+
+    cells = [Cell(0, 0, 0), Cell(50, 1, 0), Cell(400, 1, 0), Cell(0, 0, 1), Cell(50, 1, 1), Cell(400, 1, 1)]
+    assert _longest_first(cells) == [
+        Cell(400, 1, 0), Cell(400, 1, 1), Cell(50, 1, 0), Cell(50, 1, 1), Cell(0, 0, 0), Cell(0, 0, 1)
+    ]  # fmt: skip
+    epochs = [Cell(1000, e, 0) for e in (1, 5, 3)]
+    assert [c.epochs for c in _longest_first(epochs)] == [5, 3, 1]
