@@ -324,13 +324,13 @@ def test_a_truncated_record_is_reported_by_name_and_only_its_cell_reruns(embedde
 def test_out_of_memory_is_recorded_not_retried_and_memory_released_before_the_next_trial(embedded_ray, tmp_path):
     smoke = designed_config(
         tmp_path, name="oom", sizes=(32, 64), epochs=2, max_concurrent=1
-    )  # one actor runs all cells in turn
+    )  # one actor runs all cells in turn, the largest first (sweeps.tuner._longest_first): 64, 32, the baseline
     (tmp_path / "oom").mkdir()
-    (tmp_path / "oom" / "n32-e2-s0").touch()
+    (tmp_path / "oom" / "n64-e2-s0").touch()
     out = run_sweep(smoke, prepared=prepare_data(smoke.trial), trainable=fit_cell_with_faults)
 
     records = _by_label(out.run_dir)
-    oom = records["n32-e2-s0"]
+    oom = records["n64-e2-s0"]
     assert oom["status"] == "failed" and oom["rows"] == []
     assert oom["error"].startswith("out of GPU memory at train.batch_size=16, eval.batch_size=256")
     assert "not retried" in oom["error"] and "fix: lower train.batch_size" in oom["error"]
@@ -339,20 +339,20 @@ def test_out_of_memory_is_recorded_not_retried_and_memory_released_before_the_ne
         "n32-e2-s0": 1,
         "n64-e2-s0": 1,
     }  # the OOM cell ran once: no blind retry
-    assert records["n0-e0-s0"]["status"] == records["n64-e2-s0"]["status"] == "ok"
+    assert records["n0-e0-s0"]["status"] == records["n32-e2-s0"]["status"] == "ok"
     assert out.failed == 1 and out.ran == 3
     table = out.table
     assert (
-        table.loc[table["size"] == 64, "epoch"].tolist() == [1, 2]
-        and table.loc[table["size"] == 64, "mrr@20"].map(math.isfinite).all()
+        table.loc[table["size"] == 32, "epoch"].tolist() == [1, 2]
+        and table.loc[table["size"] == 32, "mrr@20"].map(math.isfinite).all()
     )
-    assert table.loc[table["size"] == 32, "status"].tolist() == ["failed"]
+    assert table.loc[table["size"] == 64, "status"].tolist() == ["failed"]
     # The accelerator was released after every trial, the OOM one included, before the actor's next trial
     # started. (On this CPU-only machine that proves the release path runs; empty_cache itself needs CUDA.)
     # (twice each: by run_trial, and by fit_cell once an error in flight, which holds the tensors, is handled)
     assert releases(tmp_path) == {"n0-e0-s0": 2, "n32-e2-s0": 2, "n64-e2-s0": 2}
-    released_at = max(p.stat().st_mtime for p in (tmp_path / "released").glob("n32-e2-s0.*"))
-    assert released_at <= oom["finished_at"] <= records["n64-e2-s0"]["started_at"]
+    released_at = max(p.stat().st_mtime for p in (tmp_path / "released").glob("n64-e2-s0.*"))
+    assert released_at <= oom["finished_at"] <= records["n32-e2-s0"]["started_at"]
 
 
 # ------------------------------------------------------------------------------ 7: a hung trial
